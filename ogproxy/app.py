@@ -1,0 +1,186 @@
+"""The HTTP application: signed image URLs in, cached PNG cards out.
+
+The request path, top to bottom: bound the query -> verify the signature -> parse and
+check the parameters -> answer a matching If-None-Match -> cache -> render once ->
+respond with immutable headers. Nothing is parsed, cached or rendered before the
+signature has been verified.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse, PlainTextResponse, Response
+from starlette.routing import Route
+
+from .cachekey import cache_key, etag
+from .config import Settings
+from .errors import InvalidParam, OgProxyError, QueryTooLong
+from .meta import meta_tags
+from .params import MAX_QUERY_BYTES, CardParams, parse_card
+from .renderer import Output, Renderer
+from .signing import sign_url, verify_query
+from .singleflight import SingleFlight
+from .store import Store
+from .templates import TemplateSet
+
+log = logging.getLogger("ogproxy")
+
+IMMUTABLE = "public, max-age=31536000, immutable"
+PNG = Output()
+
+
+@dataclass
+class Cards:
+    """Everything a request needs, created in the lifespan and kept on app.state."""
+
+    settings: Settings
+    secrets: tuple[str, ...]
+    templates: TemplateSet
+    store: Store
+    renderer: Renderer
+    flights: SingleFlight[tuple[bytes, bool]]
+
+    async def get_or_render(self, key: str, params: CardParams, output: Output) -> tuple[bytes, bool]:
+        """Return ``(png, rendered)``; ``rendered`` is True for the one request that rendered it."""
+        cached = self.store.get_memory(key)
+        if cached is not None:
+            return cached, False
+        (png, rendered), leader = await self.flights.run(
+            key, lambda: self._render_once(key, params, output)
+        )
+        return png, rendered and leader
+
+    async def _render_once(self, key: str, params: CardParams, output: Output) -> tuple[bytes, bool]:
+        # Re-check inside the flight: another request may have stored it meanwhile.
+        cached = await self.store.get(key)
+        if cached is not None:
+            return cached, False
+        html = self.templates.render(params, width=output.width, height=output.height)
+        started = time.perf_counter()
+        png = await self.renderer.render(html, output)
+        log.info("rendered %s in %.0f ms", key[:12], (time.perf_counter() - started) * 1000)
+        await self.store.put(key, png)
+        return png, True
+
+
+def _headers(key: str) -> dict[str, str]:
+    return {"ETag": etag(key), "Cache-Control": IMMUTABLE}
+
+
+def _etag_matches(request: Request, tag: str) -> bool:
+    header = request.headers.get("if-none-match", "")
+    candidates = {t.strip().removeprefix("W/") for t in header.split(",")}
+    return tag in candidates or "*" in candidates
+
+
+async def og_image(request: Request) -> Response:
+    cards: Cards = request.app.state.cards
+    raw_query: bytes = request.scope["query_string"]
+    if len(raw_query) > MAX_QUERY_BYTES:
+        raise QueryTooLong(detail=f"query of {len(raw_query)} bytes")
+    pairs = verify_query(request.scope["path"], raw_query, cards.secrets)
+    params = parse_card(pairs, cards.templates.default_accents)
+
+    template = cards.templates.templates[params.template]
+    key = cache_key(template, params, PNG)
+    headers = _headers(key)
+    if _etag_matches(request, headers["ETag"]):
+        return Response(status_code=304, headers=headers)
+
+    png, rendered = await cards.get_or_render(key, params, PNG)
+    headers["X-Cache"] = "MISS" if rendered else "HIT"
+    headers["Content-Length"] = str(len(png))
+    body = b"" if request.method == "HEAD" else png
+    return Response(body, media_type="image/png", headers=headers)
+
+
+async def healthz(request: Request) -> Response:
+    return PlainTextResponse("ok", headers={"Cache-Control": "no-store"})
+
+
+def _error_response(
+    status: int, message: str, headers: dict[str, str] | None = None, param: str | None = None
+) -> Response:
+    body: dict[str, object] = {"error": message, "status": status}
+    if param is not None:
+        body["param"] = param
+    return JSONResponse(body, status_code=status, headers={"Cache-Control": "no-store", **(headers or {})})
+
+
+async def _ogproxy_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, OgProxyError)
+    level = logging.WARNING if exc.status_code >= 500 else logging.INFO
+    log.log(level, "%s %s -> %d: %s", request.method, request.url.path, exc.status_code, exc.detail)
+    param = exc.param if isinstance(exc, InvalidParam) else None
+    return _error_response(exc.status_code, exc.public_message, exc.headers, param)
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    return _error_response(exc.status_code, exc.detail, dict(exc.headers or {}))
+
+
+async def _unexpected(request: Request, exc: Exception) -> Response:
+    log.exception("unexpected error on %s %s", request.method, request.url.path)
+    return _error_response(500, "Internal error.")
+
+
+def dev_banner(settings: Settings) -> str:
+    """What `serve --dev` prints once ready: a signed example URL and its meta tags."""
+    base = f"http://{settings.host}:{settings.port}/og.png"
+    params = {"title": "Hello from ogproxy 👋", "subtitle": "Signed, rendered once, cached",
+              "template": "gradient"}
+    url = sign_url(base, settings.signing_secrets[-1], params)
+    return (
+        "\nogproxy dev mode: secret kept in "
+        f"{settings.dev_secret_file if not settings.secrets else 'OGPROXY_SECRET'}\n"
+        f"Example card (open it in a browser):\n  {url}\n"
+        f"Meta tags for your page:\n{meta_tags(url, PNG)}\n"
+        "Sign your own: .venv/bin/ogproxy sign --dev --title 'My post'\n"
+    )
+
+
+def create_app(settings: Settings) -> Starlette:
+    """The ASGI app. The cache is opened and the browser launched in its lifespan."""
+    templates = TemplateSet(settings.templates_dir)
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        renderer = Renderer(
+            pages=settings.pages, chromium=settings.chromium, timeout=settings.render_timeout
+        )
+        await renderer.start()
+        store = Store(
+            settings.cache_dir, size_limit=settings.cache_size, memory_bytes=settings.memory_cache
+        )
+        app.state.cards = Cards(
+            settings, settings.signing_secrets, templates, store, renderer, SingleFlight()
+        )
+        if settings.dev:
+            print(dev_banner(settings), flush=True)
+        try:
+            yield
+        finally:
+            await renderer.stop()
+            store.close()
+
+    return Starlette(
+        routes=[
+            Route("/og.png", og_image, methods=["GET", "HEAD"]),
+            Route("/healthz", healthz, methods=["GET", "HEAD"]),
+        ],
+        exception_handlers={
+            OgProxyError: _ogproxy_error,
+            HTTPException: _http_error,
+            Exception: _unexpected,
+        },
+        lifespan=lifespan,
+    )

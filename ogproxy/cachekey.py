@@ -1,0 +1,31 @@
+"""The content address of a render: what must change for the image to change."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict
+
+from .params import CardParams
+from .renderer import Output
+from .templates import Template
+
+# Bump when a change to the rendering code (not the templates) changes the pixels.
+RENDERER_VERSION = "1"
+
+
+def cache_key(template: Template, params: CardParams, output: Output) -> str:
+    """SHA-256 (hex) over the renderer version, template source, params and output."""
+    document = {
+        "renderer": RENDERER_VERSION,
+        "template": template.source_hash,
+        "params": params.as_dict(),
+        "output": asdict(output),
+    }
+    blob = json.dumps(document, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+    return hashlib.sha256(blob.encode()).hexdigest()
+
+
+def etag(key: str) -> str:
+    """A strong ETag derived from the content address."""
+    return f'"{key[:40]}"'

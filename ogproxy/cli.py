@@ -1,0 +1,145 @@
+"""The ``ogproxy`` command: a thin layer over the Python API."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import click
+
+from . import __version__
+from .config import (
+    DEFAULT_CACHE_DIR,
+    DEFAULT_DEV_SECRET_FILE,
+    DEFAULT_HOST,
+    DEFAULT_PORT,
+    DEFAULT_RENDER_TIMEOUT,
+    Settings,
+    dev_secret,
+    parse_size,
+    split_secrets,
+)
+from .errors import ConfigError
+from .signing import sign_url
+
+DEFAULT_BASE_URL = f"http://{DEFAULT_HOST}:{DEFAULT_PORT}/og.png"
+
+
+def _settings(**values: object) -> Settings:
+    try:
+        return Settings(**values)  # type: ignore[arg-type]
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "show_default": True})
+@click.version_option(__version__, prog_name="ogproxy")
+def main() -> None:
+    """ogproxy: signed Open Graph image URLs, rendered once with Chromium, cached on disk."""
+
+
+@main.command()
+@click.option("--host", envvar="OGPROXY_HOST", default=DEFAULT_HOST, show_envvar=True,
+              help="Interface to listen on.")
+@click.option("--port", envvar="OGPROXY_PORT", default=DEFAULT_PORT, type=int, show_envvar=True,
+              help="Port to listen on.")
+@click.option("--cache-dir", envvar="OGPROXY_CACHE_DIR", default=DEFAULT_CACHE_DIR,
+              type=click.Path(file_okay=False, path_type=Path), show_envvar=True,
+              help="Directory of the persistent render cache.")
+@click.option("--cache-size", envvar="OGPROXY_CACHE_SIZE", default="1GiB", show_envvar=True,
+              help="Disk cache size limit (e.g. 1GiB, 500MB).")
+@click.option("--memory-cache", envvar="OGPROXY_MEMORY_CACHE", default="64MiB", show_envvar=True,
+              help="Hot PNGs kept in memory.")
+@click.option("--secret", envvar="OGPROXY_SECRET", default=None, show_envvar=True,
+              show_default=False,
+              help="Signing secret(s), comma-separated: the last signs, all verify.")
+@click.option("--dev", envvar="OGPROXY_DEV", is_flag=True, show_envvar=True,
+              help="Development mode: generate and keep a local secret if none is given.")
+@click.option("--dev-secret-file", envvar="OGPROXY_DEV_SECRET_FILE",
+              default=DEFAULT_DEV_SECRET_FILE, type=click.Path(dir_okay=False, path_type=Path),
+              show_envvar=True, help="Where --dev keeps its generated secret.")
+@click.option("--chromium", envvar="OGPROXY_CHROMIUM", default=None, show_envvar=True,
+              help="Chromium binary (default: Playwright's, else the system's).")
+@click.option("--pages", envvar="OGPROXY_PAGES", default=None, type=int, show_envvar=True,
+              help="Concurrent renders (browser pages). Default: one per core.")
+@click.option("--render-timeout", envvar="OGPROXY_RENDER_TIMEOUT", default=DEFAULT_RENDER_TIMEOUT,
+              type=float, show_envvar=True, help="Seconds before a render is cut off.")
+@click.option("--templates-dir", envvar="OGPROXY_TEMPLATES_DIR", default=None,
+              type=click.Path(file_okay=False, exists=True, path_type=Path), show_envvar=True,
+              help="Folder of card templates (default: the built-in ones).")
+@click.option("--log-level", envvar="OGPROXY_LOG_LEVEL", default="info",
+              type=click.Choice(["debug", "info", "warning", "error"]), show_envvar=True)
+def serve(host: str, port: int, cache_dir: Path, cache_size: str, memory_cache: str,
+          secret: str | None, dev: bool, dev_secret_file: Path, chromium: str | None,
+          pages: int | None, render_timeout: float, templates_dir: Path | None,
+          log_level: str) -> None:
+    """Serve signed image URLs over HTTP."""
+    import uvicorn
+
+    from .app import create_app
+
+    try:
+        values: dict[str, object] = {
+            "host": host, "port": port, "cache_dir": cache_dir, "dev": dev,
+            "cache_size": parse_size(cache_size, "OGPROXY_CACHE_SIZE"),
+            "memory_cache": parse_size(memory_cache, "OGPROXY_MEMORY_CACHE"),
+            "secrets": split_secrets(secret or ""), "dev_secret_file": dev_secret_file,
+            "chromium": chromium, "render_timeout": render_timeout,
+        }
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
+    if pages is not None:
+        values["pages"] = pages
+    if templates_dir is not None:
+        values["templates_dir"] = templates_dir
+    settings = _settings(**values)
+    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        app = create_app(settings)
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
+    uvicorn.run(app, host=host, port=port, log_level=log_level, server_header=False)
+
+
+@main.command()
+@click.option("--title", required=True, help="Card title.")
+@click.option("--subtitle", default=None, help="Card subtitle.")
+@click.option("--template", default=None, help="Template name (default, minimal, gradient).")
+@click.option("--accent-color", default=None, help="Accent colour, #rgb or #rrggbb.")
+@click.option("--param", "extra", multiple=True, metavar="NAME=VALUE",
+              help="Any other parameter (repeatable).")
+@click.option("--base-url", envvar="OGPROXY_BASE_URL", default=DEFAULT_BASE_URL, show_envvar=True,
+              help="Public URL of the image endpoint.")
+@click.option("--secret", envvar="OGPROXY_SECRET", default=None, show_envvar=True,
+              show_default=False, help="Signing secret(s); the last one signs.")
+@click.option("--dev", is_flag=True, help="Sign with the local secret that `serve --dev` keeps.")
+@click.option("--dev-secret-file", envvar="OGPROXY_DEV_SECRET_FILE",
+              default=DEFAULT_DEV_SECRET_FILE, type=click.Path(dir_okay=False, path_type=Path),
+              show_envvar=True)
+def sign(title: str, subtitle: str | None, template: str | None, accent_color: str | None,
+         extra: tuple[str, ...], base_url: str, secret: str | None, dev: bool,
+         dev_secret_file: Path) -> None:
+    """Print a signed image URL."""
+    click.echo(sign_url(base_url, _secret_for_signing(secret, dev, dev_secret_file),
+                        _card_params(title, subtitle, template, accent_color, extra)))
+
+
+def _card_params(title: str, subtitle: str | None, template: str | None,
+                 accent_color: str | None, extra: tuple[str, ...]) -> dict[str, str | None]:
+    params: dict[str, str | None] = {
+        "title": title, "subtitle": subtitle, "template": template, "accentColor": accent_color,
+    }
+    for item in extra:
+        name, sep, value = item.partition("=")
+        if not sep or not name:
+            raise click.BadParameter(f"{item!r} is not NAME=VALUE", param_hint="--param")
+        params[name] = value
+    return params
+
+
+def _secret_for_signing(secret: str | None, dev: bool, dev_secret_file: Path) -> str:
+    if secret:
+        return split_secrets(secret)[-1]
+    if dev:
+        return dev_secret(dev_secret_file)
+    raise click.UsageError("no secret: set OGPROXY_SECRET (or --secret), or pass --dev")

@@ -1,0 +1,126 @@
+"""Settings, built once from CLI flags and ``OGPROXY_*`` variables and validated at start-up."""
+
+from __future__ import annotations
+
+import os
+import re
+import secrets as _secrets
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .errors import ConfigError
+
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 8000
+DEFAULT_CACHE_DIR = Path(".ogproxy/cache")
+DEFAULT_DEV_SECRET_FILE = Path(".ogproxy/dev-secret")
+DEFAULT_CACHE_SIZE = 2**30  # 1 GiB on disk
+DEFAULT_MEMORY_CACHE = 64 * 2**20  # 64 MiB of hot PNGs kept in memory
+DEFAULT_RENDER_TIMEOUT = 10.0  # seconds
+TEMPLATES_DIR = Path(__file__).resolve().parent.parent / "templates"
+
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]i?b?|b)?\s*$", re.IGNORECASE)
+_UNITS = {"": 1, "b": 1, "k": 10**3, "m": 10**6, "g": 10**9, "t": 10**12}
+
+
+def parse_size(text: str, setting: str) -> int:
+    """``"1GiB"``, ``"500MB"``, ``"65536"`` -> bytes. Errors name ``setting``."""
+    m = _SIZE.match(text)
+    if not m:
+        raise ConfigError(f"{setting}: cannot read {text!r} as a size (e.g. 1GiB, 500MB)")
+    number, unit = float(m.group(1)), (m.group(2) or "").lower()
+    base = unit[:1]
+    scale = 2 ** (10 * " kmgt".index(base)) if "i" in unit else _UNITS[base]
+    return int(number * scale)
+
+
+@dataclass(frozen=True)
+class Settings:
+    secrets: tuple[str, ...] = field(default=(), repr=False)
+    dev: bool = False
+    host: str = DEFAULT_HOST
+    port: int = DEFAULT_PORT
+    cache_dir: Path = DEFAULT_CACHE_DIR
+    cache_size: int = DEFAULT_CACHE_SIZE
+    memory_cache: int = DEFAULT_MEMORY_CACHE
+    chromium: str | None = None
+    templates_dir: Path = TEMPLATES_DIR
+    pages: int = field(default_factory=lambda: max(1, os.cpu_count() or 1))
+    render_timeout: float = DEFAULT_RENDER_TIMEOUT
+    dev_secret_file: Path = DEFAULT_DEV_SECRET_FILE
+
+    def __post_init__(self) -> None:
+        if not self.secrets and not self.dev:
+            raise ConfigError(
+                "OGPROXY_SECRET is missing: set it (several, comma-separated, to rotate keys) "
+                "or run with --dev for a local secret"
+            )
+        if any(len(s) < 16 for s in self.secrets):
+            raise ConfigError("OGPROXY_SECRET: each secret must be at least 16 characters")
+        if not 1 <= self.port <= 65535:
+            raise ConfigError(f"OGPROXY_PORT: {self.port} is not a port number")
+        if self.cache_size < 2**20:
+            raise ConfigError("OGPROXY_CACHE_SIZE: must be at least 1MiB")
+        if not 1 <= self.pages <= 64:
+            raise ConfigError("OGPROXY_PAGES: must be between 1 and 64")
+        if not 0.5 <= self.render_timeout <= 120:
+            raise ConfigError("OGPROXY_RENDER_TIMEOUT: must be between 0.5 and 120 seconds")
+        if not (self.templates_dir / "default.html").is_file():
+            raise ConfigError(f"templates directory {self.templates_dir} has no default.html")
+
+    @property
+    def signing_secrets(self) -> tuple[str, ...]:
+        """All secrets that verify, the signing one last; a dev secret if none was given."""
+        if self.secrets:
+            return self.secrets
+        return (dev_secret(self.dev_secret_file),)
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: object) -> Settings:
+        """Settings from ``OGPROXY_*`` variables; explicit ``overrides`` win over them."""
+        env = os.environ if environ is None else environ
+        values: dict[str, object] = {}
+        if raw := env.get("OGPROXY_SECRET"):
+            values["secrets"] = split_secrets(raw)
+        if raw := env.get("OGPROXY_DEV"):
+            values["dev"] = raw.lower() in ("1", "true", "yes", "on")
+        for name, conv in (("host", str), ("port", int), ("chromium", str), ("pages", int),
+                           ("render_timeout", float)):
+            if raw := env.get(f"OGPROXY_{name.upper()}"):
+                values[name] = _convert(conv, raw, f"OGPROXY_{name.upper()}")
+        for name in ("cache_dir", "templates_dir", "dev_secret_file"):
+            if raw := env.get(f"OGPROXY_{name.upper()}"):
+                values[name] = Path(raw)
+        for name in ("cache_size", "memory_cache"):
+            if raw := env.get(f"OGPROXY_{name.upper()}"):
+                values[name] = parse_size(raw, f"OGPROXY_{name.upper()}")
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**values)  # type: ignore[arg-type]
+
+
+def _convert(conv: type, raw: str, setting: str) -> object:
+    try:
+        return conv(raw)
+    except ValueError:
+        raise ConfigError(f"{setting}: cannot read {raw!r} as {conv.__name__}") from None
+
+
+def split_secrets(raw: str) -> tuple[str, ...]:
+    return tuple(s.strip() for s in raw.split(",") if s.strip())
+
+
+def dev_secret(path: Path) -> str:
+    """A random secret generated once and kept in ``path``, for local development."""
+    try:
+        existing = path.read_text().strip()
+    except FileNotFoundError:
+        existing = ""
+    if existing:
+        return existing
+    path.parent.mkdir(parents=True, exist_ok=True)
+    secret = _secrets.token_urlsafe(32)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(secret + "\n")
+    return secret

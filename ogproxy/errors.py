@@ -1,0 +1,62 @@
+"""Errors that carry their HTTP status and a message that is safe to show the caller."""
+
+from __future__ import annotations
+
+
+class OgProxyError(Exception):
+    """Base of every error ogproxy turns into an HTTP response.
+
+    ``public_message`` is what the client sees; ``detail`` goes to the log only.
+    """
+
+    status_code: int = 500
+    public_message: str = "Internal error."
+    headers: dict[str, str] = {}  # noqa: RUF012 - class-level default, never mutated
+
+    def __init__(self, public_message: str | None = None, *, detail: str | None = None) -> None:
+        if public_message is not None:
+            self.public_message = public_message
+        self.detail = detail or self.public_message
+        super().__init__(self.detail)
+
+
+class BadSignature(OgProxyError):
+    # One generic body for a missing and a wrong signature: the reason goes to the log.
+    status_code = 403
+    public_message = "Invalid or missing signature."
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(detail=detail)
+
+
+class InvalidParam(OgProxyError):
+    status_code = 400
+
+    def __init__(self, name: str, problem: str) -> None:
+        self.param = name
+        super().__init__(f"Invalid parameter '{name}': {problem}")
+
+
+class QueryTooLong(OgProxyError):
+    status_code = 414
+    public_message = "Query string too long."
+
+
+class NotFound(OgProxyError):
+    status_code = 404
+    public_message = "Not found."
+
+
+class RenderFailed(OgProxyError):
+    status_code = 500
+    public_message = "The image could not be rendered."
+
+
+class BrowserUnavailable(OgProxyError):
+    status_code = 503
+    public_message = "Renderer unavailable, try again shortly."
+    headers = {"Retry-After": "2"}  # noqa: RUF012
+
+
+class ConfigError(Exception):
+    """A setting is missing or wrong; raised at start-up, names the setting."""

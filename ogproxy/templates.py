@@ -1,0 +1,103 @@
+"""Card templates: Jinja2 HTML files with autoescaping, and what identifies their source.
+
+A template is ``<name>.html`` in the templates folder; files starting with ``_`` are
+partials shared by all of them. The first line may declare defaults:
+``{# ogproxy: accentColor=#6366f1 #}``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import jinja2
+
+from .params import CardParams, normalise_color
+
+_DEFAULTS_LINE = re.compile(r"^\{#\s*ogproxy:(?P<body>.*?)#\}")
+FALLBACK_ACCENT = "#2563eb"
+
+
+def _rgb(color: str) -> tuple[int, int, int]:
+    return int(color[1:3], 16), int(color[3:5], 16), int(color[5:7], 16)
+
+
+def mix(color: str, other: str, amount: float) -> str:
+    """``amount`` of ``other`` mixed into ``color`` (both ``#rrggbb``)."""
+    a, b = _rgb(color), _rgb(other)
+    return "#" + "".join(f"{round(x + (y - x) * amount):02x}" for x, y in zip(a, b, strict=True))
+
+
+def luminance(color: str) -> float:
+    """WCAG relative luminance of ``#rrggbb``."""
+
+    def channel(v: int) -> float:
+        c = v / 255
+        return c / 12.92 if c <= 0.03928 else ((c + 0.055) / 1.055) ** 2.4
+
+    r, g, b = (channel(v) for v in _rgb(color))
+    return 0.2126 * r + 0.7152 * g + 0.0722 * b
+
+
+def readable_on(color: str) -> str:
+    """Near-black or white, whichever reads better on ``color``."""
+    return "#0b1020" if luminance(color) > 0.42 else "#ffffff"
+
+
+@dataclass(frozen=True)
+class Template:
+    name: str
+    source_hash: str  # of the template and every shared partial
+    accent_color: str  # default when the URL gives none
+
+
+class TemplateSet:
+    """The templates of one folder, loaded once at start-up."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self.env = jinja2.Environment(
+            loader=jinja2.FileSystemLoader(directory),
+            autoescape=True,
+            undefined=jinja2.StrictUndefined,
+            trim_blocks=True,
+            lstrip_blocks=True,
+        )
+        self.env.filters["mix"] = mix
+        self.env.filters["readable_on"] = readable_on
+        partials = b"".join(p.read_bytes() for p in sorted(directory.glob("_*.html")))
+        self.templates: dict[str, Template] = {}
+        for path in sorted(directory.glob("*.html")):
+            if path.name.startswith("_"):
+                continue
+            source = path.read_bytes()
+            digest = hashlib.sha256(source + b"\0" + partials).hexdigest()
+            name = path.stem
+            self.templates[name] = Template(name, digest, _declared_accent(name, source))
+            self.env.get_template(path.name)  # fail at start-up, not on a request
+
+    @property
+    def default_accents(self) -> dict[str, str]:
+        return {name: t.accent_color for name, t in self.templates.items()}
+
+    def render(self, params: CardParams, *, width: int, height: int) -> str:
+        template = self.env.get_template(f"{params.template}.html")
+        return template.render(
+            title=params.title,
+            subtitle=params.subtitle,
+            accent=params.accent_color,
+            width=width,
+            height=height,
+        )
+
+
+def _declared_accent(name: str, source: bytes) -> str:
+    first = source.split(b"\n", 1)[0].decode("utf-8", "replace")
+    if m := _DEFAULTS_LINE.match(first):
+        for item in m.group("body").split():
+            key, _, value = item.partition("=")
+            if key == "accentColor":
+                return normalise_color(f"{name}.html accentColor", value)
+    return FALLBACK_ACCENT

@@ -1,0 +1,70 @@
+from __future__ import annotations
+
+import io
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from PIL import Image
+from starlette.applications import Starlette
+
+from ogproxy import sign_url
+from ogproxy.app import create_app
+from ogproxy.config import Settings
+
+SECRET = "test-secret-0123456789abcdef"
+BASE = "http://ogproxy.test/og.png"
+
+
+@pytest.fixture(scope="session")
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+def signed(params: dict[str, Any] | list[tuple[str, Any]], secret: str = SECRET, base: str = BASE) -> str:
+    return sign_url(base, secret, params)
+
+
+def png_image(data: bytes) -> Image.Image:
+    image = Image.open(io.BytesIO(data))
+    image.load()
+    return image
+
+
+@asynccontextmanager
+async def running(settings: Settings) -> AsyncIterator[tuple[Starlette, httpx.AsyncClient]]:
+    """The app with its lifespan entered (real Chromium), and a client bound to it."""
+    app = create_app(settings)
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://ogproxy.test") as client:
+            yield app, client
+
+
+def make_settings(cache_dir: Path, **overrides: Any) -> Settings:
+    values: dict[str, Any] = {"secrets": (SECRET,), "cache_dir": cache_dir, "pages": 2}
+    values.update(overrides)
+    return Settings(**values)
+
+
+@pytest.fixture(scope="module")
+async def served(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> AsyncIterator[tuple[Starlette, httpx.AsyncClient]]:
+    """One app per test module: the browser launch is paid once."""
+    async with running(make_settings(tmp_path_factory.mktemp("cache"))) as pair:
+        yield pair
+
+
+@pytest.fixture
+def client(served: tuple[Starlette, httpx.AsyncClient]) -> httpx.AsyncClient:
+    return served[1]
+
+
+@pytest.fixture
+def renders(served: tuple[Starlette, httpx.AsyncClient]) -> Callable[[], int]:
+    app = served[0]
+    return lambda: int(app.state.cards.renderer.renders)

@@ -1,0 +1,199 @@
+"""The HTTP contract of GET/HEAD /og.png, through the real app and a real Chromium."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import httpx
+import pytest
+
+from conftest import BASE, SECRET, make_settings, png_image, running, signed
+
+pytestmark = pytest.mark.anyio
+
+
+def path_of(url: str) -> str:
+    return url.removeprefix(BASE.removesuffix("/og.png"))
+
+
+async def test_renders_png_with_immutable_headers(client: httpx.AsyncClient) -> None:
+    response = await client.get(signed({"title": "Headers", "template": "minimal"}))
+    assert response.status_code == 200
+    h = response.headers
+    assert h["content-type"] == "image/png"
+    assert h["cache-control"] == "public, max-age=31536000, immutable"
+    assert h["content-length"] == str(len(response.content))
+    assert h["etag"].startswith('"') and not h["etag"].startswith('W/')
+    assert h["x-cache"] == "MISS"
+    assert png_image(response.content).size == (1200, 630)
+
+    again = await client.get(signed({"title": "Headers", "template": "minimal"}))
+    assert again.headers["x-cache"] == "HIT"
+    assert again.headers["etag"] == h["etag"]
+    assert again.content == response.content
+
+
+async def test_parameter_order_does_not_matter(client: httpx.AsyncClient) -> None:
+    url = signed({"title": "Order", "subtitle": "sub", "template": "default"})
+    query = url.split("?", 1)[1]
+    reordered = "&".join(reversed(query.split("&")))
+    a = await client.get(url)
+    b = await client.get(f"/og.png?{reordered}")
+    assert a.status_code == b.status_code == 200
+    assert a.headers["etag"] == b.headers["etag"]
+
+
+async def test_default_values_share_a_cache_entry(client: httpx.AsyncClient) -> None:
+    implicit = await client.get(signed({"title": "Defaults"}))
+    explicit = await client.get(signed({"title": "Defaults", "template": "default",
+                                        "accentColor": "#2563EB"}))
+    assert implicit.headers["etag"] == explicit.headers["etag"]
+    assert explicit.headers["x-cache"] == "HIT"
+
+
+async def test_if_none_match_gives_304_and_head_gives_headers(client: httpx.AsyncClient) -> None:
+    url = signed({"title": "Conditional"})
+    first = await client.get(url)
+    tag = first.headers["etag"]
+    for header in (tag, f"W/{tag}", f'"other", {tag}'):
+        cond = await client.get(url, headers={"If-None-Match": header})
+        assert cond.status_code == 304
+        assert cond.content == b""
+        assert cond.headers["etag"] == tag
+        assert cond.headers["cache-control"] == "public, max-age=31536000, immutable"
+    assert (await client.get(url, headers={"If-None-Match": '"nope"'})).status_code == 200
+
+    head = await client.head(url)
+    assert head.status_code == 200
+    assert head.content == b""
+    assert head.headers["content-length"] == str(len(first.content))
+    assert head.headers["etag"] == tag
+    assert head.headers["content-type"] == "image/png"
+
+
+async def test_head_on_a_miss_renders_and_has_no_body(client: httpx.AsyncClient) -> None:
+    head = await client.head(signed({"title": "Head first"}))
+    assert head.status_code == 200 and head.content == b""
+    assert head.headers["x-cache"] == "MISS"
+    get = await client.get(signed({"title": "Head first"}))
+    assert get.headers["x-cache"] == "HIT"
+    assert head.headers["content-length"] == str(len(get.content))
+
+
+FORBIDDEN_CASES = {
+    "missing": lambda u: u.split("&sig=")[0],
+    "wrong": lambda u: u[:-4] + ("AAAA" if not u.endswith("AAAA") else "BBBB"),
+    "empty": lambda u: u.split("&sig=")[0] + "&sig=",
+    "tampered title": lambda u: u.replace("title=Secret", "title=Secreu"),
+    "added parameter": lambda u: u.replace("&sig=", "&subtitle=x&sig="),
+    "other secret": lambda u: signed({"title": "Secret"}, secret="another-secret-0123456789"),
+    "repeated sig": lambda u: u + "&sig=" + u.split("&sig=")[1],
+}
+
+
+@pytest.mark.parametrize("case", FORBIDDEN_CASES)
+async def test_bad_signatures_get_one_generic_403(client: httpx.AsyncClient, renders, case: str) -> None:
+    before = renders()
+    url = FORBIDDEN_CASES[case](signed({"title": "Secret"}))
+    response = await client.get(url)
+    assert response.status_code == 403
+    assert response.json() == {"error": "Invalid or missing signature.", "status": 403}
+    assert response.headers["cache-control"] == "no-store"
+    assert "etag" not in response.headers
+    assert renders() == before
+
+
+async def test_signature_checked_before_parameters(client: httpx.AsyncClient) -> None:
+    # An invalid parameter without a valid signature says nothing about the parameter.
+    response = await client.get("/og.png?title=&template=nope&sig=xyz")
+    assert response.status_code == 403
+    assert "template" not in response.text
+
+
+BAD_PARAMS = [
+    ({"title": ""}, "title", "must not be empty"),
+    ({"title": "   "}, "title", "must not be empty"),
+    ({"subtitle": "no title"}, "title", "is required"),
+    ({"title": "x" * 201}, "title", "at most 200"),
+    ({"title": "ok", "subtitle": "y" * 301}, "subtitle", "at most 300"),
+    ({"title": "ok", "template": "fancy"}, "template", "unknown template"),
+    ({"title": "ok", "accentColor": "red"}, "accentColor", "not a colour"),
+    ({"title": "ok", "accentColor": "#12345"}, "accentColor", "not a colour"),
+    ({"title": "ok", "accentColor": "#ggg"}, "accentColor", "not a colour"),
+    ({"title": "ok", "colour": "#fff"}, "colour", "unknown parameter"),
+    ({"title": "line\nbreak"}, "title", "control characters"),
+    ([("title", "a"), ("title", "b")], "title", "more than once"),
+]
+
+
+@pytest.mark.parametrize(("params", "name", "message"), BAD_PARAMS)
+async def test_invalid_parameters_get_400_naming_them(
+    client: httpx.AsyncClient, renders, params, name: str, message: str
+) -> None:
+    before = renders()
+    response = await client.get(signed(params))
+    assert response.status_code == 400
+    body = response.json()
+    assert body["param"] == name
+    assert f"'{name}'" in body["error"] and message in body["error"]
+    assert response.headers["cache-control"] == "no-store"
+    assert renders() == before
+
+
+async def test_invalid_utf8_with_valid_signature_is_400(client: httpx.AsyncClient) -> None:
+    from ogproxy.signing import signature
+
+    pairs = [(b"title", b"\xff\xfe")]
+    sig = signature(SECRET, "/og.png", pairs)
+    response = await client.get(f"/og.png?title=%FF%FE&sig={sig}")
+    assert response.status_code == 400
+    assert response.json()["param"] == "title"
+
+
+async def test_query_over_4kib_is_414(client: httpx.AsyncClient) -> None:
+    response = await client.get(signed({"title": "t", "subtitle": "é" * 800}))
+    assert response.status_code == 414
+    assert response.headers["cache-control"] == "no-store"
+
+
+async def test_unknown_path_and_method(client: httpx.AsyncClient) -> None:
+    missing = await client.get("/nope")
+    assert missing.status_code == 404 and missing.headers["cache-control"] == "no-store"
+    post = await client.post(signed({"title": "x"}))
+    assert post.status_code == 405 and post.headers["cache-control"] == "no-store"
+
+
+async def test_single_flight_renders_once(client: httpx.AsyncClient, renders) -> None:
+    before = renders()
+    url = signed({"title": "Stampede of crawlers", "template": "gradient"})
+    responses = await asyncio.gather(*(client.get(url) for _ in range(12)))
+    assert {r.status_code for r in responses} == {200}
+    assert sorted(r.headers["x-cache"] for r in responses) == ["HIT"] * 11 + ["MISS"]
+    assert len({r.content for r in responses}) == 1
+    assert renders() == before + 1
+
+
+async def test_cache_survives_a_restart_without_rendering(tmp_path: Path) -> None:
+    url = signed({"title": "Persistent", "template": "minimal"})
+    async with running(make_settings(tmp_path)) as (_, client):
+        first = await client.get(url)
+        assert first.headers["x-cache"] == "MISS"
+    async with running(make_settings(tmp_path)) as (app, client):
+        second = await client.get(url)
+        assert second.headers["x-cache"] == "HIT"
+        assert second.content == first.content
+        assert app.state.cards.renderer.renders == 0
+
+
+async def test_errors_are_not_cached(tmp_path: Path) -> None:
+    async with running(make_settings(tmp_path)) as (app, client):
+        await client.get(signed({"title": ""}))
+        await client.get("/og.png?title=x&sig=bad")
+        assert len(app.state.cards.store.disk) == 0
+        assert len(app.state.cards.store.memory) == 0
+
+
+async def test_healthz(client: httpx.AsyncClient) -> None:
+    response = await client.get("/healthz")
+    assert response.status_code == 200 and response.text == "ok"

@@ -1,0 +1,91 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import pytest
+
+from ogproxy import sign_url, verify_url
+from ogproxy.errors import BadSignature
+from ogproxy.signing import canonical_query, parse_query, verify_query
+
+VECTORS = json.loads((Path(__file__).parent / "vectors.json").read_text())["vectors"]
+
+
+@pytest.mark.parametrize("vector", VECTORS, ids=[v["name"] for v in VECTORS])
+def test_vectors(vector: dict) -> None:
+    url = sign_url("https://og.example.com" + vector["path"], vector["secret"],
+                   [tuple(p) for p in vector["params"]])
+    query = urlsplit(url).query
+    assert query == f"{vector['canonical_query']}&sig={vector['sig']}"
+    pairs = verify_query(vector["path"], query, [vector["secret"]])
+    assert f"{vector['path']}?{canonical_query(pairs)}" == vector["message"]
+
+
+def test_issue_example() -> None:
+    url = sign_url("https://og.example.com/og.png", "correct horse battery staple", {
+        "title": "Hello, wörld & friends 🚀", "subtitle": "Marcus Chen · 8 min read",
+        "template": "gradient", "accentColor": "#6366f1"})
+    assert url.endswith("&sig=FcoihTv6fozfqhF5gogl9kch_CA9wK9ZFJmufS99PNs")
+
+
+def test_bare_origin_gets_default_path() -> None:
+    url = sign_url("https://og.example.com", "s" * 20, {"title": "x"})
+    assert url.startswith("https://og.example.com/og.png?title=x&sig=")
+    assert verify_url(url, "s" * 20) == {"title": "x"}
+
+
+def _swap(url: str, old: str, new: str) -> str:
+    assert old in url
+    return url.replace(old, new)
+
+
+@pytest.mark.parametrize("tamper", [
+    lambda u: _swap(u, "title=Hello", "title=Hellp"),
+    lambda u: _swap(u, "&sig=", "&extra=1&sig="),
+    lambda u: _swap(u, "template=minimal&", ""),
+    lambda u: u[:-1] + ("A" if u[-1] != "A" else "B"),
+    lambda u: u.split("&sig=")[0],
+    lambda u: u + "&sig=AAAA",
+    lambda u: _swap(u, "/og.png", "/og.webp"),
+])
+def test_tampering_is_refused(tamper) -> None:
+    url = sign_url("https://h/og.png", "s" * 20, {"title": "Hello", "template": "minimal"})
+    with pytest.raises(BadSignature):
+        verify_url(tamper(url), "s" * 20)
+
+
+def test_order_and_encoding_do_not_matter() -> None:
+    url = sign_url("https://h/og.png", "s" * 20, {"title": "a b~c", "template": "minimal"})
+    sig = url.split("&sig=")[1]
+    for query in (f"template=minimal&title=a%20b~c&sig={sig}",
+                  f"sig={sig}&title=a+b%7Ec&template=minimal",
+                  f"title=a%20b%7ec&sig={sig}&template=min%69mal"):
+        assert verify_url(f"https://h/og.png?{query}", "s" * 20)["title"] == "a b~c"
+
+
+def test_rotation_last_signs_all_verify() -> None:
+    old, new, other = "old-secret-0123456789", "new-secret-0123456789", "other-secret-012345678"
+    by_old = sign_url("https://h/og.png", old, {"title": "x"})
+    by_both = sign_url("https://h/og.png", [old, new], {"title": "x"})
+    assert by_both == sign_url("https://h/og.png", new, {"title": "x"})
+    for url in (by_old, by_both):
+        assert verify_url(url, [old, new]) == {"title": "x"}
+    with pytest.raises(BadSignature):
+        verify_url(by_old, [other, new])
+
+
+def test_non_utf8_and_garbage_queries_are_bad_signatures_not_crashes() -> None:
+    for raw in (b"title=%ff%fe&sig=abc", b"&&&=&sig=%%%", b"sig=" + b"\xff" * 10, b"sig", b""):
+        with pytest.raises(BadSignature):
+            verify_query("/og.png", raw, ["s" * 20])
+
+
+def test_parse_query_decodes_plus_and_percent() -> None:
+    assert parse_query("a=1+2&b=%2B&c&=x") == [(b"a", b"1 2"), (b"b", b"+"), (b"c", b""), (b"", b"x")]
+
+
+def test_sig_is_reserved() -> None:
+    with pytest.raises(ValueError, match="reserved"):
+        sign_url("https://h/og.png", "s" * 20, {"sig": "x", "title": "y"})
