@@ -48,7 +48,9 @@ class Cards:
     renderer: Renderer
     flights: SingleFlight[tuple[bytes, bool]]
 
-    async def get_or_render(self, key: str, params: CardParams, output: Output) -> tuple[bytes, bool]:
+    async def get_or_render(
+        self, key: str, params: CardParams, output: Output
+    ) -> tuple[bytes, bool]:
         """Return ``(png, rendered)``; ``rendered`` is True for the one request that rendered it."""
         cached = self.store.get_memory(key)
         if cached is not None:
@@ -58,7 +60,9 @@ class Cards:
         )
         return png, rendered and leader
 
-    async def _render_once(self, key: str, params: CardParams, output: Output) -> tuple[bytes, bool]:
+    async def _render_once(
+        self, key: str, params: CardParams, output: Output
+    ) -> tuple[bytes, bool]:
         # Re-check inside the flight: another request may have stored it meanwhile.
         cached = await self.store.get(key)
         if cached is not None:
@@ -112,7 +116,9 @@ def _error_response(
     body: dict[str, object] = {"error": message, "status": status}
     if param is not None:
         body["param"] = param
-    return JSONResponse(body, status_code=status, headers={"Cache-Control": "no-store", **(headers or {})})
+    return JSONResponse(
+        body, status_code=status, headers={"Cache-Control": "no-store", **(headers or {})}
+    )
 
 
 async def _ogproxy_error(request: Request, exc: Exception) -> Response:
@@ -136,8 +142,11 @@ async def _unexpected(request: Request, exc: Exception) -> Response:
 def dev_banner(settings: Settings) -> str:
     """What `serve --dev` prints once ready: a signed example URL and its meta tags."""
     base = f"http://{settings.host}:{settings.port}/og.png"
-    params = {"title": "Hello from ogproxy 👋", "subtitle": "Signed, rendered once, cached",
-              "template": "gradient"}
+    params = {
+        "title": "Hello from ogproxy 👋",
+        "subtitle": "Signed, rendered once, cached",
+        "template": "gradient",
+    }
     url = sign_url(base, settings.signing_secrets[-1], params)
     return (
         "\nogproxy dev mode: secret kept in "

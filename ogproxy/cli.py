@@ -39,40 +39,119 @@ def main() -> None:
 
 
 @main.command()
-@click.option("--host", envvar="OGPROXY_HOST", default=DEFAULT_HOST, show_envvar=True,
-              help="Interface to listen on.")
-@click.option("--port", envvar="OGPROXY_PORT", default=DEFAULT_PORT, type=int, show_envvar=True,
-              help="Port to listen on.")
-@click.option("--cache-dir", envvar="OGPROXY_CACHE_DIR", default=DEFAULT_CACHE_DIR,
-              type=click.Path(file_okay=False, path_type=Path), show_envvar=True,
-              help="Directory of the persistent render cache.")
-@click.option("--cache-size", envvar="OGPROXY_CACHE_SIZE", default="1GiB", show_envvar=True,
-              help="Disk cache size limit (e.g. 1GiB, 500MB).")
-@click.option("--memory-cache", envvar="OGPROXY_MEMORY_CACHE", default="64MiB", show_envvar=True,
-              help="Hot PNGs kept in memory.")
-@click.option("--secret", envvar="OGPROXY_SECRET", default=None, show_envvar=True,
-              show_default=False,
-              help="Signing secret(s), comma-separated: the last signs, all verify.")
-@click.option("--dev", envvar="OGPROXY_DEV", is_flag=True, show_envvar=True,
-              help="Development mode: generate and keep a local secret if none is given.")
-@click.option("--dev-secret-file", envvar="OGPROXY_DEV_SECRET_FILE",
-              default=DEFAULT_DEV_SECRET_FILE, type=click.Path(dir_okay=False, path_type=Path),
-              show_envvar=True, help="Where --dev keeps its generated secret.")
-@click.option("--chromium", envvar="OGPROXY_CHROMIUM", default=None, show_envvar=True,
-              help="Chromium binary (default: Playwright's, else the system's).")
-@click.option("--pages", envvar="OGPROXY_PAGES", default=None, type=int, show_envvar=True,
-              help="Concurrent renders (browser pages). Default: one per core.")
-@click.option("--render-timeout", envvar="OGPROXY_RENDER_TIMEOUT", default=DEFAULT_RENDER_TIMEOUT,
-              type=float, show_envvar=True, help="Seconds before a render is cut off.")
-@click.option("--templates-dir", envvar="OGPROXY_TEMPLATES_DIR", default=None,
-              type=click.Path(file_okay=False, exists=True, path_type=Path), show_envvar=True,
-              help="Folder of card templates (default: the built-in ones).")
-@click.option("--log-level", envvar="OGPROXY_LOG_LEVEL", default="info",
-              type=click.Choice(["debug", "info", "warning", "error"]), show_envvar=True)
-def serve(host: str, port: int, cache_dir: Path, cache_size: str, memory_cache: str,
-          secret: str | None, dev: bool, dev_secret_file: Path, chromium: str | None,
-          pages: int | None, render_timeout: float, templates_dir: Path | None,
-          log_level: str) -> None:
+@click.option(
+    "--host",
+    envvar="OGPROXY_HOST",
+    default=DEFAULT_HOST,
+    show_envvar=True,
+    help="Interface to listen on.",
+)
+@click.option(
+    "--port",
+    envvar="OGPROXY_PORT",
+    default=DEFAULT_PORT,
+    type=int,
+    show_envvar=True,
+    help="Port to listen on.",
+)
+@click.option(
+    "--cache-dir",
+    envvar="OGPROXY_CACHE_DIR",
+    default=DEFAULT_CACHE_DIR,
+    type=click.Path(file_okay=False, path_type=Path),
+    show_envvar=True,
+    help="Directory of the persistent render cache.",
+)
+@click.option(
+    "--cache-size",
+    envvar="OGPROXY_CACHE_SIZE",
+    default="1GiB",
+    show_envvar=True,
+    help="Disk cache size limit (e.g. 1GiB, 500MB).",
+)
+@click.option(
+    "--memory-cache",
+    envvar="OGPROXY_MEMORY_CACHE",
+    default="64MiB",
+    show_envvar=True,
+    help="Hot PNGs kept in memory.",
+)
+@click.option(
+    "--secret",
+    envvar="OGPROXY_SECRET",
+    default=None,
+    show_envvar=True,
+    show_default=False,
+    help="Signing secret(s), comma-separated: the last signs, all verify.",
+)
+@click.option(
+    "--dev",
+    envvar="OGPROXY_DEV",
+    is_flag=True,
+    show_envvar=True,
+    help="Development mode: generate and keep a local secret if none is given.",
+)
+@click.option(
+    "--dev-secret-file",
+    envvar="OGPROXY_DEV_SECRET_FILE",
+    default=DEFAULT_DEV_SECRET_FILE,
+    type=click.Path(dir_okay=False, path_type=Path),
+    show_envvar=True,
+    help="Where --dev keeps its generated secret.",
+)
+@click.option(
+    "--chromium",
+    envvar="OGPROXY_CHROMIUM",
+    default=None,
+    show_envvar=True,
+    help="Chromium binary (default: Playwright's, else the system's).",
+)
+@click.option(
+    "--pages",
+    envvar="OGPROXY_PAGES",
+    default=None,
+    type=int,
+    show_envvar=True,
+    help="Concurrent renders (browser pages). Default: one per core.",
+)
+@click.option(
+    "--render-timeout",
+    envvar="OGPROXY_RENDER_TIMEOUT",
+    default=DEFAULT_RENDER_TIMEOUT,
+    type=float,
+    show_envvar=True,
+    help="Seconds before a render is cut off.",
+)
+@click.option(
+    "--templates-dir",
+    envvar="OGPROXY_TEMPLATES_DIR",
+    default=None,
+    type=click.Path(file_okay=False, exists=True, path_type=Path),
+    show_envvar=True,
+    help="Folder of card templates (default: the built-in ones).",
+)
+@click.option(
+    "--log-level",
+    envvar="OGPROXY_LOG_LEVEL",
+    default="info",
+    type=click.Choice(["debug", "info", "warning", "error"]),
+    show_envvar=True,
+)
+def serve(
+    host: str,
+    port: int,
+    cache_dir: Path,
+    cache_size: str,
+    memory_cache: str,
+    secret: str | None,
+    dev: bool,
+    dev_secret_file: Path,
+    chromium: str | None,
+    pages: int | None,
+    render_timeout: float,
+    templates_dir: Path | None,
+    log_level: str,
+) -> None:
     """Serve signed image URLs over HTTP."""
     import uvicorn
 
@@ -80,11 +159,16 @@ def serve(host: str, port: int, cache_dir: Path, cache_size: str, memory_cache: 
 
     try:
         values: dict[str, object] = {
-            "host": host, "port": port, "cache_dir": cache_dir, "dev": dev,
+            "host": host,
+            "port": port,
+            "cache_dir": cache_dir,
+            "dev": dev,
             "cache_size": parse_size(cache_size, "OGPROXY_CACHE_SIZE"),
             "memory_cache": parse_size(memory_cache, "OGPROXY_MEMORY_CACHE"),
-            "secrets": split_secrets(secret or ""), "dev_secret_file": dev_secret_file,
-            "chromium": chromium, "render_timeout": render_timeout,
+            "secrets": split_secrets(secret or ""),
+            "dev_secret_file": dev_secret_file,
+            "chromium": chromium,
+            "render_timeout": render_timeout,
         }
     except ConfigError as exc:
         raise click.ClickException(str(exc)) from None
@@ -93,7 +177,9 @@ def serve(host: str, port: int, cache_dir: Path, cache_size: str, memory_cache: 
     if templates_dir is not None:
         values["templates_dir"] = templates_dir
     settings = _settings(**values)
-    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
     try:
         app = create_app(settings)
     except ConfigError as exc:
@@ -106,28 +192,69 @@ def serve(host: str, port: int, cache_dir: Path, cache_size: str, memory_cache: 
 @click.option("--subtitle", default=None, help="Card subtitle.")
 @click.option("--template", default=None, help="Template name (default, minimal, gradient).")
 @click.option("--accent-color", default=None, help="Accent colour, #rgb or #rrggbb.")
-@click.option("--param", "extra", multiple=True, metavar="NAME=VALUE",
-              help="Any other parameter (repeatable).")
-@click.option("--base-url", envvar="OGPROXY_BASE_URL", default=DEFAULT_BASE_URL, show_envvar=True,
-              help="Public URL of the image endpoint.")
-@click.option("--secret", envvar="OGPROXY_SECRET", default=None, show_envvar=True,
-              show_default=False, help="Signing secret(s); the last one signs.")
+@click.option(
+    "--param",
+    "extra",
+    multiple=True,
+    metavar="NAME=VALUE",
+    help="Any other parameter (repeatable).",
+)
+@click.option(
+    "--base-url",
+    envvar="OGPROXY_BASE_URL",
+    default=DEFAULT_BASE_URL,
+    show_envvar=True,
+    help="Public URL of the image endpoint.",
+)
+@click.option(
+    "--secret",
+    envvar="OGPROXY_SECRET",
+    default=None,
+    show_envvar=True,
+    show_default=False,
+    help="Signing secret(s); the last one signs.",
+)
 @click.option("--dev", is_flag=True, help="Sign with the local secret that `serve --dev` keeps.")
-@click.option("--dev-secret-file", envvar="OGPROXY_DEV_SECRET_FILE",
-              default=DEFAULT_DEV_SECRET_FILE, type=click.Path(dir_okay=False, path_type=Path),
-              show_envvar=True)
-def sign(title: str, subtitle: str | None, template: str | None, accent_color: str | None,
-         extra: tuple[str, ...], base_url: str, secret: str | None, dev: bool,
-         dev_secret_file: Path) -> None:
+@click.option(
+    "--dev-secret-file",
+    envvar="OGPROXY_DEV_SECRET_FILE",
+    default=DEFAULT_DEV_SECRET_FILE,
+    type=click.Path(dir_okay=False, path_type=Path),
+    show_envvar=True,
+)
+def sign(
+    title: str,
+    subtitle: str | None,
+    template: str | None,
+    accent_color: str | None,
+    extra: tuple[str, ...],
+    base_url: str,
+    secret: str | None,
+    dev: bool,
+    dev_secret_file: Path,
+) -> None:
     """Print a signed image URL."""
-    click.echo(sign_url(base_url, _secret_for_signing(secret, dev, dev_secret_file),
-                        _card_params(title, subtitle, template, accent_color, extra)))
+    click.echo(
+        sign_url(
+            base_url,
+            _secret_for_signing(secret, dev, dev_secret_file),
+            _card_params(title, subtitle, template, accent_color, extra),
+        )
+    )
 
 
-def _card_params(title: str, subtitle: str | None, template: str | None,
-                 accent_color: str | None, extra: tuple[str, ...]) -> dict[str, str | None]:
+def _card_params(
+    title: str,
+    subtitle: str | None,
+    template: str | None,
+    accent_color: str | None,
+    extra: tuple[str, ...],
+) -> dict[str, str | None]:
     params: dict[str, str | None] = {
-        "title": title, "subtitle": subtitle, "template": template, "accentColor": accent_color,
+        "title": title,
+        "subtitle": subtitle,
+        "template": template,
+        "accentColor": accent_color,
     }
     for item in extra:
         name, sep, value = item.partition("=")
@@ -143,3 +270,7 @@ def _secret_for_signing(secret: str | None, dev: bool, dev_secret_file: Path) ->
     if dev:
         return dev_secret(dev_secret_file)
     raise click.UsageError("no secret: set OGPROXY_SECRET (or --secret), or pass --dev")
+
+
+if __name__ == "__main__":
+    main()

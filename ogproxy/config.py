@@ -85,8 +85,13 @@ class Settings:
             values["secrets"] = split_secrets(raw)
         if raw := env.get("OGPROXY_DEV"):
             values["dev"] = raw.lower() in ("1", "true", "yes", "on")
-        for name, conv in (("host", str), ("port", int), ("chromium", str), ("pages", int),
-                           ("render_timeout", float)):
+        for name, conv in (
+            ("host", str),
+            ("port", int),
+            ("chromium", str),
+            ("pages", int),
+            ("render_timeout", float),
+        ):
             if raw := env.get(f"OGPROXY_{name.upper()}"):
                 values[name] = _convert(conv, raw, f"OGPROXY_{name.upper()}")
         for name in ("cache_dir", "templates_dir", "dev_secret_file"):

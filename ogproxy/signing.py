@@ -34,7 +34,8 @@ ParamsLike = Mapping[str, object] | Iterable[tuple[str, object]]
 
 def _signer(secrets: str | bytes | Sequence[str | bytes]) -> Signer:
     # itsdangerous signs with the last key and verifies with each, newest first.
-    keys = [secrets] if isinstance(secrets, str | bytes) else list(secrets)
+    items = [secrets] if isinstance(secrets, str | bytes) else list(secrets)
+    keys = [k.encode() if isinstance(k, str) else k for k in items]
     if not keys or any(not k for k in keys):
         raise ValueError("a signing secret must not be empty")
     return Signer(keys, salt=SALT, key_derivation="hmac", digest_method=hashlib.sha256)
@@ -128,4 +129,6 @@ def verify_url(url: str, secrets: str | Sequence[str]) -> dict[str, str]:
     parts = urlsplit(url)
     keys = [secrets] if isinstance(secrets, str) else list(secrets)
     pairs = verify_query(parts.path or "/", parts.query, keys)
-    return {name.decode("utf-8", "replace"): value.decode("utf-8", "replace") for name, value in pairs}
+    return {
+        name.decode("utf-8", "replace"): value.decode("utf-8", "replace") for name, value in pairs
+    }

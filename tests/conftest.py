@@ -24,7 +24,9 @@ def anyio_backend() -> str:
     return "asyncio"
 
 
-def signed(params: dict[str, Any] | list[tuple[str, Any]], secret: str = SECRET, base: str = BASE) -> str:
+def signed(
+    params: dict[str, Any] | list[tuple[str, Any]], secret: str = SECRET, base: str = BASE
+) -> str:
     return sign_url(base, secret, params)
 
 

@@ -7,7 +7,6 @@ from pathlib import Path
 
 import httpx
 import pytest
-
 from conftest import BASE, SECRET, make_settings, png_image, running, signed
 
 pytestmark = pytest.mark.anyio
@@ -24,7 +23,7 @@ async def test_renders_png_with_immutable_headers(client: httpx.AsyncClient) -> 
     assert h["content-type"] == "image/png"
     assert h["cache-control"] == "public, max-age=31536000, immutable"
     assert h["content-length"] == str(len(response.content))
-    assert h["etag"].startswith('"') and not h["etag"].startswith('W/')
+    assert h["etag"].startswith('"') and not h["etag"].startswith("W/")
     assert h["x-cache"] == "MISS"
     assert png_image(response.content).size == (1200, 630)
 
@@ -46,8 +45,9 @@ async def test_parameter_order_does_not_matter(client: httpx.AsyncClient) -> Non
 
 async def test_default_values_share_a_cache_entry(client: httpx.AsyncClient) -> None:
     implicit = await client.get(signed({"title": "Defaults"}))
-    explicit = await client.get(signed({"title": "Defaults", "template": "default",
-                                        "accentColor": "#2563EB"}))
+    explicit = await client.get(
+        signed({"title": "Defaults", "template": "default", "accentColor": "#2563EB"})
+    )
     assert implicit.headers["etag"] == explicit.headers["etag"]
     assert explicit.headers["x-cache"] == "HIT"
 
@@ -93,7 +93,9 @@ FORBIDDEN_CASES = {
 
 
 @pytest.mark.parametrize("case", FORBIDDEN_CASES)
-async def test_bad_signatures_get_one_generic_403(client: httpx.AsyncClient, renders, case: str) -> None:
+async def test_bad_signatures_get_one_generic_403(
+    client: httpx.AsyncClient, renders, case: str
+) -> None:
     before = renders()
     url = FORBIDDEN_CASES[case](signed({"title": "Secret"}))
     response = await client.get(url)

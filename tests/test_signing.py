@@ -15,8 +15,11 @@ VECTORS = json.loads((Path(__file__).parent / "vectors.json").read_text())["vect
 
 @pytest.mark.parametrize("vector", VECTORS, ids=[v["name"] for v in VECTORS])
 def test_vectors(vector: dict) -> None:
-    url = sign_url("https://og.example.com" + vector["path"], vector["secret"],
-                   [tuple(p) for p in vector["params"]])
+    url = sign_url(
+        "https://og.example.com" + vector["path"],
+        vector["secret"],
+        [tuple(p) for p in vector["params"]],
+    )
     query = urlsplit(url).query
     assert query == f"{vector['canonical_query']}&sig={vector['sig']}"
     pairs = verify_query(vector["path"], query, [vector["secret"]])
@@ -24,9 +27,16 @@ def test_vectors(vector: dict) -> None:
 
 
 def test_issue_example() -> None:
-    url = sign_url("https://og.example.com/og.png", "correct horse battery staple", {
-        "title": "Hello, wörld & friends 🚀", "subtitle": "Marcus Chen · 8 min read",
-        "template": "gradient", "accentColor": "#6366f1"})
+    url = sign_url(
+        "https://og.example.com/og.png",
+        "correct horse battery staple",
+        {
+            "title": "Hello, wörld & friends 🚀",
+            "subtitle": "Marcus Chen · 8 min read",
+            "template": "gradient",
+            "accentColor": "#6366f1",
+        },
+    )
     assert url.endswith("&sig=FcoihTv6fozfqhF5gogl9kch_CA9wK9ZFJmufS99PNs")
 
 
@@ -41,15 +51,18 @@ def _swap(url: str, old: str, new: str) -> str:
     return url.replace(old, new)
 
 
-@pytest.mark.parametrize("tamper", [
-    lambda u: _swap(u, "title=Hello", "title=Hellp"),
-    lambda u: _swap(u, "&sig=", "&extra=1&sig="),
-    lambda u: _swap(u, "template=minimal&", ""),
-    lambda u: u[:-1] + ("A" if u[-1] != "A" else "B"),
-    lambda u: u.split("&sig=")[0],
-    lambda u: u + "&sig=AAAA",
-    lambda u: _swap(u, "/og.png", "/og.webp"),
-])
+@pytest.mark.parametrize(
+    "tamper",
+    [
+        lambda u: _swap(u, "title=Hello", "title=Hellp"),
+        lambda u: _swap(u, "&sig=", "&extra=1&sig="),
+        lambda u: _swap(u, "template=minimal&", ""),
+        lambda u: u[:-1] + ("A" if u[-1] != "A" else "B"),
+        lambda u: u.split("&sig=")[0],
+        lambda u: u + "&sig=AAAA",
+        lambda u: _swap(u, "/og.png", "/og.webp"),
+    ],
+)
 def test_tampering_is_refused(tamper) -> None:
     url = sign_url("https://h/og.png", "s" * 20, {"title": "Hello", "template": "minimal"})
     with pytest.raises(BadSignature):
@@ -59,9 +72,11 @@ def test_tampering_is_refused(tamper) -> None:
 def test_order_and_encoding_do_not_matter() -> None:
     url = sign_url("https://h/og.png", "s" * 20, {"title": "a b~c", "template": "minimal"})
     sig = url.split("&sig=")[1]
-    for query in (f"template=minimal&title=a%20b~c&sig={sig}",
-                  f"sig={sig}&title=a+b%7Ec&template=minimal",
-                  f"title=a%20b%7ec&sig={sig}&template=min%69mal"):
+    for query in (
+        f"template=minimal&title=a%20b~c&sig={sig}",
+        f"sig={sig}&title=a+b%7Ec&template=minimal",
+        f"title=a%20b%7ec&sig={sig}&template=min%69mal",
+    ):
         assert verify_url(f"https://h/og.png?{query}", "s" * 20)["title"] == "a b~c"
 
 
@@ -83,7 +98,12 @@ def test_non_utf8_and_garbage_queries_are_bad_signatures_not_crashes() -> None:
 
 
 def test_parse_query_decodes_plus_and_percent() -> None:
-    assert parse_query("a=1+2&b=%2B&c&=x") == [(b"a", b"1 2"), (b"b", b"+"), (b"c", b""), (b"", b"x")]
+    assert parse_query("a=1+2&b=%2B&c&=x") == [
+        (b"a", b"1 2"),
+        (b"b", b"+"),
+        (b"c", b""),
+        (b"", b"x"),
+    ]
 
 
 def test_sig_is_reserved() -> None:

@@ -1,0 +1,100 @@
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+from click.testing import CliRunner
+
+from ogproxy import verify_url
+from ogproxy.cli import main
+
+
+def test_sign_prints_a_verifiable_url() -> None:
+    result = CliRunner().invoke(
+        main,
+        [
+            "sign",
+            "--title",
+            "Hello, wörld",
+            "--subtitle",
+            "Sub",
+            "--template",
+            "gradient",
+            "--accent-color",
+            "#abc",
+            "--base-url",
+            "https://og.example.com/og.png",
+        ],
+        env={"OGPROXY_SECRET": "old-secret-0123456789,new-secret-0123456789"},
+    )
+    assert result.exit_code == 0, result.output
+    url = result.output.strip()
+    assert url.startswith("https://og.example.com/og.png?accentColor=%23abc&subtitle=Sub&")
+    assert verify_url(url, "new-secret-0123456789") == {
+        "title": "Hello, wörld",
+        "subtitle": "Sub",
+        "template": "gradient",
+        "accentColor": "#abc",
+    }
+
+
+def test_sign_with_dev_secret(tmp_path: Path) -> None:
+    secret_file = tmp_path / "dev-secret"
+    result = CliRunner().invoke(
+        main,
+        [
+            "sign",
+            "--dev",
+            "--dev-secret-file",
+            str(secret_file),
+            "--title",
+            "x",
+            "--param",
+            "author=Ann",
+        ],
+        env={},
+    )
+    assert result.exit_code == 0, result.output
+    assert verify_url(result.output.strip(), secret_file.read_text().strip())["author"] == "Ann"
+
+
+def test_sign_without_secret_says_how() -> None:
+    result = CliRunner().invoke(main, ["sign", "--title", "x"], env={"OGPROXY_SECRET": ""})
+    assert result.exit_code == 2
+    assert "OGPROXY_SECRET" in result.output
+
+
+def test_serve_refuses_without_secret(tmp_path: Path) -> None:
+    result = CliRunner().invoke(
+        main, ["serve", "--cache-dir", str(tmp_path)], env={"OGPROXY_SECRET": "", "OGPROXY_DEV": ""}
+    )
+    assert result.exit_code == 1
+    assert "OGPROXY_SECRET is missing" in result.output
+
+
+def test_serve_reads_settings_from_env(tmp_path: Path) -> None:
+    result = CliRunner().invoke(
+        main,
+        ["serve"],
+        env={
+            "OGPROXY_SECRET": "x" * 20,
+            "OGPROXY_CACHE_SIZE": "huge",
+            "OGPROXY_CACHE_DIR": str(tmp_path),
+        },
+    )
+    assert result.exit_code == 1
+    assert "OGPROXY_CACHE_SIZE" in result.output
+
+
+def test_missing_browser_is_a_clear_error(tmp_path: Path) -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "ogproxy.browser", "--check", "--chromium", str(tmp_path / "nope")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 1
+    assert (
+        "does not exist" in proc.stderr and "apt-get install chromium-headless-shell" in proc.stderr
+    )

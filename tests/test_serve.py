@@ -1,0 +1,99 @@
+"""`ogproxy serve --dev` as a real process on loopback: what a new user does first."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from conftest import png_image
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def dev_server(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[tuple[str, subprocess.Popen[str], Path]]:
+    tmp = tmp_path_factory.mktemp("serve")
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OGPROXY_")}
+    log = (tmp / "serve.log").open("w")
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "ogproxy.cli",
+            "serve",
+            "--dev",
+            "--port",
+            str(port),
+            "--cache-dir",
+            str(tmp / "cache"),
+            "--dev-secret-file",
+            str(tmp / "dev-secret"),
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=env,
+    )
+    deadline = time.monotonic() + 30
+    text = ""
+    while time.monotonic() < deadline and proc.poll() is None:
+        text = (tmp / "serve.log").read_text()
+        if "Uvicorn running" in text:
+            break
+        time.sleep(0.1)
+    match = re.search(r"(http://127\.0\.0\.1:\d+/og\.png\?\S+)", text)
+    assert match, text
+    try:
+        yield match.group(1), proc, tmp
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGINT)
+            proc.wait(timeout=20)
+        log.close()
+
+
+def test_dev_banner_url_serves_a_card(dev_server) -> None:
+    url, _, tmp = dev_server
+    assert (tmp / "dev-secret").exists()
+    response = httpx.get(url, timeout=30)
+    assert response.status_code == 200
+    assert png_image(response.content).size == (1200, 630)
+    head = httpx.head(url, timeout=30)
+    assert head.status_code == 200 and head.content == b""
+    assert head.headers["content-length"] == str(len(response.content))
+    assert head.headers["x-cache"] == "HIT"
+    assert "server" not in head.headers
+
+
+def test_shutdown_leaves_no_browser(dev_server) -> None:
+    _, proc, _ = dev_server
+    children = subprocess.run(
+        ["pgrep", "-P", str(proc.pid)], capture_output=True, text=True
+    ).stdout.split()
+    assert children, "the server should have a browser child process"
+    proc.send_signal(signal.SIGINT)
+    assert proc.wait(timeout=20) == 0
+    time.sleep(0.5)
+    alive = [
+        pid
+        for pid in children
+        if Path(f"/proc/{pid}").exists()
+        and "Z" not in Path(f"/proc/{pid}/stat").read_text().split()[2]
+    ]
+    assert not alive

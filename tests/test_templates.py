@@ -1,0 +1,187 @@
+"""The built-in templates: real renders in Chromium, checked by pixels and by the DOM."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from conftest import png_image, signed
+from playwright.async_api import Page, async_playwright
+
+from ogproxy.browser import launch
+from ogproxy.cachekey import cache_key
+from ogproxy.config import TEMPLATES_DIR
+from ogproxy.params import CardParams
+from ogproxy.renderer import Output
+from ogproxy.templates import TemplateSet, readable_on
+
+pytestmark = pytest.mark.anyio
+TEMPLATES = ("default", "minimal", "gradient")
+
+
+@pytest.fixture(scope="module")
+async def page() -> AsyncIterator[Page]:
+    async with async_playwright() as pw:
+        browser = await launch(pw)
+        context = await browser.new_context(viewport={"width": 1200, "height": 630}, offline=True)
+        yield await context.new_page()
+        await browser.close()
+
+
+async def load(
+    page: Page, template: str, title: str, subtitle: str = "", accent: str = "#2563eb"
+) -> None:
+    html = TemplateSet(TEMPLATES_DIR).render(
+        CardParams(template, title, subtitle, accent), width=1200, height=630
+    )
+    await page.set_content(html)
+    await page.evaluate("window.__ogReady")
+
+
+def near(pixel: tuple[int, ...], rgb: tuple[int, int, int], tolerance: int = 12) -> bool:
+    return all(abs(a - b) <= tolerance for a, b in zip(pixel[:3], rgb, strict=True))
+
+
+@pytest.mark.parametrize("template", TEMPLATES)
+async def test_template_renders_a_card_with_its_accent(
+    client: httpx.AsyncClient, template: str
+) -> None:
+    accent = (0xFF, 0x55, 0x00)
+    response = await client.get(
+        signed(
+            {
+                "title": "Pixels prove it",
+                "subtitle": "A subtitle",
+                "template": template,
+                "accentColor": "#ff5500",
+            }
+        )
+    )
+    assert response.status_code == 200
+    image = png_image(response.content).convert("RGB")
+    assert image.size == (1200, 630)
+    colours = image.getcolors(maxcolors=1_000_000)
+    assert colours is not None and len(colours) > 100, "blank or flat image"
+    accent_pixels = sum(n for n, rgb in colours if near(rgb, accent))
+    assert accent_pixels > 400, f"accent colour barely present ({accent_pixels} px)"
+
+    other = await client.get(
+        signed(
+            {
+                "title": "Pixels prove it",
+                "subtitle": "A subtitle",
+                "template": template,
+                "accentColor": "#0a7",
+            }
+        )
+    )
+    other_image = png_image(other.content).convert("RGB")
+    other_colours = other_image.getcolors(maxcolors=1_000_000) or []
+    assert sum(n for n, rgb in other_colours if near(rgb, accent)) < accent_pixels / 10
+
+
+@pytest.mark.parametrize("template", TEMPLATES)
+async def test_html_in_the_title_is_shown_as_text(page: Page, template: str) -> None:
+    title = '<script>window.__pwned=1</script><img src=x onerror="window.__pwned=2"> & <b>bold</b>'
+    await load(page, template, title, subtitle="<i>sub</i>")
+    assert await page.evaluate("window.__pwned") is None
+    assert await page.text_content("h1 span") == title
+    assert await page.text_content("p.subtitle span") == "<i>sub</i>"
+    assert await page.evaluate("document.querySelectorAll('script').length") == 1
+    assert await page.evaluate("document.querySelectorAll('h1 *, p *').length") == 2  # the spans
+
+
+async def fit_report(page: Page) -> list[dict[str, Any]]:
+    return await page.evaluate("""() => [...document.querySelectorAll('.fit')].map(box => {
+        const text = box.firstElementChild, r = box.getBoundingClientRect();
+        return {fits: text.offsetHeight <= box.clientHeight + 1
+                      && text.scrollWidth <= box.clientWidth + 1,
+                inside: r.left >= 0 && r.top >= 0 && r.right <= 1200 && r.bottom <= 630,
+                size: parseFloat(text.style.fontSize), max: +box.dataset.max,
+                clamped: box.classList.contains('clamp')};
+    })""")
+
+
+LONG_TITLE = (
+    "How we cut our cloud bill by 73% without rewriting a single service: "
+    "caching, right-sizing, spot instances and a lot of patience "
+) * 2
+LONG_TITLE = LONG_TITLE[:200]
+
+
+@pytest.mark.parametrize("template", TEMPLATES)
+@pytest.mark.parametrize(
+    ("title", "subtitle"),
+    [
+        ("Short", ""),
+        (LONG_TITLE, "S" * 10 + " words " * 42),
+        ("Pneumonoultramicroscopicsilicovolcanoconiosis" * 4, ""),
+        ("東京で会いましょう。" * 20, "مرحبا بالعالم " * 21),
+    ],
+)
+async def test_text_always_fits(page: Page, template: str, title: str, subtitle: str) -> None:
+    await load(page, template, title[:200], subtitle[:300])
+    report = await fit_report(page)
+    assert report and all(box["fits"] and box["inside"] for box in report), report
+    assert not report[0]["clamped"], "a 200-character title must fit without clamping"
+    if title == "Short":
+        assert report[0]["size"] == report[0]["max"]
+    else:
+        assert report[0]["size"] < report[0]["max"]
+
+
+async def fonts_used(page: Page, selector: str) -> set[str]:
+    cdp = await page.context.new_cdp_session(page)
+    await cdp.send("DOM.enable")
+    await cdp.send("CSS.enable")
+    root = await cdp.send("DOM.getDocument")
+    node = await cdp.send(
+        "DOM.querySelector", {"nodeId": root["root"]["nodeId"], "selector": selector}
+    )
+    fonts = await cdp.send("CSS.getPlatformFontsForNode", {"nodeId": node["nodeId"]})
+    await cdp.detach()
+    return {f["familyName"] for f in fonts["fonts"]}
+
+
+@pytest.mark.parametrize(
+    ("text", "family"),
+    [
+        ("Ünïcödé àccents", "Inter"),
+        ("Launch day 🚀🎉", "Noto Color Emoji"),
+        ("東京で会いましょう", "Noto Sans CJK"),
+        ("مرحبا بالعالم", "Noto Sans Arabic"),
+        ("שלום עולם", "Noto Sans Hebrew"),
+    ],
+)
+async def test_scripts_and_emoji_use_real_fonts(page: Page, text: str, family: str) -> None:
+    await load(page, "default", text)
+    families = await fonts_used(page, "h1 span")
+    assert any(f.startswith(family) for f in families), families
+
+
+async def test_rtl_title_is_right_aligned(page: Page) -> None:
+    await load(page, "default", "مرحبا بالعالم")
+    direction = await page.evaluate("getComputedStyle(document.querySelector('h1 span')).direction")
+    assert direction == "rtl"
+
+
+def test_readable_text_colour() -> None:
+    assert readable_on("#ffff00") == "#0b1020"
+    assert readable_on("#1e1b4b") == "#ffffff"
+
+
+def test_editing_a_template_changes_the_cache_key(tmp_path: Path) -> None:
+    for path in TEMPLATES_DIR.glob("*.html"):
+        (tmp_path / path.name).write_bytes(path.read_bytes())
+    params = CardParams("minimal", "Title", "", "#e11d48")
+    before = cache_key(TemplateSet(tmp_path).templates["minimal"], params, Output())
+    assert before == cache_key(TemplateSet(TEMPLATES_DIR).templates["minimal"], params, Output())
+    with (tmp_path / "_base.html").open("a") as f:
+        f.write("<!-- edited -->\n")
+    after = cache_key(TemplateSet(tmp_path).templates["minimal"], params, Output())
+    assert after != before
+    other_output = cache_key(TemplateSet(tmp_path).templates["minimal"], params, Output(width=800))
+    assert other_output != after
