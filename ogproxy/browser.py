@@ -60,11 +60,28 @@ def system_chromium() -> str | None:
     return None
 
 
-async def launch(playwright: Playwright, explicit: str | None = None) -> Browser:
-    """Launch headless Chromium, or raise ConfigError saying how to install one."""
+def _playwright_browsers() -> list[Path]:
+    root = os.environ.get("PLAYWRIGHT_BROWSERS_PATH") or str(Path.home() / ".cache/ms-playwright")
+    if root == "0":  # browsers inside the playwright package
+        import playwright
+
+        root = str(Path(playwright.__file__).parent / "driver/package/.local-browsers")
+    return sorted(Path(root).glob("chromium*"))
+
+
+def preflight(explicit: str | None) -> None:
+    """Fail fast, before the server starts, when no browser can possibly be launched."""
     if explicit:
         if not Path(explicit).is_file():
             raise ConfigError(f"OGPROXY_CHROMIUM: {explicit} does not exist.\n{INSTALL_HELP}")
+    elif not _playwright_browsers() and system_chromium() is None:
+        raise ConfigError(INSTALL_HELP)
+
+
+async def launch(playwright: Playwright, explicit: str | None = None) -> Browser:
+    """Launch headless Chromium, or raise ConfigError saying how to install one."""
+    preflight(explicit)
+    if explicit:
         return await playwright.chromium.launch(executable_path=explicit, args=LAUNCH_ARGS)
     try:
         return await playwright.chromium.launch(args=LAUNCH_ARGS)

@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 
 from . import __version__
+from .browser import preflight
 from .config import (
     DEFAULT_CACHE_DIR,
     DEFAULT_DEV_SECRET_FILE,
@@ -181,6 +182,7 @@ def serve(
         level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     try:
+        preflight(settings.chromium)
         app = create_app(settings)
     except ConfigError as exc:
         raise click.ClickException(str(exc)) from None

@@ -98,3 +98,31 @@ def test_missing_browser_is_a_clear_error(tmp_path: Path) -> None:
     assert (
         "does not exist" in proc.stderr and "apt-get install chromium-headless-shell" in proc.stderr
     )
+
+
+def test_serve_with_a_missing_browser_fails_before_starting(tmp_path: Path) -> None:
+    result = CliRunner().invoke(
+        main,
+        [
+            "serve",
+            "--dev",
+            "--dev-secret-file",
+            str(tmp_path / "s"),
+            "--chromium",
+            str(tmp_path / "no-chromium"),
+        ],
+    )
+    assert result.exit_code == 1
+    assert "does not exist" in result.output and "chromium-headless-shell" in result.output
+
+
+def test_no_browser_anywhere_says_how_to_install(tmp_path: Path, monkeypatch) -> None:
+    import pytest
+
+    from ogproxy import browser
+    from ogproxy.errors import ConfigError
+
+    monkeypatch.setenv("PLAYWRIGHT_BROWSERS_PATH", str(tmp_path))
+    monkeypatch.setattr(browser, "system_chromium", lambda: None)
+    with pytest.raises(ConfigError, match="playwright install"):
+        browser.preflight(None)
