@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
+import anyio.to_thread
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
@@ -24,8 +25,8 @@ from .cachekey import cache_key, etag
 from .config import Settings
 from .errors import InvalidParam, OgProxyError, QueryTooLong
 from .meta import meta_tags
-from .params import MAX_QUERY_BYTES, CardParams, parse_card
-from .renderer import Output, Renderer
+from .params import MAX_QUERY_BYTES, CardParams, Output, parse_card
+from .renderer import Renderer
 from .signing import sign_url, verify_query
 from .singleflight import SingleFlight
 from .store import Store
@@ -34,7 +35,6 @@ from .templates import TemplateSet
 log = logging.getLogger("ogproxy")
 
 IMMUTABLE = "public, max-age=31536000, immutable"
-PNG = Output()
 
 
 @dataclass
@@ -47,6 +47,7 @@ class Cards:
     store: Store
     renderer: Renderer
     flights: SingleFlight[tuple[bytes, bool]]
+    output: Output  # server defaults for what a render produces
 
     async def get_or_render(
         self, key: str, params: CardParams, output: Output
@@ -67,9 +68,11 @@ class Cards:
         cached = await self.store.get(key)
         if cached is not None:
             return cached, False
-        html = self.templates.render(params, width=output.width, height=output.height)
+        doc = await anyio.to_thread.run_sync(
+            lambda: self.templates.render(params, width=output.width, height=output.height)
+        )
         started = time.perf_counter()
-        png = await self.renderer.render(html, output)
+        png = await self.renderer.render(doc, output)
         log.info("rendered %s in %.0f ms", key[:12], (time.perf_counter() - started) * 1000)
         await self.store.put(key, png)
         return png, True
@@ -91,15 +94,15 @@ async def og_image(request: Request) -> Response:
     if len(raw_query) > MAX_QUERY_BYTES:
         raise QueryTooLong(detail=f"query of {len(raw_query)} bytes")
     pairs = verify_query(request.scope["path"], raw_query, cards.secrets)
-    params = parse_card(pairs, cards.templates.default_accents)
+    params, output = parse_card(pairs, cards.templates.default_accents, cards.output)
 
     template = cards.templates.templates[params.template]
-    key = cache_key(template, params, PNG)
+    key = cache_key(template, params, output)
     headers = _headers(key)
     if _etag_matches(request, headers["ETag"]):
         return Response(status_code=304, headers=headers)
 
-    png, rendered = await cards.get_or_render(key, params, PNG)
+    png, rendered = await cards.get_or_render(key, params, output)
     headers["X-Cache"] = "MISS" if rendered else "HIT"
     headers["Content-Length"] = str(len(png))
     body = b"" if request.method == "HEAD" else png
@@ -152,7 +155,7 @@ def dev_banner(settings: Settings) -> str:
         "\nogproxy dev mode: secret kept in "
         f"{settings.dev_secret_file if not settings.secrets else 'OGPROXY_SECRET'}\n"
         f"Example card (open it in a browser):\n  {url}\n"
-        f"Meta tags for your page:\n{meta_tags(url, PNG)}\n"
+        f"Meta tags for your page:\n{meta_tags(url)}\n"
         "Sign your own: .venv/bin/ogproxy sign --dev --title 'My post'\n"
     )
 
@@ -164,14 +167,23 @@ def create_app(settings: Settings) -> Starlette:
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         renderer = Renderer(
-            pages=settings.pages, chromium=settings.chromium, timeout=settings.render_timeout
+            pages=settings.pages,
+            browsers=settings.browsers,
+            chromium=settings.chromium,
+            timeout=settings.render_timeout,
         )
         await renderer.start()
         store = Store(
             settings.cache_dir, size_limit=settings.cache_size, memory_bytes=settings.memory_cache
         )
         app.state.cards = Cards(
-            settings, settings.signing_secrets, templates, store, renderer, SingleFlight()
+            settings,
+            settings.signing_secrets,
+            templates,
+            store,
+            renderer,
+            SingleFlight(),
+            Output(palette=settings.png_palette),
         )
         if settings.dev:
             print(dev_banner(settings), flush=True)

@@ -32,6 +32,9 @@ LAUNCH_ARGS = [
     "--mute-audio",
     "--hide-scrollbars",
     "--font-render-hinting=none",  # same glyph shapes on every machine
+    # A capture otherwise waits for the next 60 Hz compositor frame (~10 ms).
+    "--disable-frame-rate-limit",
+    "--disable-gpu-vsync",
 ]
 
 # The /usr/bin entries are shell wrappers; Playwright needs the real binaries.

@@ -6,8 +6,7 @@ import hashlib
 import json
 from dataclasses import asdict
 
-from .params import CardParams
-from .renderer import Output
+from .params import CardParams, Output
 from .templates import Template
 
 # Bump when a change to the rendering code (not the templates) changes the pixels.

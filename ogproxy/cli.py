@@ -113,7 +113,22 @@ def main() -> None:
     default=None,
     type=int,
     show_envvar=True,
-    help="Concurrent renders (browser pages). Default: one per core.",
+    help="Concurrent renders (browser pages). Default: two per core.",
+)
+@click.option(
+    "--browsers",
+    envvar="OGPROXY_BROWSERS",
+    default=None,
+    type=int,
+    show_envvar=True,
+    help="Chromium processes the pages are spread over. Default: up to two.",
+)
+@click.option(
+    "--png-palette/--no-png-palette",
+    envvar="OGPROXY_PNG_PALETTE",
+    default=False,
+    show_envvar=True,
+    help="Default to 256-colour PNGs (URLs can still choose with palette=0/1).",
 )
 @click.option(
     "--render-timeout",
@@ -149,6 +164,8 @@ def serve(
     dev_secret_file: Path,
     chromium: str | None,
     pages: int | None,
+    browsers: int | None,
+    png_palette: bool,
     render_timeout: float,
     templates_dir: Path | None,
     log_level: str,
@@ -170,11 +187,14 @@ def serve(
             "dev_secret_file": dev_secret_file,
             "chromium": chromium,
             "render_timeout": render_timeout,
+            "png_palette": png_palette,
         }
     except ConfigError as exc:
         raise click.ClickException(str(exc)) from None
     if pages is not None:
         values["pages"] = pages
+    if browsers is not None:
+        values["browsers"] = browsers
     if templates_dir is not None:
         values["templates_dir"] = templates_dir
     settings = _settings(**values)

@@ -46,7 +46,10 @@ class Settings:
     memory_cache: int = DEFAULT_MEMORY_CACHE
     chromium: str | None = None
     templates_dir: Path = TEMPLATES_DIR
-    pages: int = field(default_factory=lambda: max(1, os.cpu_count() or 1))
+    # Chromium encodes and rasterises serially per process: two processes use two cores.
+    browsers: int = field(default_factory=lambda: min(2, os.cpu_count() or 1))
+    pages: int = field(default_factory=lambda: 2 * max(1, os.cpu_count() or 1))
+    png_palette: bool = False
     render_timeout: float = DEFAULT_RENDER_TIMEOUT
     dev_secret_file: Path = DEFAULT_DEV_SECRET_FILE
 
@@ -64,6 +67,8 @@ class Settings:
             raise ConfigError("OGPROXY_CACHE_SIZE: must be at least 1MiB")
         if not 1 <= self.pages <= 64:
             raise ConfigError("OGPROXY_PAGES: must be between 1 and 64")
+        if not 1 <= self.browsers <= 16:
+            raise ConfigError("OGPROXY_BROWSERS: must be between 1 and 16")
         if not 0.5 <= self.render_timeout <= 120:
             raise ConfigError("OGPROXY_RENDER_TIMEOUT: must be between 0.5 and 120 seconds")
         if not (self.templates_dir / "default.html").is_file():
@@ -83,13 +88,15 @@ class Settings:
         values: dict[str, object] = {}
         if raw := env.get("OGPROXY_SECRET"):
             values["secrets"] = split_secrets(raw)
-        if raw := env.get("OGPROXY_DEV"):
-            values["dev"] = raw.lower() in ("1", "true", "yes", "on")
+        for name in ("dev", "png_palette"):
+            if raw := env.get(f"OGPROXY_{name.upper()}"):
+                values[name] = raw.lower() in ("1", "true", "yes", "on")
         for name, conv in (
             ("host", str),
             ("port", int),
             ("chromium", str),
             ("pages", int),
+            ("browsers", int),
             ("render_timeout", float),
         ):
             if raw := env.get(f"OGPROXY_{name.upper()}"):

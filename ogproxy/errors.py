@@ -52,6 +52,11 @@ class RenderFailed(OgProxyError):
     public_message = "The image could not be rendered."
 
 
+class RenderTimeout(OgProxyError):
+    status_code = 504
+    public_message = "Rendering took too long."
+
+
 class BrowserUnavailable(OgProxyError):
     status_code = 503
     public_message = "Renderer unavailable, try again shortly."

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from html import escape
 
-from .renderer import Output
+from .params import Output
 
 
 def meta_tags(image_url: str, output: Output | None = None, alt: str | None = None) -> str:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 import unicodedata
 from collections.abc import Iterable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 from .errors import InvalidParam
 
@@ -17,7 +17,19 @@ _COLOR = re.compile(r"^#(?:[0-9a-fA-F]{3}|[0-9a-fA-F]{6})$")
 # Control characters break layout and logs; tabs and newlines too (titles are one paragraph).
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 
-KNOWN = ("title", "subtitle", "template", "accentColor")
+KNOWN = ("title", "subtitle", "template", "accentColor", "palette")
+_BOOLEANS = {"1": True, "true": True, "0": False, "false": False}
+
+
+@dataclass(frozen=True)
+class Output:
+    """What a render produces; part of the cache key."""
+
+    width: int = 1200
+    height: int = 630
+    format: str = "png"
+    scale: int = 1
+    palette: bool = False  # 256-colour PNG instead of lossless
 
 
 @dataclass(frozen=True)
@@ -58,11 +70,14 @@ def normalise_color(name: str, raw: str) -> str:
 
 
 def parse_card(
-    pairs: Iterable[tuple[bytes, bytes]], template_defaults: dict[str, str]
-) -> CardParams:
-    """Decoded query pairs (``sig`` removed) -> CardParams, or InvalidParam (400).
+    pairs: Iterable[tuple[bytes, bytes]],
+    template_defaults: dict[str, str],
+    output_defaults: Output = Output(),
+) -> tuple[CardParams, Output]:
+    """Decoded query pairs (``sig`` removed) -> what to draw and what to produce.
 
-    ``template_defaults`` maps each available template to its default accent colour.
+    Raises InvalidParam (400). ``template_defaults`` maps each available template to its
+    default accent colour; ``output_defaults`` holds the server's output settings.
     """
     values: dict[str, bytes] = {}
     for raw_name, value in pairs:
@@ -88,4 +103,12 @@ def parse_card(
         accent = normalise_color("accentColor", color)
     else:
         accent = template_defaults[template]
-    return CardParams(template=template, title=title, subtitle=subtitle, accent_color=accent)
+    card = CardParams(template=template, title=title, subtitle=subtitle, accent_color=accent)
+
+    output = output_defaults
+    if "palette" in values:
+        flag = _text("palette", values["palette"], 8, required=True).lower()
+        if flag not in _BOOLEANS:
+            raise InvalidParam("palette", f"{flag!r} is not one of 1, 0, true, false")
+        output = replace(output, palette=_BOOLEANS[flag])
+    return card, output

@@ -13,9 +13,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import jinja2
+from markupsafe import escape
 
+from .encoder import linear_gradient
 from .params import CardParams, normalise_color
 
+# Stand-ins for the text slots: private-use characters a template never contains.
+_SLOT = "\ue000og-{}\ue001"
 _DEFAULTS_LINE = re.compile(r"^\{#\s*ogproxy:(?P<body>.*?)#\}")
 FALLBACK_ACCENT = "#2563eb"
 
@@ -47,6 +51,20 @@ def readable_on(color: str) -> str:
 
 
 @dataclass(frozen=True)
+class Document:
+    """A card's HTML, and how to get it from an already loaded page by changing text only.
+
+    ``shell`` is the page with each non-empty text slot replaced by a marker; loading the
+    shell and then setting each marker's text node to ``slots[marker]`` gives exactly
+    ``html``. It is None when the template uses the text other than as plain text content.
+    """
+
+    html: str
+    shell: str | None
+    slots: dict[str, str]
+
+
+@dataclass(frozen=True)
 class Template:
     name: str
     source_hash: str  # of the template and every shared partial
@@ -67,6 +85,7 @@ class TemplateSet:
         )
         self.env.filters["mix"] = mix
         self.env.filters["readable_on"] = readable_on
+        self.env.globals["linear_gradient"] = linear_gradient
         partials = b"".join(p.read_bytes() for p in sorted(directory.glob("_*.html")))
         self.templates: dict[str, Template] = {}
         for path in sorted(directory.glob("*.html")):
@@ -82,15 +101,25 @@ class TemplateSet:
     def default_accents(self) -> dict[str, str]:
         return {name: t.accent_color for name, t in self.templates.items()}
 
-    def render(self, params: CardParams, *, width: int, height: int) -> str:
+    def render(self, params: CardParams, *, width: int, height: int) -> Document:
         template = self.env.get_template(f"{params.template}.html")
-        return template.render(
-            title=params.title,
-            subtitle=params.subtitle,
-            accent=params.accent_color,
-            width=width,
-            height=height,
-        )
+        context = {"accent": params.accent_color, "width": width, "height": height}
+        texts = {"title": params.title, "subtitle": params.subtitle}
+        html = template.render(**texts, **context)
+        markers = {name: _SLOT.format(name) if text else "" for name, text in texts.items()}
+        shell = template.render(**markers, **context)
+        # The shell is usable only if putting the escaped texts in place of the markers
+        # rebuilds the very same page.
+        rebuilt = shell
+        for name, text in texts.items():
+            if text:
+                if shell.count(markers[name]) != 1:
+                    rebuilt = ""
+                    break
+                rebuilt = rebuilt.replace(markers[name], str(escape(text)))
+        if rebuilt != html:
+            return Document(html, None, {})
+        return Document(html, shell, {markers[n]: t for n, t in texts.items() if t})
 
 
 def _declared_accent(name: str, source: bytes) -> str:

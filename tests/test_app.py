@@ -199,3 +199,37 @@ async def test_errors_are_not_cached(tmp_path: Path) -> None:
 async def test_healthz(client: httpx.AsyncClient) -> None:
     response = await client.get("/healthz")
     assert response.status_code == 200 and response.text == "ok"
+
+
+async def test_palette_mode_is_smaller_and_looks_the_same(client: httpx.AsyncClient) -> None:
+    params = {"title": "Palette check ✨", "subtitle": "Small files", "template": "gradient"}
+    lossless = await client.get(signed(params))
+    palette = await client.get(signed({**params, "palette": "1"}))
+    assert lossless.status_code == palette.status_code == 200
+    assert lossless.headers["etag"] != palette.headers["etag"]
+    a, b = png_image(lossless.content), png_image(palette.content)
+    assert a.mode == "RGB" and b.mode == "P" and b.size == (1200, 630)
+    assert len(palette.content) < 0.75 * len(lossless.content)
+    from PIL import ImageChops
+
+    diff = ImageChops.difference(a, b.convert("RGB"))
+    total_error = sum(
+        sum(i * n for i, n in enumerate(diff.getchannel(c).histogram())) for c in range(3)
+    )
+    assert total_error / (1200 * 630 * 3) < 0.5  # mean channel error, in levels of 255
+    assert max(hi for _, hi in diff.getextrema()) <= 48
+    off = await client.get(signed({**params, "palette": "false"}))
+    assert off.headers["etag"] == lossless.headers["etag"]
+
+
+async def test_palette_must_be_a_boolean(client: httpx.AsyncClient) -> None:
+    response = await client.get(signed({"title": "x", "palette": "yes"}))
+    assert response.status_code == 400 and response.json()["param"] == "palette"
+
+
+async def test_server_default_palette(tmp_path: Path) -> None:
+    async with running(make_settings(tmp_path, png_palette=True)) as (_, client):
+        response = await client.get(signed({"title": "Default palette"}))
+        assert png_image(response.content).mode == "P"
+        explicit = await client.get(signed({"title": "Default palette", "palette": "0"}))
+        assert png_image(explicit.content).mode == "RGB"

@@ -9,36 +9,49 @@ from typing import Any
 import httpx
 import pytest
 from conftest import png_image, signed
+from PIL import ImageChops
 from playwright.async_api import Page, async_playwright
 
 from ogproxy.browser import launch
 from ogproxy.cachekey import cache_key
 from ogproxy.config import TEMPLATES_DIR
-from ogproxy.params import CardParams
-from ogproxy.renderer import Output
-from ogproxy.templates import TemplateSet, readable_on
+from ogproxy.params import CardParams, Output
+from ogproxy.renderer import Tab
+from ogproxy.templates import Document, TemplateSet, readable_on
 
 pytestmark = pytest.mark.anyio
 TEMPLATES = ("default", "minimal", "gradient")
 
 
 @pytest.fixture(scope="module")
-async def page() -> AsyncIterator[Page]:
+async def tab() -> AsyncIterator[Tab]:
     async with async_playwright() as pw:
         browser = await launch(pw)
         context = await browser.new_context(viewport={"width": 1200, "height": 630}, offline=True)
-        yield await context.new_page()
+        page = await context.new_page()
+        TAB[page] = Tab(page, await context.new_cdp_session(page))
+        yield TAB[page]
         await browser.close()
+
+
+@pytest.fixture
+def page(tab: Tab) -> Page:
+    return tab.page
+
+
+TAB: dict[Page, Tab] = {}
+
+
+def document(template: str, title: str, subtitle: str = "", accent: str = "#2563eb") -> Document:
+    params = CardParams(template, title, subtitle, accent)
+    return TemplateSet(TEMPLATES_DIR).render(params, width=1200, height=630)
 
 
 async def load(
     page: Page, template: str, title: str, subtitle: str = "", accent: str = "#2563eb"
 ) -> None:
-    html = TemplateSet(TEMPLATES_DIR).render(
-        CardParams(template, title, subtitle, accent), width=1200, height=630
-    )
-    await page.set_content(html)
-    await page.evaluate("window.__ogReady")
+    """Load a card the way the renderer does: text changed in place when the shell matches."""
+    await TAB[page].load(document(template, title, subtitle, accent), Output())
 
 
 def near(pixel: tuple[int, ...], rgb: tuple[int, int, int], tolerance: int = 12) -> bool:
@@ -185,3 +198,43 @@ def test_editing_a_template_changes_the_cache_key(tmp_path: Path) -> None:
     assert after != before
     other_output = cache_key(TemplateSet(tmp_path).templates["minimal"], params, Output(width=800))
     assert other_output != after
+
+
+@pytest.mark.parametrize("template", TEMPLATES)
+async def test_text_changed_in_place_looks_like_a_fresh_page(tab: Tab, template: str) -> None:
+    cards = [
+        ("Short one", ""),
+        (LONG_TITLE, "With a subtitle"),
+        ("東京で会いましょう 🚀", "مرحبا"),
+        ("Pneumonoultramicroscopicsilicovolcanoconiosis" * 4, "x"),
+    ]
+    for title, subtitle in cards:
+        doc = document(template, title, subtitle)
+        assert doc.shell is not None, "built-in templates must support in-place updates"
+        await tab.load(doc, Output())
+        updated = await tab.capture()
+        assert tab.shell is not None
+        await tab.page.set_content(doc.html)
+        await tab.page.evaluate("window.__ogReady")
+        fresh = await tab.capture()
+        tab.shell = None
+        a, b = png_image(updated).convert("RGB"), png_image(fresh).convert("RGB")
+        diff = ImageChops.difference(a, b)
+        # Re-rastering only the changed box can shift anti-aliasing on an edge it crosses
+        # by a level or two; anything more (stale text, layout) is a real difference.
+        changed = sum(diff.convert("L").point(lambda v: 255 if v else 0).histogram()[255:])
+        worst = max(hi for _, hi in diff.getextrema())
+        assert worst <= 2 and changed <= 50, (template, title[:20], diff.getbbox(), worst, changed)
+
+
+def test_template_using_text_elsewhere_falls_back_to_a_full_load(tmp_path: Path) -> None:
+    (tmp_path / "default.html").write_text(
+        "<title>{{ title }}</title><h1>{{ title }}</h1>"
+        "{{ subtitle }}{{ accent }}{{ width }}{{ height }}"
+    )
+    (tmp_path / "upper.html").write_text("<h1>{{ title | upper }}</h1>{{ subtitle }}")
+    templates = TemplateSet(tmp_path)
+    for name in ("default", "upper"):
+        doc = templates.render(CardParams(name, "Title", "", "#000000"), width=10, height=10)
+        assert doc.shell is None
+        assert "Title" in doc.html or "TITLE" in doc.html
