@@ -12,18 +12,20 @@ import logging
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import anyio.to_thread
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
-from .cachekey import cache_key, etag
+from .cachekey import IMMUTABLE, cache_key, etag
 from .config import Settings
 from .errors import InvalidParam, OgProxyError, QueryTooLong
+from .hits import HitMiddleware, KnownQueries
 from .meta import meta_tags
 from .params import MAX_QUERY_BYTES, CardParams, Output, parse_card
 from .renderer import Renderer
@@ -33,8 +35,6 @@ from .store import Store
 from .templates import TemplateSet
 
 log = logging.getLogger("ogproxy")
-
-IMMUTABLE = "public, max-age=31536000, immutable"
 
 
 @dataclass
@@ -48,6 +48,7 @@ class Cards:
     renderer: Renderer
     flights: SingleFlight[tuple[bytes, bool]]
     output: Output  # server defaults for what a render produces
+    known: KnownQueries = field(default_factory=KnownQueries)
 
     async def get_or_render(
         self, key: str, params: CardParams, output: Output
@@ -103,6 +104,7 @@ async def og_image(request: Request) -> Response:
         return Response(status_code=304, headers=headers)
 
     png, rendered = await cards.get_or_render(key, params, output)
+    cards.known.remember(request.scope["path"], raw_query, key)
     headers["X-Cache"] = "MISS" if rendered else "HIT"
     headers["Content-Length"] = str(len(png))
     body = b"" if request.method == "HEAD" else png
@@ -203,5 +205,6 @@ def create_app(settings: Settings) -> Starlette:
             HTTPException: _http_error,
             Exception: _unexpected,
         },
+        middleware=[Middleware(HitMiddleware)],
         lifespan=lifespan,
     )

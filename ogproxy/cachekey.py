@@ -11,6 +11,8 @@ from .templates import Template
 
 # Bump when a change to the rendering code (not the templates) changes the pixels.
 RENDERER_VERSION = "1"
+# Safe because the URL names the content: any change to it is a new URL.
+IMMUTABLE = "public, max-age=31536000, immutable"
 
 
 def cache_key(template: Template, params: CardParams, output: Output) -> str:

@@ -37,6 +37,10 @@ from .templates import Document
 
 log = logging.getLogger("ogproxy.renderer")
 
+# A page that has rendered this many cards is replaced by a fresh one: documents loaded
+# with set_content leave a little behind each time, and a new page frees all of it.
+RECYCLE_AFTER = 500
+
 # Finds the marker text nodes of a freshly loaded shell once, then sets their text and
 # re-runs the template's fitting script. Text node data is never parsed as HTML.
 # set_content() keeps the window object, so slots found in an earlier shell are stale
@@ -169,7 +173,10 @@ class Renderer:
             await self._replace(tab)
             raise RenderFailed(detail=f"render failed: {exc}") from exc
         tab.renders += 1
-        self._pool.put_nowait(tab)
+        if tab.renders >= RECYCLE_AFTER:
+            await self._replace(tab)
+        else:
+            self._pool.put_nowait(tab)
         # The tab is already free for the next card while this one is encoded.
         png = await anyio.to_thread.run_sync(lambda: reencode_png(raw, palette=output.palette))
         self.renders += 1

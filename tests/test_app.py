@@ -233,3 +233,36 @@ async def test_server_default_palette(tmp_path: Path) -> None:
         assert png_image(response.content).mode == "P"
         explicit = await client.get(signed({"title": "Default palette", "palette": "0"}))
         assert png_image(explicit.content).mode == "RGB"
+
+
+async def test_repeat_hits_skip_the_framework_but_not_the_checks(served) -> None:
+    app, client = served
+    url = signed({"title": "Fast path", "template": "minimal"})
+    query = url.split("?", 1)[1].encode()
+    first = await client.get(url)
+    assert app.state.cards.known.get("/og.png", query) is not None
+    again = await client.get(url)
+    full_path = await client.get("/og.png?" + "&".join(reversed(query.decode().split("&"))))
+    assert again.headers["x-cache"] == full_path.headers["x-cache"] == "HIT"
+    assert again.content == full_path.content == first.content
+    skip = {"date"}
+    assert {k: v for k, v in again.headers.items() if k not in skip} == {
+        k: v for k, v in full_path.headers.items() if k not in skip
+    }
+    head = await client.head(url)
+    assert head.content == b"" and head.headers["content-length"] == str(len(first.content))
+    cond = await client.get(url, headers={"If-None-Match": first.headers["etag"]})
+    assert cond.status_code == 304 and cond.content == b""
+    # A known query under another path, or one changed byte, is not known.
+    assert (await client.get(url.replace("/og.png", "/og.jpg"))).status_code == 404
+    assert (await client.get(url[:-1] + ("A" if url[-1] != "A" else "B"))).status_code == 403
+
+
+async def test_known_queries_are_bounded() -> None:
+    from ogproxy.hits import KnownQueries
+
+    known = KnownQueries(max_entries=3)
+    for i in range(5):
+        known.remember("/og.png", str(i).encode(), f"k{i}")
+    assert len(known) == 3
+    assert known.get("/og.png", b"0") is None and known.get("/og.png", b"4") == "k4"

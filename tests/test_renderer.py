@@ -1,0 +1,60 @@
+"""The Chromium renderer itself: page reuse, recycling and timeouts, with a real browser."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+from conftest import png_image
+
+from ogproxy import renderer as renderer_module
+from ogproxy.config import TEMPLATES_DIR
+from ogproxy.errors import RenderTimeout
+from ogproxy.params import CardParams, Output
+from ogproxy.renderer import Renderer
+from ogproxy.templates import TemplateSet
+
+pytestmark = pytest.mark.anyio
+
+
+def card(title: str, template: str = "default") -> CardParams:
+    return CardParams(template, title, "", "#2563eb")
+
+
+async def test_pages_are_recycled_and_keep_rendering(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(renderer_module, "RECYCLE_AFTER", 2)
+    templates = TemplateSet(TEMPLATES_DIR)
+    renderer = Renderer(pages=1, chromium=None, timeout=10)
+    await renderer.start()
+    try:
+        pages = set()
+        for i in range(5):
+            tab = renderer._pool._queue[0]  # the one tab, as the next render will get it
+            pages.add(id(tab.page))
+            doc = templates.render(card(f"Card {i}"), width=1200, height=630)
+            png = await renderer.render(doc, Output())
+            assert png_image(png).size == (1200, 630)
+        assert len(pages) == 3  # renders 1-2, 3-4, 5
+        assert renderer.renders == 5
+    finally:
+        await renderer.stop()
+
+
+async def test_a_hanging_template_times_out_and_the_next_render_works(tmp_path: Path) -> None:
+    for path in TEMPLATES_DIR.glob("*.html"):
+        (tmp_path / path.name).write_bytes(path.read_bytes())
+    (tmp_path / "hang.html").write_text("<h1>{{ title }}</h1><script>for (;;) {}</script>")
+    templates = TemplateSet(tmp_path)
+    renderer = Renderer(pages=1, chromium=None, timeout=1.5)
+    await renderer.start()
+    try:
+        started = time.monotonic()
+        hang = templates.render(card("x", "hang"), width=1200, height=630)
+        with pytest.raises(RenderTimeout):
+            await renderer.render(hang, Output())
+        assert time.monotonic() - started < 5
+        doc = templates.render(card("After the hang"), width=1200, height=630)
+        assert png_image(await renderer.render(doc, Output())).size == (1200, 630)
+    finally:
+        await renderer.stop()
