@@ -65,17 +65,22 @@ class Cards:
     async def _render_once(
         self, key: str, params: CardParams, output: Output
     ) -> tuple[bytes, bool]:
-        # Re-check inside the flight: another request may have stored it meanwhile.
+        # Re-check inside the flight: another request may have stored it meanwhile, and
+        # another worker process may be rendering it right now (the lock waits for it).
         cached = await self.store.get(key)
         if cached is not None:
             return cached, False
-        doc = await anyio.to_thread.run_sync(
-            lambda: self.templates.render(params, width=output.width, height=output.height)
-        )
-        started = time.perf_counter()
-        png = await self.renderer.render(doc, output)
-        log.info("rendered %s in %.0f ms", key[:12], (time.perf_counter() - started) * 1000)
-        await self.store.put(key, png)
+        async with self.store.render_lock(key, hold=self.settings.render_timeout * 3):
+            cached = await self.store.get(key)
+            if cached is not None:
+                return cached, False
+            doc = await anyio.to_thread.run_sync(
+                lambda: self.templates.render(params, width=output.width, height=output.height)
+            )
+            started = time.perf_counter()
+            png = await self.renderer.render(doc, output)
+            log.info("rendered %s in %.0f ms", key[:12], (time.perf_counter() - started) * 1000)
+            await self.store.put(key, png)
         return png, True
 
 
@@ -173,6 +178,7 @@ def create_app(settings: Settings) -> Starlette:
             browsers=settings.browsers,
             chromium=settings.chromium,
             timeout=settings.render_timeout,
+            queue=settings.queue,
         )
         await renderer.start()
         store = Store(

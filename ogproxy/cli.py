@@ -124,6 +124,14 @@ def main() -> None:
     help="Chromium processes the pages are spread over. Default: up to two.",
 )
 @click.option(
+    "--queue",
+    envvar="OGPROXY_QUEUE",
+    default=64,
+    type=int,
+    show_envvar=True,
+    help="Renders that may wait for a page; beyond it new misses get 503 + Retry-After.",
+)
+@click.option(
     "--png-palette/--no-png-palette",
     envvar="OGPROXY_PNG_PALETTE",
     default=False,
@@ -165,6 +173,7 @@ def serve(
     chromium: str | None,
     pages: int | None,
     browsers: int | None,
+    queue: int,
     png_palette: bool,
     render_timeout: float,
     templates_dir: Path | None,
@@ -188,6 +197,7 @@ def serve(
             "chromium": chromium,
             "render_timeout": render_timeout,
             "png_palette": png_palette,
+            "queue": queue,
         }
     except ConfigError as exc:
         raise click.ClickException(str(exc)) from None

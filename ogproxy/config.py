@@ -18,6 +18,7 @@ DEFAULT_DEV_SECRET_FILE = Path(".ogproxy/dev-secret")
 DEFAULT_CACHE_SIZE = 2**30  # 1 GiB on disk
 DEFAULT_MEMORY_CACHE = 64 * 2**20  # 64 MiB of hot PNGs kept in memory
 DEFAULT_RENDER_TIMEOUT = 10.0  # seconds
+DEFAULT_QUEUE = 64  # renders waiting for a page before new misses get 503
 TEMPLATES_DIR = Path(__file__).resolve().parent.parent / "templates"
 
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]i?b?|b)?\s*$", re.IGNORECASE)
@@ -50,6 +51,7 @@ class Settings:
     browsers: int = field(default_factory=lambda: min(2, os.cpu_count() or 1))
     pages: int = field(default_factory=lambda: 2 * max(1, os.cpu_count() or 1))
     png_palette: bool = False
+    queue: int = DEFAULT_QUEUE
     render_timeout: float = DEFAULT_RENDER_TIMEOUT
     dev_secret_file: Path = DEFAULT_DEV_SECRET_FILE
 
@@ -67,6 +69,8 @@ class Settings:
             raise ConfigError("OGPROXY_CACHE_SIZE: must be at least 1MiB")
         if not 1 <= self.pages <= 64:
             raise ConfigError("OGPROXY_PAGES: must be between 1 and 64")
+        if not 0 <= self.queue <= 100_000:
+            raise ConfigError("OGPROXY_QUEUE: must be between 0 and 100000")
         if not 1 <= self.browsers <= 16:
             raise ConfigError("OGPROXY_BROWSERS: must be between 1 and 16")
         if not 0.5 <= self.render_timeout <= 120:
@@ -97,6 +101,7 @@ class Settings:
             ("chromium", str),
             ("pages", int),
             ("browsers", int),
+            ("queue", int),
             ("render_timeout", float),
         ):
             if raw := env.get(f"OGPROXY_{name.upper()}"):

@@ -47,11 +47,6 @@ class NotFound(OgProxyError):
     public_message = "Not found."
 
 
-class RenderFailed(OgProxyError):
-    status_code = 500
-    public_message = "The image could not be rendered."
-
-
 class RenderTimeout(OgProxyError):
     status_code = 504
     public_message = "Rendering took too long."
@@ -61,6 +56,12 @@ class BrowserUnavailable(OgProxyError):
     status_code = 503
     public_message = "Renderer unavailable, try again shortly."
     headers = {"Retry-After": "2"}  # noqa: RUF012
+
+
+class Overloaded(OgProxyError):
+    status_code = 503
+    public_message = "Too many renders queued, try again shortly."
+    headers = {"Retry-After": "1"}  # noqa: RUF012
 
 
 class ConfigError(Exception):

@@ -31,7 +31,7 @@ from playwright.async_api import Error as PlaywrightError
 
 from . import browser as _browser
 from .encoder import reencode_png
-from .errors import RenderFailed, RenderTimeout
+from .errors import BrowserUnavailable, Overloaded, RenderTimeout
 from .params import Output
 from .templates import Document
 
@@ -69,13 +69,81 @@ async def _abort(route: Route) -> None:
     await route.abort("blockedbyclient")
 
 
+class Chromium:
+    """One browser process with its offline context; relaunched when it has died."""
+
+    def __init__(self, playwright: Playwright, executable: str | None) -> None:
+        self._pw = playwright
+        self._executable = executable
+        self._browser: Browser | None = None
+        self._context: BrowserContext | None = None
+        self._lock = asyncio.Lock()
+        self.generation = 0  # bumped at every launch; tabs of an older one are stale
+        self.launches = 0
+
+    @property
+    def alive(self) -> bool:
+        return self._browser is not None and self._browser.is_connected()
+
+    @property
+    def version(self) -> str:
+        return self._browser.version if self._browser else "not started"
+
+    async def context(self) -> BrowserContext:
+        async with self._lock:
+            if not self.alive or self._context is None:
+                await self._close()
+                self._browser = await _browser.launch(self._pw, self._executable)
+                self._context = await self._browser.new_context(
+                    viewport={"width": Output.width, "height": Output.height},
+                    device_scale_factor=1,
+                    offline=True,
+                    service_workers="block",
+                )
+                await self._context.route("**/*", _abort)
+                self.generation += 1
+                self.launches += 1
+            return self._context
+
+    async def _close(self) -> None:
+        if self._browser is not None:
+            with contextlib.suppress(PlaywrightError):
+                await self._browser.close()
+        self._browser = self._context = None
+
+    async def close(self) -> None:
+        async with self._lock:
+            await self._close()
+
+
 @dataclass(eq=False)
 class Tab:
+    """A reusable page. It may be empty (no page yet, or its browser died): see ready()."""
+
     page: Page
     cdp: CDPSession
     shell: int | None = None  # hash of the loaded shell, None if a one-off page
     size: tuple[int, int] = (0, 0)
     renders: int = field(default=0)
+    owner: Chromium | None = None
+    generation: int = 0
+
+    @classmethod
+    async def open(cls, owner: Chromium) -> Tab:
+        context = await owner.context()
+        page = await context.new_page()
+        cdp = await context.new_cdp_session(page)
+        return cls(page, cdp, owner=owner, generation=owner.generation)
+
+    @property
+    def usable(self) -> bool:
+        owner = self.owner
+        fresh = owner is None or (owner.alive and owner.generation == self.generation)
+        return fresh and not self.page.is_closed()
+
+    async def close(self) -> None:
+        with contextlib.suppress(PlaywrightError):
+            await self.page.close()
 
     async def load(self, doc: Document, output: Output) -> None:
         if self.size != (output.width, output.height):
@@ -102,82 +170,116 @@ class Tab:
 
 
 class Renderer:
+    """A bounded pool of tabs over one or more Chromium processes.
+
+    Renders wait for a free tab; past ``queue`` waiting renders the answer is Overloaded
+    (503) at once. A browser that died is relaunched by the next render that needs it,
+    and a render it broke is retried once on the new one.
+    """
+
     def __init__(
-        self, *, pages: int, chromium: str | None, timeout: float, browsers: int = 1
+        self,
+        *,
+        pages: int,
+        chromium: str | None,
+        timeout: float,
+        browsers: int = 1,
+        queue: int = 64,
     ) -> None:
         self._pages = pages
         self._browsers_wanted = max(1, min(browsers, pages))
-        self._chromium = chromium
+        self._executable = chromium
         self._timeout = timeout
+        self._queue_limit = queue
         self._pw: Playwright | None = None
-        self._contexts: list[BrowserContext] = []
-        self._browsers: list[Browser] = []
+        self._chromiums: list[Chromium] = []
         self._pool: asyncio.Queue[Tab] = asyncio.Queue()
+        self.waiting = 0
         self.renders = 0
 
     @property
     def version(self) -> str:
-        return self._browsers[0].version if self._browsers else "not started"
+        return self._chromiums[0].version if self._chromiums else "not started"
+
+    @property
+    def restarts(self) -> int:
+        """Browser launches beyond the first of each process."""
+        return sum(max(0, c.launches - 1) for c in self._chromiums)
+
+    @property
+    def ready(self) -> bool:
+        return bool(self._chromiums) and any(c.alive for c in self._chromiums)
 
     async def start(self) -> None:
         self._pw = await async_playwright().start()
         try:
-            for _ in range(self._browsers_wanted):
-                browser = await _browser.launch(self._pw, self._chromium)
-                context = await browser.new_context(
-                    viewport={"width": Output.width, "height": Output.height},
-                    device_scale_factor=1,
-                    offline=True,
-                    service_workers="block",
-                )
-                await context.route("**/*", _abort)
-                self._browsers.append(browser)
-                self._contexts.append(context)
+            self._chromiums = [
+                Chromium(self._pw, self._executable) for _ in range(self._browsers_wanted)
+            ]
             for i in range(self._pages):
-                self._pool.put_nowait(await self._new_tab(self._contexts[i % len(self._contexts)]))
+                self._pool.put_nowait(await Tab.open(self._chromiums[i % len(self._chromiums)]))
         except BaseException:
             await self.stop()
             raise
 
     async def stop(self) -> None:
-        for browser in self._browsers:
-            await browser.close()
-        self._browsers.clear()
-        self._contexts.clear()
+        for chromium in self._chromiums:
+            await chromium.close()
+        self._chromiums.clear()
         if self._pw is not None:
             await self._pw.stop()
             self._pw = None
 
-    async def _new_tab(self, context: BrowserContext) -> Tab:
-        page = await context.new_page()
-        return Tab(page, await context.new_cdp_session(page))
+    async def _checkout(self) -> Tab:
+        if self.waiting >= self._queue_limit:
+            raise Overloaded(detail=f"{self.waiting} renders already waiting")
+        self.waiting += 1
+        try:
+            tab = await self._pool.get()
+        finally:
+            self.waiting -= 1
+        if tab.usable:
+            return tab
+        return await self._fresh(tab)
 
-    async def _replace(self, tab: Tab) -> None:
-        """Throw a tab away (it may be stuck or broken) and put a fresh one in the pool."""
-        context = tab.page.context
-        with contextlib.suppress(PlaywrightError):
-            await tab.page.close()
-        self._pool.put_nowait(await self._new_tab(context))
+    async def _fresh(self, tab: Tab) -> Tab:
+        """A new tab in ``tab``'s place, relaunching its browser if needed.
+
+        On failure the old slot goes back to the pool, so the pool never shrinks.
+        """
+        await tab.close()
+        assert tab.owner is not None
+        try:
+            return await Tab.open(tab.owner)
+        except PlaywrightError as exc:
+            self._pool.put_nowait(tab)  # keep the slot; the next render tries again
+            raise BrowserUnavailable(detail=f"cannot relaunch Chromium: {exc}") from exc
 
     async def render(self, doc: Document, output: Output) -> bytes:
         """Render a card to PNG bytes of ``output``'s size."""
-        tab = await self._pool.get()
-        try:
-            with anyio.fail_after(self._timeout):
-                await tab.load(doc, output)
-                raw = await tab.capture()
-        except TimeoutError:
-            await self._replace(tab)
-            raise RenderTimeout(detail=f"render exceeded {self._timeout:.1f} s") from None
-        except PlaywrightError as exc:
-            await self._replace(tab)
-            raise RenderFailed(detail=f"render failed: {exc}") from exc
+        for attempt in (1, 2):
+            tab = await self._checkout()
+            try:
+                with anyio.fail_after(self._timeout):
+                    await tab.load(doc, output)
+                    raw = await tab.capture()
+            except TimeoutError:
+                # A page stuck in a script is thrown away so the next render is clean.
+                self._pool.put_nowait(await self._fresh(tab))
+                raise RenderTimeout(detail=f"render exceeded {self._timeout:.1f} s") from None
+            except PlaywrightError as exc:
+                crashed = not tab.usable
+                log.warning(
+                    "render attempt %d failed (browser alive: %s): %s", attempt, not crashed, exc
+                )
+                self._pool.put_nowait(await self._fresh(tab))
+                if attempt == 1:
+                    continue
+                raise BrowserUnavailable(detail=f"render failed twice: {exc}") from exc
+            break
         tab.renders += 1
-        if tab.renders >= RECYCLE_AFTER:
-            await self._replace(tab)
-        else:
-            self._pool.put_nowait(tab)
-        # The tab is already free for the next card while this one is encoded.
+        # The tab is free for the next card while this one is encoded.
+        self._pool.put_nowait(await self._fresh(tab) if tab.renders >= RECYCLE_AFTER else tab)
         png = await anyio.to_thread.run_sync(lambda: reencode_png(raw, palette=output.palette))
         self.renders += 1
         return png

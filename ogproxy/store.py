@@ -2,15 +2,34 @@
 
 Hits are served from memory when they can be (no thread hop, no disk read); a disk hit
 is promoted to memory. diskcache is synchronous, so disk I/O runs in a worker thread.
+
+The disk is a cache, never a dependency: an entry is stored with a digest and checked on
+every read (a truncated or corrupted one is dropped and rendered again), and a full,
+read-only or broken cache directory only costs re-renders, logged, never a failed
+request.
 """
 
 from __future__ import annotations
 
+import asyncio
+import hashlib
+import logging
+import os
+import sqlite3
+import time
 from collections import OrderedDict
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import anyio.to_thread
 import diskcache
+
+log = logging.getLogger("ogproxy.store")
+
+_DIGEST = 16  # bytes of BLAKE2b in front of each stored PNG
+# Every error the disk or SQLite can throw at us: full, read-only, gone, locked, corrupt.
+DISK_ERRORS = (OSError, sqlite3.Error, diskcache.Timeout)
 
 
 class MemoryLRU:
@@ -43,27 +62,110 @@ class MemoryLRU:
         return len(self._items)
 
 
+def _seal(value: bytes) -> bytes:
+    return hashlib.blake2b(value, digest_size=_DIGEST).digest() + value
+
+
+def _open(sealed: object) -> bytes | None:
+    """The value inside a stored entry, or None if it is not intact."""
+    if not isinstance(sealed, bytes) or len(sealed) <= _DIGEST:
+        return None
+    digest, value = sealed[:_DIGEST], sealed[_DIGEST:]
+    if hashlib.blake2b(value, digest_size=_DIGEST).digest() != digest:
+        return None
+    return value
+
+
 class Store:
     def __init__(self, directory: Path, *, size_limit: int, memory_bytes: int) -> None:
-        directory.mkdir(parents=True, exist_ok=True)
         self.directory = directory
-        self.disk = diskcache.Cache(str(directory), size_limit=size_limit)
         self.memory = MemoryLRU(memory_bytes)
+        self.disk_errors = 0
+        self.corrupt = 0
+        self.disk: diskcache.Cache | None
+        try:
+            directory.mkdir(parents=True, exist_ok=True)
+            self.disk = diskcache.Cache(str(directory), size_limit=size_limit)
+        except DISK_ERRORS as exc:
+            log.error(
+                "cache directory %s unusable, keeping renders in memory only: %s", directory, exc
+            )
+            self.disk = None
 
     def get_memory(self, key: str) -> bytes | None:
         return self.memory.get(key)
 
     async def get(self, key: str) -> bytes | None:
         value = self.memory.get(key)
-        if value is None:
-            value = await anyio.to_thread.run_sync(self.disk.get, key)
+        if value is None and self.disk is not None:
+            value = await anyio.to_thread.run_sync(self._read, key)
             if value is not None:
                 self.memory.put(key, value)
         return value
 
     async def put(self, key: str, value: bytes) -> None:
         self.memory.put(key, value)
-        await anyio.to_thread.run_sync(self.disk.set, key, value)
+        if self.disk is not None:
+            await anyio.to_thread.run_sync(self._write, key, value)
+
+    def _read(self, key: str) -> bytes | None:
+        assert self.disk is not None
+        try:
+            sealed = self.disk.get(key)
+        except DISK_ERRORS as exc:
+            self.disk_errors += 1
+            log.warning("cache read of %s failed, rendering instead: %s", key[:12], exc)
+            return None
+        if sealed is None:
+            return None
+        value = _open(sealed)
+        if value is None:
+            self.corrupt += 1
+            log.warning("cache entry %s is corrupted; dropping it", key[:12])
+            self._delete(key)
+        return value
+
+    def _write(self, key: str, value: bytes) -> None:
+        assert self.disk is not None
+        try:
+            self.disk.set(key, _seal(value))
+        except DISK_ERRORS as exc:
+            self.disk_errors += 1
+            log.warning("cache write of %s failed, serving it anyway: %s", key[:12], exc)
+
+    def _delete(self, key: str) -> None:
+        assert self.disk is not None
+        try:
+            self.disk.delete(key)
+        except DISK_ERRORS as exc:
+            log.warning("could not drop cache entry %s: %s", key[:12], exc)
+
+    @asynccontextmanager
+    async def render_lock(self, key: str, hold: float) -> AsyncIterator[None]:
+        """Hold ``key`` against other processes sharing this cache (several workers).
+
+        Waits while another process holds it, at most ``hold`` seconds: a lock left by a
+        process that died expires after that. Without a usable disk it does not wait.
+        """
+        name, token = f"ogproxy-lock:{key}", f"{os.getpid()}:{id(self)}"
+        deadline = time.monotonic() + hold
+        held = False
+        disk = self.disk
+        while disk is not None and time.monotonic() < deadline:
+            try:
+                # An empty Cache is falsy (it has a length): compare with None, always.
+                held = await anyio.to_thread.run_sync(lambda: disk.add(name, token, expire=hold))
+            except DISK_ERRORS:
+                break
+            if held:
+                break
+            await asyncio.sleep(0.02)
+        try:
+            yield
+        finally:
+            if held and self.disk is not None:
+                await anyio.to_thread.run_sync(self._delete, name)
 
     def close(self) -> None:
-        self.disk.close()
+        if self.disk is not None:
+            self.disk.close()

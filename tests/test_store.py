@@ -1,0 +1,109 @@
+"""The cache store: integrity, disk faults and the cross-process render lock."""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from ogproxy.store import MemoryLRU, Store
+
+pytestmark = pytest.mark.anyio
+PNG = b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 200  # 51 KB: stored as a file by diskcache
+
+
+def store(tmp_path: Path, memory: int = 1 << 20) -> Store:
+    return Store(tmp_path / "cache", size_limit=1 << 24, memory_bytes=memory)
+
+
+async def test_round_trip_survives_reopening(tmp_path: Path) -> None:
+    s = store(tmp_path)
+    await s.put("k", PNG)
+    s.close()
+    again = store(tmp_path)
+    assert again.get_memory("k") is None
+    assert await again.get("k") == PNG
+    assert again.get_memory("k") == PNG  # promoted to memory
+
+
+@pytest.mark.parametrize("damage", ["truncate", "flip"])
+async def test_corrupted_entry_is_dropped_not_served(tmp_path: Path, damage: str) -> None:
+    s = store(tmp_path, memory=0)
+    await s.put("k", PNG)
+    files = [p for p in (tmp_path / "cache").rglob("*.val")]
+    assert len(files) == 1
+    data = files[0].read_bytes()
+    files[0].write_bytes(data[:-100] if damage == "truncate" else data[:500] + b"X" + data[501:])
+    assert await s.get("k") is None
+    assert s.corrupt == 1
+    assert "k" not in s.disk
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        OSError(errno.ENOSPC, "No space left on device"),
+        sqlite3.OperationalError("disk I/O error"),
+        OSError(errno.EROFS, "Read-only file system"),
+    ],
+)
+async def test_disk_errors_cost_a_render_never_a_failure(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, error: Exception
+) -> None:
+    s = store(tmp_path, memory=0)
+
+    def fail(*args: object, **kwargs: object) -> None:
+        raise error
+
+    monkeypatch.setattr(s.disk, "set", fail)
+    monkeypatch.setattr(s.disk, "get", fail)
+    await s.put("k", PNG)  # logged, not raised
+    assert await s.get("k") is None
+    assert s.disk_errors == 2
+
+
+async def test_unusable_cache_dir_means_memory_only(tmp_path: Path) -> None:
+    blocker = tmp_path / "cache"
+    blocker.write_text("a file where the directory should be")
+    s = store(tmp_path)
+    assert s.disk is None
+    await s.put("k", PNG)
+    assert await s.get("k") == PNG
+
+
+async def test_render_lock_excludes_other_holders(tmp_path: Path) -> None:
+    a, b = store(tmp_path), store(tmp_path)  # two processes' views of one cache dir
+    order: list[str] = []
+
+    async def second() -> None:
+        async with b.render_lock("k", hold=10):
+            order.append("b")
+
+    async with a.render_lock("k", hold=10):
+        task = asyncio.create_task(second())
+        await asyncio.sleep(0.2)
+        assert not task.done()
+        order.append("a")
+    await asyncio.wait_for(task, 5)
+    assert order == ["a", "b"]
+    assert "ogproxy-lock:k" not in a.disk
+
+
+async def test_render_lock_on_an_empty_cache_is_taken_at_once(tmp_path: Path) -> None:
+    s = store(tmp_path)
+    assert len(s.disk) == 0
+    async with s.render_lock("k", hold=30):
+        assert s.disk.get("ogproxy-lock:k") is not None
+
+
+def test_memory_lru_is_bounded_by_bytes() -> None:
+    lru = MemoryLRU(100)
+    for i in range(10):
+        lru.put(str(i), b"x" * 20)
+    assert lru.bytes <= 100 and len(lru) == 5
+    assert lru.get("0") is None and lru.get("9") == b"x" * 20
+    lru.put("big", b"x" * 30)  # over a quarter of the budget: not kept
+    assert lru.get("big") is None
