@@ -214,3 +214,8 @@ def create_app(settings: Settings) -> Starlette:
         middleware=[Middleware(HitMiddleware)],
         lifespan=lifespan,
     )
+
+
+def app_from_env() -> Starlette:
+    """App factory for worker processes (``ogproxy serve --workers N``): settings from env."""
+    return create_app(Settings.from_env())

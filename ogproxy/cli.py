@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -155,6 +157,14 @@ def main() -> None:
     help="Folder of card templates (default: the built-in ones).",
 )
 @click.option(
+    "--workers",
+    envvar="OGPROXY_WORKERS",
+    default=1,
+    type=click.IntRange(1, 64),
+    show_envvar=True,
+    help="Worker processes sharing the port and the cache dir, each with its own browser.",
+)
+@click.option(
     "--log-level",
     envvar="OGPROXY_LOG_LEVEL",
     default="info",
@@ -177,6 +187,7 @@ def serve(
     png_palette: bool,
     render_timeout: float,
     templates_dir: Path | None,
+    workers: int,
     log_level: str,
 ) -> None:
     """Serve signed image URLs over HTTP."""
@@ -201,10 +212,13 @@ def serve(
         }
     except ConfigError as exc:
         raise click.ClickException(str(exc)) from None
-    if pages is not None:
-        values["pages"] = pages
+    cores = os.cpu_count() or 1
+    # Several workers share the cores: by default each gets one browser and its share of pages.
+    values["pages"] = pages if pages is not None else max(1, 2 * cores // workers)
     if browsers is not None:
         values["browsers"] = browsers
+    elif workers > 1:
+        values["browsers"] = 1
     if templates_dir is not None:
         values["templates_dir"] = templates_dir
     settings = _settings(**values)
@@ -216,7 +230,20 @@ def serve(
         app = create_app(settings)
     except ConfigError as exc:
         raise click.ClickException(str(exc)) from None
-    uvicorn.run(app, host=host, port=port, log_level=log_level, server_header=False)
+    options: dict[str, Any] = {
+        "host": host,
+        "port": port,
+        "log_level": log_level,
+        "server_header": False,
+        "access_log": False,  # ogproxy logs each request itself, without the query
+    }
+    if workers == 1:
+        uvicorn.run(app, **options)
+        return
+    # Each worker builds the same settings from the environment (the dev secret is made
+    # once, here, so that every worker verifies with it).
+    os.environ.update(settings.to_env())
+    uvicorn.run("ogproxy.app:app_from_env", factory=True, workers=workers, **options)
 
 
 @main.command()

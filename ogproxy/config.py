@@ -115,6 +115,31 @@ class Settings:
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)  # type: ignore[arg-type]
 
+    def to_env(self) -> dict[str, str]:
+        """``OGPROXY_*`` variables that ``from_env`` turns back into these settings."""
+        env = {
+            "OGPROXY_SECRET": ",".join(self.signing_secrets),
+            "OGPROXY_DEV": "1" if self.dev else "",
+            "OGPROXY_PNG_PALETTE": "1" if self.png_palette else "",
+        }
+        for name in (
+            "host",
+            "port",
+            "pages",
+            "browsers",
+            "queue",
+            "render_timeout",
+            "cache_dir",
+            "templates_dir",
+            "dev_secret_file",
+            "cache_size",
+            "memory_cache",
+        ):
+            env[f"OGPROXY_{name.upper()}"] = str(getattr(self, name))
+        if self.chromium:
+            env["OGPROXY_CHROMIUM"] = self.chromium
+        return env
+
 
 def _convert(conv: type, raw: str, setting: str) -> object:
     try:

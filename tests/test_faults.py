@@ -1,0 +1,141 @@
+"""Faults injected into a running app with a real Chromium: it keeps answering."""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import os
+import shutil
+import signal
+import time
+from pathlib import Path
+
+import diskcache
+import pytest
+from conftest import make_settings, png_image, running, signed
+from procs import browsers, zombies
+
+from ogproxy.config import TEMPLATES_DIR
+
+pytestmark = pytest.mark.anyio
+
+# A card that keeps its page busy for a while, so a fault can land mid-render.
+SLOW = "<h1>{{ title }}</h1><script>const t = Date.now(); while (Date.now() - t < 1500) {}</script>"
+
+
+def templates_with_slow(tmp_path: Path) -> Path:
+    folder = tmp_path / "templates"
+    shutil.copytree(TEMPLATES_DIR, folder)
+    (folder / "slow.html").write_text(SLOW)
+    return folder
+
+
+async def wait_for(predicate, timeout: float = 10) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "condition not reached"
+        await asyncio.sleep(0.05)
+
+
+async def test_browser_killed_between_renders_is_relaunched(tmp_path: Path) -> None:
+    async with running(make_settings(tmp_path, pages=2, browsers=1)) as (app, client):
+        assert (await client.get(signed({"title": "Before the crash"}))).status_code == 200
+        [pid] = browsers(os.getpid())
+        os.kill(pid, signal.SIGKILL)
+        await wait_for(lambda: not app.state.cards.renderer.ready)
+        response = await client.get(signed({"title": "After the crash"}))
+        assert response.status_code == 200
+        assert png_image(response.content).size == (1200, 630)
+        assert app.state.cards.renderer.restarts == 1
+        assert browsers(os.getpid()) and pid not in browsers(os.getpid())
+        await asyncio.sleep(0.5)
+        assert not zombies(os.getpid())
+
+
+async def test_browser_killed_mid_render_gets_retry_or_503_never_a_hang(tmp_path: Path) -> None:
+    settings = make_settings(
+        tmp_path, pages=1, browsers=1, templates_dir=templates_with_slow(tmp_path)
+    )
+    async with running(settings) as (app, client):
+        request = asyncio.create_task(
+            client.get(signed({"title": "Mid-render", "template": "slow"}))
+        )
+        await asyncio.sleep(0.6)  # inside the 1.5 s script
+        [pid] = browsers(os.getpid())
+        os.kill(pid, signal.SIGKILL)
+        response = await asyncio.wait_for(request, 20)
+        assert response.status_code in (200, 503)
+        if response.status_code == 503:
+            assert (
+                response.headers["retry-after"] and response.headers["cache-control"] == "no-store"
+            )
+        assert app.state.cards.renderer.restarts >= 1
+        after = await client.get(signed({"title": "Next one"}))
+        assert after.status_code == 200
+        await asyncio.sleep(0.5)
+        assert not zombies(os.getpid())
+
+
+async def test_hung_render_is_cut_off_with_504(tmp_path: Path) -> None:
+    folder = templates_with_slow(tmp_path)
+    (folder / "hang.html").write_text("<h1>{{ title }}</h1><script>for (;;) {}</script>")
+    settings = make_settings(tmp_path, pages=1, render_timeout=1.0, templates_dir=folder)
+    async with running(settings) as (_, client):
+        started = time.monotonic()
+        response = await client.get(signed({"title": "Never settles", "template": "hang"}))
+        assert response.status_code == 504
+        assert response.headers["cache-control"] == "no-store"
+        assert time.monotonic() - started < 5
+        assert (await client.get(signed({"title": "Clean page after"}))).status_code == 200
+        # Not cached: asking again renders (and times out) again.
+        again = await client.get(signed({"title": "Never settles", "template": "hang"}))
+        assert again.status_code == 504
+
+
+async def test_overload_gets_503_at_once_while_hits_keep_flowing(tmp_path: Path) -> None:
+    settings = make_settings(
+        tmp_path, pages=1, queue=1, templates_dir=templates_with_slow(tmp_path)
+    )
+    async with running(settings) as (app, client):
+        hit_url = signed({"title": "Warm"})
+        assert (await client.get(hit_url)).status_code == 200
+        busy = asyncio.create_task(client.get(signed({"title": "busy", "template": "slow"})))
+        await wait_for(lambda: app.state.cards.renderer.waiting == 0 and not busy.done(), 5)
+        queued = asyncio.create_task(client.get(signed({"title": "queued", "template": "slow"})))
+        await wait_for(lambda: app.state.cards.renderer.waiting == 1, 5)
+        refused = await client.get(signed({"title": "refused", "template": "slow"}))
+        assert refused.status_code == 503
+        assert refused.headers["retry-after"] == "1"
+        assert refused.headers["cache-control"] == "no-store"
+        hit = await client.get(hit_url)
+        assert hit.status_code == 200 and hit.headers["x-cache"] == "HIT"
+        assert not busy.done(), "the hit must not have waited for the render"
+        assert (await busy).status_code == 200 and (await queued).status_code == 200
+
+
+async def test_full_disk_still_serves_the_image(tmp_path: Path, monkeypatch) -> None:
+    async with running(make_settings(tmp_path)) as (app, client):
+
+        def full(*args, **kwargs):
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+        monkeypatch.setattr(app.state.cards.store.disk, "set", full)
+        monkeypatch.setattr(app.state.cards.store.disk, "add", full)
+        response = await client.get(signed({"title": "Disk is full"}))
+        assert response.status_code == 200 and png_image(response.content).size == (1200, 630)
+        assert app.state.cards.store.disk_errors >= 1
+
+
+async def test_corrupted_entry_is_rendered_again(tmp_path: Path) -> None:
+    url = signed({"title": "Corrupt me", "template": "minimal"})
+    async with running(make_settings(tmp_path)) as (_, client):
+        good = await client.get(url)
+    with diskcache.Cache(str(tmp_path)) as raw:  # truncate the stored entry in place
+        [key] = [k for k in raw if not str(k).startswith("ogproxy-lock:")]
+        raw[key] = raw[key][: len(raw[key]) // 2]
+    async with running(make_settings(tmp_path)) as (app, client):
+        again = await client.get(url)
+        assert again.status_code == 200 and again.headers["x-cache"] == "MISS"
+        assert png_image(again.content).size == (1200, 630)
+        assert len(again.content) == len(good.content)
+        assert app.state.cards.store.corrupt == 1
