@@ -9,12 +9,10 @@ signature has been verified.
 from __future__ import annotations
 
 import logging
-import time
+import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
 
-import anyio.to_thread
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
@@ -22,66 +20,22 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
+from .accesslog import AccessLogMiddleware
+from .accesslog import configure as configure_logging
 from .cachekey import IMMUTABLE, cache_key, etag
+from .cards import Cards
 from .config import Settings
 from .errors import InvalidParam, OgProxyError, QueryTooLong
-from .hits import HitMiddleware, KnownQueries
+from .hits import HitMiddleware
+from .limits import LimitsMiddleware
 from .meta import meta_tags
-from .params import MAX_QUERY_BYTES, CardParams, Output, parse_card
+from .params import MAX_QUERY_BYTES, Output, parse_card
 from .renderer import Renderer
 from .signing import sign_url, verify_query
-from .singleflight import SingleFlight
 from .store import Store
 from .templates import TemplateSet
 
 log = logging.getLogger("ogproxy")
-
-
-@dataclass
-class Cards:
-    """Everything a request needs, created in the lifespan and kept on app.state."""
-
-    settings: Settings
-    secrets: tuple[str, ...]
-    templates: TemplateSet
-    store: Store
-    renderer: Renderer
-    flights: SingleFlight[tuple[bytes, bool]]
-    output: Output  # server defaults for what a render produces
-    known: KnownQueries = field(default_factory=KnownQueries)
-
-    async def get_or_render(
-        self, key: str, params: CardParams, output: Output
-    ) -> tuple[bytes, bool]:
-        """Return ``(png, rendered)``; ``rendered`` is True for the one request that rendered it."""
-        cached = self.store.get_memory(key)
-        if cached is not None:
-            return cached, False
-        (png, rendered), leader = await self.flights.run(
-            key, lambda: self._render_once(key, params, output)
-        )
-        return png, rendered and leader
-
-    async def _render_once(
-        self, key: str, params: CardParams, output: Output
-    ) -> tuple[bytes, bool]:
-        # Re-check inside the flight: another request may have stored it meanwhile, and
-        # another worker process may be rendering it right now (the lock waits for it).
-        cached = await self.store.get(key)
-        if cached is not None:
-            return cached, False
-        async with self.store.render_lock(key, hold=self.settings.render_timeout * 3):
-            cached = await self.store.get(key)
-            if cached is not None:
-                return cached, False
-            doc = await anyio.to_thread.run_sync(
-                lambda: self.templates.render(params, width=output.width, height=output.height)
-            )
-            started = time.perf_counter()
-            png = await self.renderer.render(doc, output)
-            log.info("rendered %s in %.0f ms", key[:12], (time.perf_counter() - started) * 1000)
-            await self.store.put(key, png)
-        return png, True
 
 
 def _headers(key: str) -> dict[str, str]:
@@ -108,11 +62,14 @@ async def og_image(request: Request) -> Response:
     if _etag_matches(request, headers["ETag"]):
         return Response(status_code=304, headers=headers)
 
-    png, rendered = await cards.get_or_render(key, params, output)
+    request.state.key = key[:12]
+    result = await cards.get_or_render(key, params, output)
     cards.known.remember(request.scope["path"], raw_query, key)
-    headers["X-Cache"] = "MISS" if rendered else "HIT"
-    headers["Content-Length"] = str(len(png))
-    body = b"" if request.method == "HEAD" else png
+    if result.render_ms is not None:
+        request.state.render_ms = result.render_ms
+    headers["X-Cache"] = "MISS" if result.rendered else "HIT"
+    headers["Content-Length"] = str(len(result.png))
+    body = b"" if request.method == "HEAD" else result.png
     return Response(body, media_type="image/png", headers=headers)
 
 
@@ -134,7 +91,9 @@ def _error_response(
 async def _ogproxy_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, OgProxyError)
     level = logging.WARNING if exc.status_code >= 500 else logging.INFO
-    log.log(level, "%s %s -> %d: %s", request.method, request.url.path, exc.status_code, exc.detail)
+    log.log(
+        level, "%s %s -> %d: %s", request.method, request.scope["path"], exc.status_code, exc.detail
+    )
     param = exc.param if isinstance(exc, InvalidParam) else None
     return _error_response(exc.status_code, exc.public_message, exc.headers, param)
 
@@ -145,7 +104,7 @@ async def _http_error(request: Request, exc: Exception) -> Response:
 
 
 async def _unexpected(request: Request, exc: Exception) -> Response:
-    log.exception("unexpected error on %s %s", request.method, request.url.path)
+    log.exception("unexpected error on %s %s", request.method, request.scope["path"])
     return _error_response(500, "Internal error.")
 
 
@@ -190,7 +149,6 @@ def create_app(settings: Settings) -> Starlette:
             templates,
             store,
             renderer,
-            SingleFlight(),
             Output(palette=settings.png_palette),
         )
         if settings.dev:
@@ -211,11 +169,20 @@ def create_app(settings: Settings) -> Starlette:
             HTTPException: _http_error,
             Exception: _unexpected,
         },
-        middleware=[Middleware(HitMiddleware)],
+        # Outermost first: log every request, refuse oversized ones, then answer known hits.
+        middleware=[
+            Middleware(AccessLogMiddleware),
+            Middleware(LimitsMiddleware),
+            Middleware(HitMiddleware),
+        ],
         lifespan=lifespan,
     )
 
 
 def app_from_env() -> Starlette:
     """App factory for worker processes (``ogproxy serve --workers N``): settings from env."""
+    configure_logging(
+        os.environ.get("OGPROXY_LOG_LEVEL", "info"),
+        os.environ.get("OGPROXY_ACCESS_LOG", "1") not in ("0", "false", ""),
+    )
     return create_app(Settings.from_env())

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import os
 from pathlib import Path
 from typing import Any
@@ -10,6 +9,7 @@ from typing import Any
 import click
 
 from . import __version__
+from .accesslog import configure as configure_logging
 from .browser import preflight
 from .config import (
     DEFAULT_CACHE_DIR,
@@ -165,6 +165,13 @@ def main() -> None:
     help="Worker processes sharing the port and the cache dir, each with its own browser.",
 )
 @click.option(
+    "--access-log/--no-access-log",
+    envvar="OGPROXY_ACCESS_LOG",
+    default=True,
+    show_envvar=True,
+    help="One JSON line per request on stderr (never the query string).",
+)
+@click.option(
     "--log-level",
     envvar="OGPROXY_LOG_LEVEL",
     default="info",
@@ -188,6 +195,7 @@ def serve(
     render_timeout: float,
     templates_dir: Path | None,
     workers: int,
+    access_log: bool,
     log_level: str,
 ) -> None:
     """Serve signed image URLs over HTTP."""
@@ -222,9 +230,7 @@ def serve(
     if templates_dir is not None:
         values["templates_dir"] = templates_dir
     settings = _settings(**values)
-    logging.basicConfig(
-        level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    configure_logging(log_level, access_log)
     try:
         preflight(settings.chromium)
         app = create_app(settings)
@@ -243,6 +249,7 @@ def serve(
     # Each worker builds the same settings from the environment (the dev secret is made
     # once, here, so that every worker verifies with it).
     os.environ.update(settings.to_env())
+    os.environ.update(OGPROXY_LOG_LEVEL=log_level, OGPROXY_ACCESS_LOG="1" if access_log else "0")
     uvicorn.run("ogproxy.app:app_from_env", factory=True, workers=workers, **options)
 
 

@@ -52,6 +52,12 @@ class RenderTimeout(OgProxyError):
     public_message = "Rendering took too long."
 
 
+class InvalidDocument(OgProxyError):
+    """The card's HTML could not be rendered as a card (it navigated away, say)."""
+
+    status_code = 422
+
+
 class BrowserUnavailable(OgProxyError):
     status_code = 503
     public_message = "Renderer unavailable, try again shortly."

@@ -31,7 +31,7 @@ from playwright.async_api import Error as PlaywrightError
 
 from . import browser as _browser
 from .encoder import reencode_png
-from .errors import BrowserUnavailable, Overloaded, RenderTimeout
+from .errors import BrowserUnavailable, InvalidDocument, Overloaded, RenderTimeout
 from .params import Output
 from .templates import Document
 
@@ -134,6 +134,10 @@ class Tab:
         page = await context.new_page()
         cdp = await context.new_cdp_session(page)
         return cls(page, cdp, owner=owner, generation=owner.generation)
+
+    @property
+    def navigated(self) -> bool:
+        return not self.page.is_closed() and not self.page.url.startswith("about:")
 
     @property
     def usable(self) -> bool:
@@ -268,6 +272,13 @@ class Renderer:
                 self._pool.put_nowait(await self._fresh(tab))
                 raise RenderTimeout(detail=f"render exceeded {self._timeout:.1f} s") from None
             except PlaywrightError as exc:
+                if tab.navigated or "context was destroyed" in str(exc):
+                    # The document left itself (meta refresh, location=...): its fault, not
+                    # the browser's. The navigation itself went nowhere (requests abort).
+                    self._pool.put_nowait(await self._fresh(tab))
+                    raise InvalidDocument(
+                        "The card's HTML navigated away from itself; it must stay on its page."
+                    ) from exc
                 crashed = not tab.usable
                 log.warning(
                     "render attempt %d failed (browser alive: %s): %s", attempt, not crashed, exc

@@ -1,0 +1,67 @@
+"""Getting a card's PNG: from memory, from disk, or rendered exactly once.
+
+Identical misses in this process share one render (single flight); other worker
+processes on the same cache dir wait for it through a lock in the cache itself.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import anyio.to_thread
+
+from .config import Settings
+from .hits import KnownQueries
+from .params import CardParams, Output
+from .renderer import Renderer
+from .singleflight import SingleFlight
+from .store import Store
+from .templates import TemplateSet
+
+
+@dataclass(frozen=True)
+class Result:
+    png: bytes
+    rendered: bool  # True for the one request that rendered it
+    render_ms: float | None = None
+
+
+@dataclass
+class Cards:
+    """Everything a request needs, created in the lifespan and kept on app.state."""
+
+    settings: Settings
+    secrets: tuple[str, ...]
+    templates: TemplateSet
+    store: Store
+    renderer: Renderer
+    output: Output  # server defaults for what a render produces
+    flights: SingleFlight[Result] = field(default_factory=SingleFlight)
+    known: KnownQueries = field(default_factory=KnownQueries)
+
+    async def get_or_render(self, key: str, params: CardParams, output: Output) -> Result:
+        cached = self.store.get_memory(key)
+        if cached is not None:
+            return Result(cached, rendered=False)
+        result, leader = await self.flights.run(key, lambda: self._render_once(key, params, output))
+        return result if leader else Result(result.png, rendered=False)
+
+    async def _render_once(self, key: str, params: CardParams, output: Output) -> Result:
+        # Re-check inside the flight: another request may have stored it meanwhile, and
+        # another worker process may be rendering it right now (the lock waits for it).
+        cached = await self.store.get(key)
+        if cached is not None:
+            return Result(cached, rendered=False)
+        async with self.store.render_lock(key, hold=self.settings.render_timeout * 3):
+            cached = await self.store.get(key)
+            if cached is not None:
+                return Result(cached, rendered=False)
+            doc = await anyio.to_thread.run_sync(
+                lambda: self.templates.render(params, width=output.width, height=output.height)
+            )
+            started = time.perf_counter()
+            png = await self.renderer.render(doc, output)
+            render_ms = round((time.perf_counter() - started) * 1000, 1)
+            await self.store.put(key, png)
+        return Result(png, rendered=True, render_ms=render_ms)

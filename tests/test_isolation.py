@@ -1,0 +1,135 @@
+"""The renderer reaches nothing: no network, no files, even from a hostile template."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import socket
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from conftest import make_settings, png_image, running, signed
+
+from ogproxy.config import TEMPLATES_DIR
+
+pytestmark = pytest.mark.anyio
+
+# No Content-Security-Policy here, unlike the built-in templates: what blocks these is the
+# renderer itself (offline context, every request aborted, a page with no file origin).
+HOSTILE = """<!doctype html><html><head>
+<link rel="stylesheet" href="http://127.0.0.1:{port}/css">
+<link rel="preload" as="image" href="http://localhost:{port}/preload">
+<style>@import url("http://127.0.0.1:{port}/import");
+  body {{ background: #fff url("http://127.0.0.1:{port}/bg"); font-family: x; }}
+  @font-face {{ font-family: x; src: url("http://127.0.0.1:{port}/font.woff2"); }}</style>
+<script src="http://127.0.0.1:{port}/script.js"></script>
+</head><body>
+<h1>{{{{ title }}}}</h1>
+<img src="http://127.0.0.1:{port}/img"><img src="http://localhost:{port}/img2">
+<iframe src="http://127.0.0.1:{port}/frame"></iframe>
+<iframe id="f" src="file:///etc/passwd"></iframe>
+<video src="http://127.0.0.1:{port}/video" autoplay></video>
+<object data="http://127.0.0.1:{port}/object"></object>
+<script>
+  const leak = () => {{ document.body.style.background = "#ff0000"; }};
+  fetch("http://127.0.0.1:{port}/fetch").then(leak, () => {{}});
+  fetch("file:///etc/passwd").then(leak, () => {{}});
+  try {{ const ws = new WebSocket("ws://127.0.0.1:{port}/ws"); ws.onopen = leak; }} catch (e) {{}}
+  try {{ navigator.sendBeacon("http://127.0.0.1:{port}/beacon", "x"); }} catch (e) {{}}
+  try {{ new EventSource("http://127.0.0.1:{port}/sse").onopen = leak; }} catch (e) {{}}
+  const xhr = new XMLHttpRequest(); xhr.onload = leak;
+  try {{ xhr.open("GET", "http://127.0.0.1:{port}/xhr"); xhr.send(); }} catch (e) {{}}
+  try {{
+    if (document.getElementById("f").contentDocument.body.innerText.includes("root:")) leak();
+  }} catch (e) {{}}
+  window.__ogReady = new Promise((r) => setTimeout(r, 300));
+</script></body></html>"""
+
+
+@pytest.fixture
+def listener() -> Iterator[tuple[int, list[bytes]]]:
+    """A loopback TCP listener that records every connection it gets."""
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(16)
+    server.settimeout(0.2)
+    seen: list[bytes] = []
+    stop = threading.Event()
+
+    def accept() -> None:
+        while not stop.is_set():
+            try:
+                conn, _ = server.accept()
+            except TimeoutError:
+                continue
+            with conn:
+                conn.settimeout(0.5)
+                try:
+                    seen.append(conn.recv(200))
+                except OSError:
+                    seen.append(b"(connected)")
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    yield server.getsockname()[1], seen
+    stop.set()
+    thread.join()
+    server.close()
+
+
+async def test_hostile_template_reaches_nothing(tmp_path: Path, listener) -> None:
+    port, seen = listener
+    folder = tmp_path / "templates"
+    shutil.copytree(TEMPLATES_DIR, folder)
+    (folder / "hostile.html").write_text(HOSTILE.format(port=port))
+    async with running(make_settings(tmp_path, templates_dir=folder)) as (_, client):
+        # The listener itself works: a plain client reaches it.
+        with socket.create_connection(("127.0.0.1", port)) as probe:
+            probe.sendall(b"probe")
+        await asyncio.sleep(0.3)
+        assert seen == [b"probe"]
+        response = await client.get(signed({"title": "Hostile", "template": "hostile"}))
+        assert response.status_code == 200
+        await asyncio.sleep(1.0)  # anything slow or delayed would have arrived by now
+    assert seen == [b"probe"], f"the renderer connected out: {seen[1:]}"
+    image = png_image(response.content).convert("RGB")
+    assert image.getpixel((5, 5)) != (255, 0, 0), "a request or file read succeeded"
+
+
+async def test_parameters_cannot_inject_markup(client) -> None:
+    evil = (
+        '"><img src=http://127.0.0.1:9/x onerror=alert(1)><script>document.body.remove()</script>'
+    )
+    response = await client.get(signed({"title": evil, "subtitle": evil}))
+    assert response.status_code == 200
+    colours = png_image(response.content).convert("RGB").getcolors(1_000_000) or []
+    assert len(colours) > 50  # the card is still drawn, text and all
+
+
+@pytest.mark.parametrize(
+    "escape",
+    [
+        '<meta http-equiv="refresh" content="0;url=http://127.0.0.1:{port}/refresh">',
+        '<script>location.href = "http://127.0.0.1:{port}/location";</script>',
+    ],
+)
+async def test_a_page_that_navigates_away_is_refused_and_goes_nowhere(
+    tmp_path: Path, listener, escape: str
+) -> None:
+    port, seen = listener
+    folder = tmp_path / "templates"
+    shutil.copytree(TEMPLATES_DIR, folder)
+    (folder / "away.html").write_text("<h1>{{ title }}</h1>" + escape.format(port=port))
+    async with running(make_settings(tmp_path, templates_dir=folder)) as (_, client):
+        response = await client.get(signed({"title": "Leaving", "template": "away"}))
+        # Either the blocked navigation never left the page (a normal card), or it did and
+        # the card is refused as the template's fault; never a 5xx, never a request out.
+        assert response.status_code in (200, 422)
+        if response.status_code == 422:
+            assert "navigated away" in response.json()["error"]
+            assert response.headers["cache-control"] == "no-store"
+        assert (await client.get(signed({"title": "Still fine"}))).status_code == 200
+        await asyncio.sleep(0.5)
+    assert seen == []
