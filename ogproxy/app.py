@@ -22,20 +22,26 @@ from starlette.routing import Route
 
 from .accesslog import AccessLogMiddleware
 from .accesslog import configure as configure_logging
+from .api import FORMATS, check_api_key, json_body, json_pairs
+from .assets import Assets
 from .cachekey import IMMUTABLE, cache_key, etag
 from .cards import Cards
 from .config import Settings
+from .encoder import MEDIA_TYPES
 from .errors import InvalidParam, OgProxyError, QueryTooLong
 from .hits import HitMiddleware
 from .limits import LimitsMiddleware
 from .meta import meta_tags
-from .params import MAX_QUERY_BYTES, Output, parse_card
+from .params import MAX_QUERY_BYTES, CardParams, Output, parse_card
 from .renderer import Renderer
 from .signing import sign_url, verify_query
 from .store import Store
 from .templates import TemplateSet
 
 log = logging.getLogger("ogproxy")
+
+# Signed-URL endpoints and the format each produces; the path is part of the signature.
+ENDPOINTS = {"/og.png": "png", "/og.jpeg": "jpeg", "/og.jpg": "jpeg", "/og.webp": "webp"}
 
 
 def _headers(key: str) -> dict[str, str]:
@@ -49,13 +55,37 @@ def _etag_matches(request: Request, tag: str) -> bool:
 
 
 async def og_image(request: Request) -> Response:
+    """GET/HEAD /og.png, /og.jpeg, /og.webp: a signed URL."""
     cards: Cards = request.app.state.cards
-    raw_query: bytes = request.scope["query_string"]
+    path, raw_query = request.scope["path"], request.scope["query_string"]
     if len(raw_query) > MAX_QUERY_BYTES:
         raise QueryTooLong(detail=f"query of {len(raw_query)} bytes")
-    pairs = verify_query(request.scope["path"], raw_query, cards.secrets)
-    params, output = parse_card(pairs, cards.templates.default_accents, cards.output)
+    pairs = verify_query(path, raw_query, cards.secrets)
+    output = cards.output_for(ENDPOINTS[path])
+    params, output = parse_card(pairs, cards.templates.specs, output)
+    return await _card_response(request, cards, params, output, known=(path, raw_query))
 
+
+async def api_og_image(request: Request) -> Response:
+    """POST /v1/og-image: the hosted-API shape, a JSON body and an ``x-api-key`` header."""
+    cards: Cards = request.app.state.cards
+    check_api_key(request.headers.get("x-api-key"), cards.settings.api_keys)
+    body = await json_body(request)
+    fmt = body.pop("format", "png")
+    if fmt not in FORMATS:
+        raise InvalidParam("format", f"{str(fmt)[:20]!r} is not one of {', '.join(FORMATS)}")
+    pairs = json_pairs(body)
+    params, output = parse_card(pairs, cards.templates.specs, cards.output_for(fmt))
+    return await _card_response(request, cards, params, output)
+
+
+async def _card_response(
+    request: Request,
+    cards: Cards,
+    params: CardParams,
+    output: Output,
+    known: tuple[str, bytes] | None = None,
+) -> Response:
     template = cards.templates.templates[params.template]
     key = cache_key(template, params, output)
     headers = _headers(key)
@@ -64,13 +94,15 @@ async def og_image(request: Request) -> Response:
 
     request.state.key = key[:12]
     result = await cards.get_or_render(key, params, output)
-    cards.known.remember(request.scope["path"], raw_query, key)
+    media_type = MEDIA_TYPES[output.format]
+    if known is not None:
+        cards.known.remember(*known, key, media_type)
     if result.render_ms is not None:
         request.state.render_ms = result.render_ms
     headers["X-Cache"] = "MISS" if result.rendered else "HIT"
     headers["Content-Length"] = str(len(result.png))
     body = b"" if request.method == "HEAD" else result.png
-    return Response(body, media_type="image/png", headers=headers)
+    return Response(body, media_type=media_type, headers=headers)
 
 
 async def healthz(request: Request) -> Response:
@@ -150,6 +182,7 @@ def create_app(settings: Settings) -> Starlette:
             store,
             renderer,
             Output(palette=settings.png_palette),
+            Assets(settings.asset_origins),
         )
         if settings.dev:
             print(dev_banner(settings), flush=True)
@@ -157,11 +190,13 @@ def create_app(settings: Settings) -> Starlette:
             yield
         finally:
             await renderer.stop()
+            await app.state.cards.assets.close()
             store.close()
 
     return Starlette(
         routes=[
-            Route("/og.png", og_image, methods=["GET", "HEAD"]),
+            *(Route(path, og_image, methods=["GET", "HEAD"]) for path in ENDPOINTS),
+            Route("/v1/og-image", api_og_image, methods=["POST"]),
             Route("/healthz", healthz, methods=["GET", "HEAD"]),
         ],
         exception_handlers={

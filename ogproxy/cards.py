@@ -7,10 +7,11 @@ processes on the same cache dir wait for it through a lock in the cache itself.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import anyio.to_thread
 
+from .assets import Assets
 from .config import Settings
 from .hits import KnownQueries
 from .params import CardParams, Output
@@ -37,8 +38,24 @@ class Cards:
     store: Store
     renderer: Renderer
     output: Output  # server defaults for what a render produces
+    assets: Assets
     flights: SingleFlight[Result] = field(default_factory=SingleFlight)
     known: KnownQueries = field(default_factory=KnownQueries)
+
+    def output_for(self, fmt: str) -> Output:
+        """The server's output defaults for one format (palette applies to PNG only)."""
+        return replace(self.output, format=fmt, palette=self.output.palette and fmt == "png")  # type: ignore[arg-type]
+
+    async def _inline_images(self, params: CardParams) -> CardParams:
+        spec = self.templates.specs[params.template]
+        images = {p.name for p in spec.params if p.kind == "image"}
+        if not images or params.html is not None:
+            return params
+        extra = [
+            (name, await self.assets.inline(name, value) if name in images else value)
+            for name, value in params.extra
+        ]
+        return replace(params, extra=tuple(extra))
 
     async def get_or_render(self, key: str, params: CardParams, output: Output) -> Result:
         cached = self.store.get_memory(key)
@@ -57,8 +74,9 @@ class Cards:
             cached = await self.store.get(key)
             if cached is not None:
                 return Result(cached, rendered=False)
+            card = await self._inline_images(params)
             doc = await anyio.to_thread.run_sync(
-                lambda: self.templates.render(params, width=output.width, height=output.height)
+                lambda: self.templates.render(card, width=output.width, height=output.height)
             )
             started = time.perf_counter()
             png = await self.renderer.render(doc, output)

@@ -52,6 +52,9 @@ class Settings:
     pages: int = field(default_factory=lambda: 2 * max(1, os.cpu_count() or 1))
     png_palette: bool = False
     queue: int = DEFAULT_QUEUE
+    asset_origins: tuple[str, ...] = ()  # where avatar/logo URLs may be fetched from
+    api_keys: tuple[str, ...] = field(default=(), repr=False)  # for POST /v1/og-image
+    fonts_dir: Path | None = None
     render_timeout: float = DEFAULT_RENDER_TIMEOUT
     dev_secret_file: Path = DEFAULT_DEV_SECRET_FILE
 
@@ -106,7 +109,10 @@ class Settings:
         ):
             if raw := env.get(f"OGPROXY_{name.upper()}"):
                 values[name] = _convert(conv, raw, f"OGPROXY_{name.upper()}")
-        for name in ("cache_dir", "templates_dir", "dev_secret_file"):
+        for name in ("asset_origins", "api_keys"):
+            if raw := env.get(f"OGPROXY_{name.upper()}"):
+                values[name] = split_secrets(raw)
+        for name in ("cache_dir", "templates_dir", "dev_secret_file", "fonts_dir"):
             if raw := env.get(f"OGPROXY_{name.upper()}"):
                 values[name] = Path(raw)
         for name in ("cache_size", "memory_cache"):
@@ -138,6 +144,10 @@ class Settings:
             env[f"OGPROXY_{name.upper()}"] = str(getattr(self, name))
         if self.chromium:
             env["OGPROXY_CHROMIUM"] = self.chromium
+        if self.fonts_dir:
+            env["OGPROXY_FONTS_DIR"] = str(self.fonts_dir)
+        env["OGPROXY_ASSET_ORIGINS"] = ",".join(self.asset_origins)
+        env["OGPROXY_API_KEYS"] = ",".join(self.api_keys)
         return env
 
 

@@ -23,11 +23,26 @@ LOSSLESS = {"compression": 6, "filter": "none"}
 PALETTE = {"compression": 9, "palette": True, "Q": 100, "dither": 1.0}
 
 
+MEDIA_TYPES = {"png": "image/png", "jpeg": "image/jpeg", "webp": "image/webp"}
+
+
 def reencode_png(png: bytes, *, palette: bool = False) -> bytes:
     """Decode a PNG and write it again, losslessly or as a 256-colour palette PNG."""
+    return encode(png, "png", palette=palette)
+
+
+def encode(png: bytes, fmt: str, *, palette: bool = False, quality: int = 90) -> bytes:
+    """A captured PNG written as ``fmt`` (png, jpeg or webp)."""
     image = pyvips.Image.new_from_buffer(png, "", access="sequential")
     if image.hasalpha():
         image = image.flatten(background=[255, 255, 255])
+    if fmt == "jpeg":
+        # 4:4:4 chroma: cards are text and flat colour, where 4:2:0 smears edges.
+        return bytes(
+            image.jpegsave_buffer(Q=quality, optimize_coding=True, strip=True, subsample_mode="off")
+        )
+    if fmt == "webp":
+        return bytes(image.webpsave_buffer(Q=quality, strip=True, smart_subsample=True))
     options = PALETTE if palette else LOSSLESS
     return bytes(image.pngsave_buffer(strip=True, **options))
 

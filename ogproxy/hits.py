@@ -18,19 +18,19 @@ IMMUTABLE = _IMMUTABLE.encode()
 
 
 class KnownQueries:
-    """A bounded map of ``(path, raw query) -> cache key`` for verified requests."""
+    """A bounded map of ``(path, raw query) -> (cache key, media type)`` of verified requests."""
 
     def __init__(self, max_entries: int = 100_000) -> None:
         self.max_entries = max_entries
-        self._keys: dict[tuple[str, bytes], str] = {}
+        self._keys: dict[tuple[str, bytes], tuple[str, bytes]] = {}
 
-    def get(self, path: str, query: bytes) -> str | None:
+    def get(self, path: str, query: bytes) -> tuple[str, bytes] | None:
         return self._keys.get((path, query))
 
-    def remember(self, path: str, query: bytes, key: str) -> None:
+    def remember(self, path: str, query: bytes, key: str, media_type: str = "image/png") -> None:
         if len(self._keys) >= self.max_entries:
             del self._keys[next(iter(self._keys))]  # oldest first
-        self._keys[(path, query)] = key
+        self._keys[(path, query)] = (key, media_type.encode())
 
     def __len__(self) -> int:
         return len(self._keys)
@@ -50,15 +50,18 @@ class HitMiddleware:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["method"] in ("GET", "HEAD"):
             cards = getattr(scope["app"].state, "cards", None)
-            key = cards.known.get(scope["path"], scope["query_string"]) if cards else None
-            if cards is not None and key is not None:
+            known = cards.known.get(scope["path"], scope["query_string"]) if cards else None
+            if cards is not None and known is not None:
+                key, media_type = known
                 body = cards.store.get_memory(key)
                 if body is not None:
-                    await self._respond(scope, send, key, body)
+                    await self._respond(scope, send, key, media_type, body)
                     return
         await self.app(scope, receive, send)
 
-    async def _respond(self, scope: Scope, send: Send, key: str, body: bytes) -> None:
+    async def _respond(
+        self, scope: Scope, send: Send, key: str, media_type: bytes, body: bytes
+    ) -> None:
         tag = etag(key).encode()
         conditional = _if_none_match(scope)
         if conditional is not None and _matches(conditional, tag):
@@ -67,7 +70,7 @@ class HitMiddleware:
             await send({"type": "http.response.body", "body": b""})
             return
         headers = [
-            (b"content-type", b"image/png"),
+            (b"content-type", media_type),
             (b"content-length", str(len(body)).encode()),
             (b"etag", tag),
             (b"cache-control", IMMUTABLE),

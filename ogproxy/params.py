@@ -1,24 +1,32 @@
-"""Parse and bound-check the query parameters of a verified request."""
+"""Parse and bound-check the parameters of a verified request (query or JSON body)."""
 
 from __future__ import annotations
 
 import re
 import unicodedata
-from collections.abc import Iterable
-from dataclasses import asdict, dataclass, replace
+from collections.abc import Iterable, Mapping
+from dataclasses import asdict, dataclass, field, replace
+from typing import Literal
 
 from .errors import InvalidParam
 
 MAX_QUERY_BYTES = 4096  # whole raw query; 414 beyond
 MAX_TITLE = 200  # characters, after trimming
 MAX_SUBTITLE = 300
+MAX_EXTRA = 200  # a template's own text parameters (author, ...)
+MAX_IMAGE_URL = 2048  # avatar/logo: https URL (data: URLs are bounded by the request size)
+MAX_HTML = 512 * 1024  # a custom document (POST; a GET query stays under 4 KiB anyway)
+SIZE_RANGE = (200, 2400)  # width and height, CSS pixels
+SCALES = (1, 2)  # device pixel ratio: 2 for retina
+Format = Literal["png", "jpeg", "webp"]
 
 _COLOR = re.compile(r"^#(?:[0-9a-fA-F]{3}|[0-9a-fA-F]{6})$")
 # Control characters break layout and logs; tabs and newlines too (titles are one paragraph).
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
-
-KNOWN = ("title", "subtitle", "template", "accentColor", "palette")
 _BOOLEANS = {"1": True, "true": True, "0": False, "false": False}
+
+CORE = ("title", "subtitle", "template", "accentColor", "html")
+OUTPUT = ("palette", "width", "height", "scale", "quality")
 
 
 @dataclass(frozen=True)
@@ -27,9 +35,31 @@ class Output:
 
     width: int = 1200
     height: int = 630
-    format: str = "png"
-    scale: int = 1
-    palette: bool = False  # 256-colour PNG instead of lossless
+    format: Format = "png"
+    scale: int = 1  # device pixel ratio: the image is width*scale x height*scale pixels
+    palette: bool = False  # PNG: 256 colours instead of lossless
+    quality: int = 90  # JPEG and WebP
+
+
+@dataclass(frozen=True)
+class ParamSpec:
+    """A template's own parameter: ``text``, ``image`` (a URL, inlined) or one of ``choices``."""
+
+    name: str
+    kind: Literal["text", "image", "choice"] = "text"
+    choices: tuple[str, ...] = ()
+
+    @property
+    def default(self) -> str:
+        return self.choices[0] if self.choices else ""
+
+
+@dataclass(frozen=True)
+class TemplateSpec:
+    """What a request may say about a template: its default accent and its own parameters."""
+
+    accent_color: str
+    params: tuple[ParamSpec, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -40,24 +70,27 @@ class CardParams:
     title: str
     subtitle: str
     accent_color: str
+    extra: tuple[tuple[str, str], ...] = field(default=())  # the template's own parameters
+    html: str | None = None  # a whole custom document instead of a template
 
-    def as_dict(self) -> dict[str, str]:
+    def as_dict(self) -> dict[str, object]:
         return asdict(self)
 
 
-def _text(name: str, raw: bytes, limit: int, *, required: bool) -> str:
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError:
-        raise InvalidParam(name, "is not valid UTF-8") from None
-    text = unicodedata.normalize("NFC", text).strip()
-    if _CONTROL.search(text):
+def text(name: str, raw: bytes | str, limit: int, *, required: bool) -> str:
+    if isinstance(raw, bytes):
+        try:
+            raw = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            raise InvalidParam(name, "is not valid UTF-8") from None
+    value = unicodedata.normalize("NFC", raw).strip()
+    if _CONTROL.search(value):
         raise InvalidParam(name, "contains control characters")
-    if required and not text:
+    if required and not value:
         raise InvalidParam(name, "must not be empty")
-    if len(text) > limit:
-        raise InvalidParam(name, f"is {len(text)} characters long, at most {limit} allowed")
-    return text
+    if len(value) > limit:
+        raise InvalidParam(name, f"is {len(value)} characters long, at most {limit} allowed")
+    return value
 
 
 def normalise_color(name: str, raw: str) -> str:
@@ -69,46 +102,101 @@ def normalise_color(name: str, raw: str) -> str:
     return "#" + hexdigits
 
 
+def _integer(name: str, raw: bytes, low: int, high: int) -> int:
+    value = text(name, raw, 8, required=True)
+    if not value.isdigit() or not low <= int(value) <= high:
+        raise InvalidParam(name, f"{value!r} is not a whole number from {low} to {high}")
+    return int(value)
+
+
+def _document(raw: bytes) -> str:
+    try:
+        html = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise InvalidParam("html", "is not valid UTF-8") from None
+    if not html.strip():
+        raise InvalidParam("html", "must not be empty")
+    if len(raw) > MAX_HTML:
+        raise InvalidParam("html", f"is {len(raw)} bytes, at most {MAX_HTML} allowed")
+    return html
+
+
+def _extra(spec: ParamSpec, raw: bytes) -> str:
+    if spec.kind == "choice":
+        value = text(spec.name, raw, 64, required=True)
+        if value not in spec.choices:
+            raise InvalidParam(spec.name, f"{value!r} is not one of {', '.join(spec.choices)}")
+        return value
+    if spec.kind == "image":
+        value = text(spec.name, raw, MAX_QUERY_BYTES, required=False)
+        if value and not value.startswith(("https://", "http://", "data:image/")):
+            raise InvalidParam(spec.name, "must be an https:// URL or a data:image/ URL")
+        if value.startswith("https://") and len(value) > MAX_IMAGE_URL:
+            raise InvalidParam(spec.name, f"URL longer than {MAX_IMAGE_URL} characters")
+        return value
+    return text(spec.name, raw, MAX_EXTRA, required=False)
+
+
 def parse_card(
     pairs: Iterable[tuple[bytes, bytes]],
-    template_defaults: dict[str, str],
-    output_defaults: Output = Output(),
+    templates: Mapping[str, TemplateSpec],
+    output: Output = Output(),
 ) -> tuple[CardParams, Output]:
-    """Decoded query pairs (``sig`` removed) -> what to draw and what to produce.
+    """Decoded pairs (``sig`` removed) -> what to draw and what to produce, or InvalidParam.
 
-    Raises InvalidParam (400). ``template_defaults`` maps each available template to its
-    default accent colour; ``output_defaults`` holds the server's output settings.
+    ``templates`` says what each available template accepts; ``output`` holds the server's
+    defaults for what a render produces (the format comes from the endpoint).
     """
     values: dict[str, bytes] = {}
     for raw_name, value in pairs:
         name = raw_name.decode("utf-8", "replace")
-        if name not in KNOWN:
-            raise InvalidParam(name[:40], "unknown parameter")
         if name in values:
-            raise InvalidParam(name, "given more than once")
+            raise InvalidParam(name[:40], "given more than once")
         values[name] = value
 
-    if "title" not in values:
-        raise InvalidParam("title", "is required")
-    title = _text("title", values["title"], MAX_TITLE, required=True)
-    subtitle = _text("subtitle", values.get("subtitle", b""), MAX_SUBTITLE, required=False)
-
-    template = _text("template", values.get("template", b"default"), 64, required=True)
-    if template not in template_defaults:
-        choices = ", ".join(sorted(template_defaults))
+    template = text("template", values.pop("template", b"default"), 64, required=True)
+    if template not in templates:
+        choices = ", ".join(sorted(templates))
         raise InvalidParam("template", f"unknown template {template!r}; one of {choices}")
+    spec = templates[template]
+    own = {p.name: p for p in spec.params}
+    for name in values:
+        if name not in CORE and name not in OUTPUT and name not in own:
+            raise InvalidParam(name[:40], f"unknown parameter for template {template!r}")
 
+    html = _document(values["html"]) if "html" in values else None
+    if html is None and "title" not in values:
+        raise InvalidParam("title", "is required")
+    title = text("title", values.get("title", b""), MAX_TITLE, required=html is None)
+    subtitle = text("subtitle", values.get("subtitle", b""), MAX_SUBTITLE, required=False)
     if "accentColor" in values:
-        color = _text("accentColor", values["accentColor"], 32, required=True)
+        color = text("accentColor", values["accentColor"], 32, required=True)
         accent = normalise_color("accentColor", color)
     else:
-        accent = template_defaults[template]
-    card = CardParams(template=template, title=title, subtitle=subtitle, accent_color=accent)
+        accent = spec.accent_color
+    extra = tuple(
+        (p.name, _extra(p, values[p.name]) if p.name in values else p.default) for p in spec.params
+    )
+    card = CardParams(template, title, subtitle, accent, extra, html)
+    return card, _output(values, output)
 
-    output = output_defaults
+
+def _output(values: dict[str, bytes], output: Output) -> Output:
+    changes: dict[str, object] = {}
     if "palette" in values:
-        flag = _text("palette", values["palette"], 8, required=True).lower()
+        flag = text("palette", values["palette"], 8, required=True).lower()
         if flag not in _BOOLEANS:
             raise InvalidParam("palette", f"{flag!r} is not one of 1, 0, true, false")
-        output = replace(output, palette=_BOOLEANS[flag])
-    return card, output
+        if flag in ("1", "true") and output.format != "png":
+            raise InvalidParam("palette", "only applies to PNG")
+        changes["palette"] = _BOOLEANS[flag]
+    for name in ("width", "height"):
+        if name in values:
+            changes[name] = _integer(name, values[name], *SIZE_RANGE)
+    if "scale" in values:
+        changes["scale"] = _integer("scale", values["scale"], min(SCALES), max(SCALES))
+    if "quality" in values:
+        if output.format == "png":
+            raise InvalidParam("quality", "only applies to JPEG and WebP")
+        changes["quality"] = _integer("quality", values["quality"], 1, 100)
+    return replace(output, **changes)  # type: ignore[arg-type]

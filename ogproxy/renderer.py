@@ -30,7 +30,7 @@ from playwright.async_api import (
 from playwright.async_api import Error as PlaywrightError
 
 from . import browser as _browser
-from .encoder import reencode_png
+from .encoder import encode
 from .errors import BrowserUnavailable, InvalidDocument, Overloaded, RenderTimeout
 from .params import Output
 from .templates import Document
@@ -123,7 +123,7 @@ class Tab:
     page: Page
     cdp: CDPSession
     shell: int | None = None  # hash of the loaded shell, None if a one-off page
-    size: tuple[int, int] = (0, 0)
+    size: tuple[int, int, int] = (0, 0, 0)  # width, height, scale
     renders: int = field(default=0)
     owner: Chromium | None = None
     generation: int = 0
@@ -150,9 +150,18 @@ class Tab:
             await self.page.close()
 
     async def load(self, doc: Document, output: Output) -> None:
-        if self.size != (output.width, output.height):
-            await self.page.set_viewport_size({"width": output.width, "height": output.height})
-            self.size = (output.width, output.height)
+        size = (output.width, output.height, output.scale)
+        if self.size != size:
+            await self.cdp.send(
+                "Emulation.setDeviceMetricsOverride",
+                {
+                    "width": size[0],
+                    "height": size[1],
+                    "deviceScaleFactor": size[2],
+                    "mobile": False,
+                },
+            )
+            self.size = size
         if doc.shell is not None:
             key = hash(doc.shell)
             if self.shell != key:
@@ -291,6 +300,8 @@ class Renderer:
         tab.renders += 1
         # The tab is free for the next card while this one is encoded.
         self._pool.put_nowait(await self._fresh(tab) if tab.renders >= RECYCLE_AFTER else tab)
-        png = await anyio.to_thread.run_sync(lambda: reencode_png(raw, palette=output.palette))
+        png = await anyio.to_thread.run_sync(
+            lambda: encode(raw, output.format, palette=output.palette, quality=output.quality)
+        )
         self.renders += 1
         return png

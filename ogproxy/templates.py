@@ -16,7 +16,7 @@ import jinja2
 from markupsafe import escape
 
 from .encoder import linear_gradient
-from .params import CardParams, normalise_color
+from .params import CardParams, ParamSpec, TemplateSpec, normalise_color
 
 # Stand-ins for the text slots: private-use characters a template never contains.
 _SLOT = "\ue000og-{}\ue001"
@@ -68,7 +68,11 @@ class Document:
 class Template:
     name: str
     source_hash: str  # of the template and every shared partial
-    accent_color: str  # default when the URL gives none
+    spec: TemplateSpec  # default accent colour and the template's own parameters
+
+    @property
+    def accent_color(self) -> str:
+        return self.spec.accent_color
 
 
 class TemplateSet:
@@ -94,16 +98,23 @@ class TemplateSet:
             source = path.read_bytes()
             digest = hashlib.sha256(source + b"\0" + partials).hexdigest()
             name = path.stem
-            self.templates[name] = Template(name, digest, _declared_accent(name, source))
+            self.templates[name] = Template(name, digest, _declared_spec(name, source))
             self.env.get_template(path.name)  # fail at start-up, not on a request
 
     @property
     def default_accents(self) -> dict[str, str]:
         return {name: t.accent_color for name, t in self.templates.items()}
 
+    @property
+    def specs(self) -> dict[str, TemplateSpec]:
+        return {name: t.spec for name, t in self.templates.items()}
+
     def render(self, params: CardParams, *, width: int, height: int) -> Document:
+        if params.html is not None:  # a custom document: rendered as given
+            return Document(params.html, None, {})
         template = self.env.get_template(f"{params.template}.html")
         context = {"accent": params.accent_color, "width": width, "height": height}
+        context.update(params.extra)
         texts = {"title": params.title, "subtitle": params.subtitle}
         html = template.render(**texts, **context)
         markers = {name: _SLOT.format(name) if text else "" for name, text in texts.items()}
@@ -122,11 +133,24 @@ class TemplateSet:
         return Document(html, shell, {markers[n]: t for n, t in texts.items() if t})
 
 
-def _declared_accent(name: str, source: bytes) -> str:
+def _declared_spec(name: str, source: bytes) -> TemplateSpec:
+    """Read ``{# ogproxy: accentColor=#hex params=a,b:image,c:x|y #}`` from the first line."""
+    accent, params = FALLBACK_ACCENT, []
     first = source.split(b"\n", 1)[0].decode("utf-8", "replace")
     if m := _DEFAULTS_LINE.match(first):
         for item in m.group("body").split():
             key, _, value = item.partition("=")
             if key == "accentColor":
-                return normalise_color(f"{name}.html accentColor", value)
-    return FALLBACK_ACCENT
+                accent = normalise_color(f"{name}.html accentColor", value)
+            elif key == "params":
+                params = [_param(entry) for entry in value.split(",") if entry]
+    return TemplateSpec(accent, tuple(params))
+
+
+def _param(entry: str) -> ParamSpec:
+    name, _, kind = entry.partition(":")
+    if kind == "image":
+        return ParamSpec(name, "image")
+    if kind:
+        return ParamSpec(name, "choice", tuple(kind.split("|")))
+    return ParamSpec(name)

@@ -1,0 +1,73 @@
+"""The hosted-API shape: ``POST /v1/og-image`` with a JSON body and an ``x-api-key``.
+
+Code written for a hosted OG image API only needs a new base URL and key: the body is
+``{title, subtitle, template, accentColor, ...}`` or ``{html}``, the answer the image.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+from typing import Any
+
+from starlette.requests import Request
+
+from .errors import InvalidParam, NotFound, OgProxyError
+from .params import MAX_HTML
+
+FORMATS = ("png", "jpeg", "webp")
+MAX_BODY = MAX_HTML + 64 * 1024
+
+
+class Unauthorized(OgProxyError):
+    status_code = 401
+    public_message = "Missing or invalid API key (x-api-key)."
+
+
+class BodyTooLarge(OgProxyError):
+    status_code = 413
+    public_message = f"Request body larger than {MAX_BODY} bytes."
+
+
+def check_api_key(given: str | None, keys: tuple[str, ...]) -> None:
+    if not keys:
+        raise NotFound(detail="POST API called but OGPROXY_API_KEYS is not set")
+    offered = (given or "").encode()
+    # Compare against every key, always: no early exit that would time which one matched.
+    matches = [hmac.compare_digest(offered, key.encode()) for key in keys]
+    if not given or not any(matches):
+        raise Unauthorized(detail="bad or missing x-api-key")
+
+
+async def json_body(request: Request) -> dict[str, Any]:
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > MAX_BODY:
+        raise BodyTooLarge()
+    raw = b""
+    async for chunk in request.stream():
+        raw += chunk
+        if len(raw) > MAX_BODY:
+            raise BodyTooLarge()
+    try:
+        body = json.loads(raw)
+    except (ValueError, UnicodeDecodeError):
+        raise InvalidParam("body", "is not valid JSON") from None
+    if not isinstance(body, dict):
+        raise InvalidParam("body", "must be a JSON object")
+    return body
+
+
+def json_pairs(body: dict[str, Any]) -> list[tuple[bytes, bytes]]:
+    """JSON fields as the (name, value) pairs a query would give; nulls are left out."""
+    pairs = []
+    for name, value in body.items():
+        if value is None:
+            continue
+        if isinstance(value, bool):
+            value = "true" if value else "false"
+        elif isinstance(value, int | float):
+            value = str(value)
+        elif not isinstance(value, str):
+            raise InvalidParam(str(name)[:40], "must be a string, number or boolean")
+        pairs.append((str(name).encode(), value.encode("utf-8", "surrogatepass")))
+    return pairs
