@@ -13,6 +13,7 @@ import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+import jinja2
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
@@ -28,7 +29,8 @@ from .cachekey import IMMUTABLE, cache_key, etag
 from .cards import Cards
 from .config import Settings
 from .encoder import MEDIA_TYPES
-from .errors import InvalidParam, OgProxyError, QueryTooLong
+from .errors import ConfigError, InvalidParam, OgProxyError, QueryTooLong
+from .fonts import fingerprint
 from .hits import HitMiddleware
 from .limits import LimitsMiddleware
 from .meta import meta_tags
@@ -87,7 +89,7 @@ async def _card_response(
     known: tuple[str, bytes] | None = None,
 ) -> Response:
     template = cards.templates.templates[params.template]
-    key = cache_key(template, params, output)
+    key = cache_key(template, params, output, cards.fonts)
     headers = _headers(key)
     if _etag_matches(request, headers["ETag"]):
         return Response(status_code=304, headers=headers)
@@ -160,7 +162,10 @@ def dev_banner(settings: Settings) -> str:
 
 def create_app(settings: Settings) -> Starlette:
     """The ASGI app. The cache is opened and the browser launched in its lifespan."""
-    templates = TemplateSet(settings.templates_dir)
+    try:
+        templates = TemplateSet(*settings.template_dirs)
+    except (ValueError, jinja2.TemplateError) as exc:
+        raise ConfigError(f"templates: {exc}") from exc
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -170,6 +175,7 @@ def create_app(settings: Settings) -> Starlette:
             chromium=settings.chromium,
             timeout=settings.render_timeout,
             queue=settings.queue,
+            fonts_dir=settings.fonts_dir,
         )
         await renderer.start()
         store = Store(
@@ -183,6 +189,7 @@ def create_app(settings: Settings) -> Starlette:
             renderer,
             Output(palette=settings.png_palette),
             Assets(settings.asset_origins),
+            fonts=fingerprint(settings.fonts_dir),
         )
         if settings.dev:
             print(dev_banner(settings), flush=True)

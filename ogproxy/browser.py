@@ -13,6 +13,7 @@ import os
 import shutil
 import sys
 from pathlib import Path
+from typing import Any
 
 from playwright.async_api import Browser, Playwright, async_playwright
 from playwright.async_api import Error as PlaywrightError
@@ -81,20 +82,28 @@ def preflight(explicit: str | None) -> None:
         raise ConfigError(INSTALL_HELP)
 
 
-async def launch(playwright: Playwright, explicit: str | None = None) -> Browser:
-    """Launch headless Chromium, or raise ConfigError saying how to install one."""
+async def launch(
+    playwright: Playwright, explicit: str | None = None, env: dict[str, str] | None = None
+) -> Browser:
+    """Launch headless Chromium, or raise ConfigError saying how to install one.
+
+    ``env`` is added to this process's environment for the browser (fontconfig, say).
+    """
     preflight(explicit)
+    options: dict[str, Any] = {"args": LAUNCH_ARGS}
+    if env:
+        options["env"] = {**os.environ, **env}
     if explicit:
-        return await playwright.chromium.launch(executable_path=explicit, args=LAUNCH_ARGS)
+        return await playwright.chromium.launch(executable_path=explicit, **options)
     try:
-        return await playwright.chromium.launch(args=LAUNCH_ARGS)
+        return await playwright.chromium.launch(**options)
     except PlaywrightError as exc:
         if "Executable doesn't exist" not in str(exc):
             raise
     path = system_chromium()
     if path is None:
         raise ConfigError(INSTALL_HELP)
-    return await playwright.chromium.launch(executable_path=path, args=LAUNCH_ARGS)
+    return await playwright.chromium.launch(executable_path=path, **options)
 
 
 async def _check(explicit: str | None) -> str:

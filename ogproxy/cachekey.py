@@ -15,11 +15,12 @@ RENDERER_VERSION = "1"
 IMMUTABLE = "public, max-age=31536000, immutable"
 
 
-def cache_key(template: Template, params: CardParams, output: Output) -> str:
-    """SHA-256 (hex) over the renderer version, template source, params and output."""
+def cache_key(template: Template, params: CardParams, output: Output, fonts: str = "") -> str:
+    """SHA-256 (hex) over the renderer version, template source, fonts, params and output."""
     document = {
         "renderer": RENDERER_VERSION,
         "template": template.source_hash,
+        "fonts": fonts,
         "params": params.as_dict(),
         "output": asdict(output),
     }

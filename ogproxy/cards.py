@@ -39,6 +39,7 @@ class Cards:
     renderer: Renderer
     output: Output  # server defaults for what a render produces
     assets: Assets
+    fonts: str = ""  # fingerprint of OGPROXY_FONTS_DIR, part of every cache key
     flights: SingleFlight[Result] = field(default_factory=SingleFlight)
     known: KnownQueries = field(default_factory=KnownQueries)
 

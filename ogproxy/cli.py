@@ -157,6 +157,29 @@ def main() -> None:
     help="Folder of card templates (default: the built-in ones).",
 )
 @click.option(
+    "--fonts-dir",
+    envvar="OGPROXY_FONTS_DIR",
+    default=None,
+    type=click.Path(file_okay=False, exists=True, path_type=Path),
+    show_envvar=True,
+    help="Folder of extra fonts (woff2, woff, ttf, otf) the templates can use by family name.",
+)
+@click.option(
+    "--asset-origins",
+    envvar="OGPROXY_ASSET_ORIGINS",
+    default="",
+    show_envvar=True,
+    help="Comma-separated origins (https://host) that avatar/logo URLs may be fetched from.",
+)
+@click.option(
+    "--api-keys",
+    envvar="OGPROXY_API_KEYS",
+    default="",
+    show_envvar=True,
+    show_default=False,
+    help="Comma-separated keys for POST /v1/og-image (x-api-key); unset disables it.",
+)
+@click.option(
     "--workers",
     envvar="OGPROXY_WORKERS",
     default=1,
@@ -194,6 +217,9 @@ def serve(
     png_palette: bool,
     render_timeout: float,
     templates_dir: Path | None,
+    fonts_dir: Path | None,
+    asset_origins: str,
+    api_keys: str,
     workers: int,
     access_log: bool,
     log_level: str,
@@ -217,6 +243,9 @@ def serve(
             "render_timeout": render_timeout,
             "png_palette": png_palette,
             "queue": queue,
+            "fonts_dir": fonts_dir,
+            "asset_origins": split_secrets(asset_origins),
+            "api_keys": split_secrets(api_keys),
         }
     except ConfigError as exc:
         raise click.ClickException(str(exc)) from None

@@ -46,7 +46,7 @@ class Settings:
     cache_size: int = DEFAULT_CACHE_SIZE
     memory_cache: int = DEFAULT_MEMORY_CACHE
     chromium: str | None = None
-    templates_dir: Path = TEMPLATES_DIR
+    templates_dir: Path | None = None  # the user's templates, over the built-in ones
     # Chromium encodes and rasterises serially per process: two processes use two cores.
     browsers: int = field(default_factory=lambda: min(2, os.cpu_count() or 1))
     pages: int = field(default_factory=lambda: 2 * max(1, os.cpu_count() or 1))
@@ -78,8 +78,15 @@ class Settings:
             raise ConfigError("OGPROXY_BROWSERS: must be between 1 and 16")
         if not 0.5 <= self.render_timeout <= 120:
             raise ConfigError("OGPROXY_RENDER_TIMEOUT: must be between 0.5 and 120 seconds")
-        if not (self.templates_dir / "default.html").is_file():
-            raise ConfigError(f"templates directory {self.templates_dir} has no default.html")
+        if self.templates_dir is not None and not self.templates_dir.is_dir():
+            raise ConfigError(f"OGPROXY_TEMPLATES_DIR: {self.templates_dir} is not a directory")
+        if self.fonts_dir is not None and not self.fonts_dir.is_dir():
+            raise ConfigError(f"OGPROXY_FONTS_DIR: {self.fonts_dir} is not a directory")
+
+    @property
+    def template_dirs(self) -> tuple[Path, ...]:
+        """Where templates are looked up, first match wins."""
+        return (self.templates_dir, TEMPLATES_DIR) if self.templates_dir else (TEMPLATES_DIR,)
 
     @property
     def signing_secrets(self) -> tuple[str, ...]:
@@ -136,7 +143,6 @@ class Settings:
             "queue",
             "render_timeout",
             "cache_dir",
-            "templates_dir",
             "dev_secret_file",
             "cache_size",
             "memory_cache",
@@ -146,6 +152,8 @@ class Settings:
             env["OGPROXY_CHROMIUM"] = self.chromium
         if self.fonts_dir:
             env["OGPROXY_FONTS_DIR"] = str(self.fonts_dir)
+        if self.templates_dir:
+            env["OGPROXY_TEMPLATES_DIR"] = str(self.templates_dir)
         env["OGPROXY_ASSET_ORIGINS"] = ",".join(self.asset_origins)
         env["OGPROXY_API_KEYS"] = ",".join(self.api_keys)
         return env

@@ -15,6 +15,7 @@ import base64
 import contextlib
 import logging
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import anyio
 import anyio.to_thread
@@ -32,6 +33,7 @@ from playwright.async_api import Error as PlaywrightError
 from . import browser as _browser
 from .encoder import encode
 from .errors import BrowserUnavailable, InvalidDocument, Overloaded, RenderTimeout
+from .fonts import fontconfig_env
 from .params import Output
 from .templates import Document
 
@@ -72,9 +74,12 @@ async def _abort(route: Route) -> None:
 class Chromium:
     """One browser process with its offline context; relaunched when it has died."""
 
-    def __init__(self, playwright: Playwright, executable: str | None) -> None:
+    def __init__(
+        self, playwright: Playwright, executable: str | None, env: dict[str, str] | None = None
+    ) -> None:
         self._pw = playwright
         self._executable = executable
+        self._env = env
         self._browser: Browser | None = None
         self._context: BrowserContext | None = None
         self._lock = asyncio.Lock()
@@ -93,7 +98,7 @@ class Chromium:
         async with self._lock:
             if not self.alive or self._context is None:
                 await self._close()
-                self._browser = await _browser.launch(self._pw, self._executable)
+                self._browser = await _browser.launch(self._pw, self._executable, self._env)
                 self._context = await self._browser.new_context(
                     viewport={"width": Output.width, "height": Output.height},
                     device_scale_factor=1,
@@ -198,12 +203,14 @@ class Renderer:
         timeout: float,
         browsers: int = 1,
         queue: int = 64,
+        fonts_dir: Path | None = None,
     ) -> None:
         self._pages = pages
         self._browsers_wanted = max(1, min(browsers, pages))
         self._executable = chromium
         self._timeout = timeout
         self._queue_limit = queue
+        self._fonts_dir = fonts_dir
         self._pw: Playwright | None = None
         self._chromiums: list[Chromium] = []
         self._pool: asyncio.Queue[Tab] = asyncio.Queue()
@@ -226,8 +233,9 @@ class Renderer:
     async def start(self) -> None:
         self._pw = await async_playwright().start()
         try:
+            env = fontconfig_env(self._fonts_dir)
             self._chromiums = [
-                Chromium(self._pw, self._executable) for _ in range(self._browsers_wanted)
+                Chromium(self._pw, self._executable, env) for _ in range(self._browsers_wanted)
             ]
             for i in range(self._pages):
                 self._pool.put_nowait(await Tab.open(self._chromiums[i % len(self._chromiums)]))

@@ -76,12 +76,16 @@ class Template:
 
 
 class TemplateSet:
-    """The templates of one folder, loaded once at start-up."""
+    """The templates of one or more folders, loaded once at start-up.
 
-    def __init__(self, directory: Path) -> None:
-        self.directory = directory
+    Folders are searched in order: a template or partial in the first one (the user's
+    ``OGPROXY_TEMPLATES_DIR``) overrides one of the same name in a later one (built-ins).
+    """
+
+    def __init__(self, *directories: Path) -> None:
+        self.directories = directories
         self.env = jinja2.Environment(
-            loader=jinja2.FileSystemLoader(directory),
+            loader=jinja2.FileSystemLoader(list(directories)),
             autoescape=True,
             undefined=jinja2.StrictUndefined,
             trim_blocks=True,
@@ -90,16 +94,21 @@ class TemplateSet:
         self.env.filters["mix"] = mix
         self.env.filters["readable_on"] = readable_on
         self.env.globals["linear_gradient"] = linear_gradient
-        partials = b"".join(p.read_bytes() for p in sorted(directory.glob("_*.html")))
+        files: dict[str, Path] = {}
+        for directory in reversed(directories):  # earlier folders win
+            files.update((p.name, p) for p in directory.glob("*.html"))
+        partials = b"".join(files[n].read_bytes() for n in sorted(files) if n.startswith("_"))
         self.templates: dict[str, Template] = {}
-        for path in sorted(directory.glob("*.html")):
-            if path.name.startswith("_"):
+        for filename in sorted(files):
+            if filename.startswith("_"):
                 continue
-            source = path.read_bytes()
+            source = files[filename].read_bytes()
             digest = hashlib.sha256(source + b"\0" + partials).hexdigest()
-            name = path.stem
+            name = filename.removesuffix(".html")
             self.templates[name] = Template(name, digest, _declared_spec(name, source))
-            self.env.get_template(path.name)  # fail at start-up, not on a request
+            self.env.get_template(filename)  # fail at start-up, not on a request
+        if "default" not in self.templates:
+            raise ValueError(f"no default.html in {', '.join(map(str, directories))}")
 
     @property
     def default_accents(self) -> dict[str, str]:
@@ -113,7 +122,12 @@ class TemplateSet:
         if params.html is not None:  # a custom document: rendered as given
             return Document(params.html, None, {})
         template = self.env.get_template(f"{params.template}.html")
-        context = {"accent": params.accent_color, "width": width, "height": height}
+        context: dict[str, object] = {
+            "accent": params.accent_color,
+            "width": width,
+            "height": height,
+        }
+        context.update((p.name, p.default) for p in self.templates[params.template].spec.params)
         context.update(params.extra)
         texts = {"title": params.title, "subtitle": params.subtitle}
         html = template.render(**texts, **context)

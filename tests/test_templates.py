@@ -221,10 +221,10 @@ async def test_text_changed_in_place_looks_like_a_fresh_page(tab: Tab, template:
         a, b = png_image(updated).convert("RGB"), png_image(fresh).convert("RGB")
         diff = ImageChops.difference(a, b)
         # Re-rastering only the changed box can shift anti-aliasing on an edge it crosses
-        # by a level or two; anything more (stale text, layout) is a real difference.
+        # by a few levels; anything more (stale text, layout) is a real difference.
         changed = sum(diff.convert("L").point(lambda v: 255 if v else 0).histogram()[255:])
         worst = max(hi for _, hi in diff.getextrema())
-        assert worst <= 2 and changed <= 50, (template, title[:20], diff.getbbox(), worst, changed)
+        assert worst <= 4 and changed <= 50, (template, title[:20], diff.getbbox(), worst, changed)
 
 
 def test_template_using_text_elsewhere_falls_back_to_a_full_load(tmp_path: Path) -> None:

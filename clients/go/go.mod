@@ -1,0 +1,3 @@
+module ogproxy.dev/ogsign
+
+go 1.19

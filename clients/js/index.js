@@ -1,0 +1,79 @@
+// Signed ogproxy image URLs. Zero dependencies; Web Crypto only.
+// Runs in Node 18+, Deno, Bun, Cloudflare Workers, Vercel Edge and browsers.
+
+const SALT = 'ogproxy.url.v1';
+const DEFAULT_PATH = '/og.png';
+const utf8 = new TextEncoder();
+
+async function subtleCrypto() {
+  // Node 18 has no global crypto. The non-literal specifier keeps bundlers from
+  // trying to resolve node:crypto in browser builds.
+  const specifier = 'node:crypto';
+  const crypto =
+    globalThis.crypto ?? (await import(/* webpackIgnore: true */ /* @vite-ignore */ specifier)).webcrypto;
+  if (!crypto?.subtle) throw new Error('Web Crypto is unavailable (browsers only offer it on https)');
+  return crypto.subtle;
+}
+
+// UTF-8, then percent-encode all but A-Z a-z 0-9 - . _ ~ (hex upper case).
+// encodeURIComponent also leaves !'()* alone, so those are escaped by hand.
+const encode = (s) =>
+  encodeURIComponent(s).replace(/[!'()*]/g, (c) => '%' + c.charCodeAt(0).toString(16).toUpperCase());
+
+function pairsOf(params) {
+  if (params == null) return [];
+  if (typeof params === 'string') throw new TypeError('params must be an object, pairs or URLSearchParams');
+  const items = typeof params[Symbol.iterator] === 'function' ? params : Object.entries(params);
+  const pairs = [];
+  for (const [name, value] of items) {
+    if (value === null || value === undefined) continue;
+    if (String(name) === 'sig') throw new Error("'sig' is reserved for the signature");
+    pairs.push([String(name), String(value)]);
+  }
+  return pairs;
+}
+
+/** The canonical query string: encoded, sorted by name then value, `sig` excluded. */
+export function canonicalQuery(params) {
+  return pairsOf(params)
+    .map(([name, value]) => [encode(name), encode(value)])
+    .sort(([n1, v1], [n2, v2]) => (n1 < n2 ? -1 : n1 > n2 ? 1 : v1 < v2 ? -1 : v1 > v2 ? 1 : 0))
+    .map(([name, value]) => `${name}=${value}`)
+    .join('&');
+}
+
+async function hmac(subtle, key, data) {
+  const k = await subtle.importKey('raw', key, { name: 'HMAC', hash: 'SHA-256' }, false, ['sign']);
+  return new Uint8Array(await subtle.sign('HMAC', k, data));
+}
+
+function base64url(bytes) {
+  let bin = '';
+  for (const b of bytes) bin += String.fromCharCode(b);
+  return btoa(bin).replace(/\+/g, '-').replace(/\//g, '_').replace(/=+$/, '');
+}
+
+/** The `sig` for `path + "?" + canonicalQuery(params)`. */
+export async function signature(secret, path, params) {
+  const raw = typeof secret === 'string' ? utf8.encode(secret) : secret;
+  if (!raw?.byteLength) throw new Error('a signing secret must not be empty');
+  const subtle = await subtleCrypto();
+  const key = await hmac(subtle, raw, utf8.encode(SALT));
+  return base64url(await hmac(subtle, key, utf8.encode(`${path}?${canonicalQuery(params)}`)));
+}
+
+/**
+ * `baseUrl` (the image endpoint, e.g. https://og.example.com/og.png; a bare origin
+ * gets /og.png) with the canonical query and its `sig` appended.
+ */
+export async function signOgUrl(baseUrl, secret, params) {
+  baseUrl = String(baseUrl);
+  if (/[?#]/.test(baseUrl)) throw new Error('baseUrl must not carry a query or fragment');
+  const { pathname } = new URL(baseUrl);
+  const bare = pathname === '/';
+  const path = bare ? DEFAULT_PATH : pathname;
+  const base = bare ? baseUrl.replace(/\/$/, '') + DEFAULT_PATH : baseUrl;
+  const pairs = pairsOf(params); // once: params may be a one-shot iterator
+  const sig = await signature(secret, path, pairs);
+  return `${base}?${canonicalQuery(pairs)}&sig=${sig}`;
+}

@@ -1,0 +1,68 @@
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { test } from 'node:test';
+import { canonicalQuery, signature, signOgUrl } from '../index.js';
+
+const { vectors } = JSON.parse(readFileSync(new URL('../../../tests/vectors.json', import.meta.url), 'utf8'));
+const SECRET = 's3cret-s3cret-s3cret';
+
+for (const v of vectors) {
+  test(`vector: ${v.name}`, async () => {
+    assert.equal(canonicalQuery(v.params), v.canonical_query);
+    assert.equal(await signature(v.secret, v.path, v.params), v.sig);
+    assert.equal(
+      await signOgUrl('https://og.example.com' + v.path, v.secret, v.params),
+      `https://og.example.com${v.path}?${v.canonical_query}&sig=${v.sig}`,
+    );
+  });
+}
+
+test('a plain object, pairs and URLSearchParams sign alike', async () => {
+  const [v] = vectors;
+  const expected = `https://og.example.com/og.png?${v.canonical_query}&sig=${v.sig}`;
+  for (const params of [Object.fromEntries(v.params), v.params, new URLSearchParams(v.params)]) {
+    assert.equal(await signOgUrl('https://og.example.com/og.png', v.secret, params), expected);
+  }
+});
+
+test('a bare origin gets /og.png', async () => {
+  const expected = await signOgUrl('https://og.example.com/og.png', SECRET, { title: 'x' });
+  assert.match(expected, /^https:\/\/og\.example\.com\/og\.png\?title=x&sig=[\w-]{43}$/);
+  assert.equal(await signOgUrl('https://og.example.com', SECRET, { title: 'x' }), expected);
+  assert.equal(await signOgUrl('https://og.example.com/', SECRET, { title: 'x' }), expected);
+});
+
+test('null and undefined values are left out; others go through String()', async () => {
+  const url = await signOgUrl('https://og.example.com/og.png', SECRET, {
+    title: 'x',
+    subtitle: null,
+    template: undefined,
+    palette: 1,
+  });
+  assert.equal(url, await signOgUrl('https://og.example.com/og.png', SECRET, [['palette', '1'], ['title', 'x']]));
+  assert.equal(canonicalQuery([['title', 'x'], ['subtitle', null]]), 'title=x');
+});
+
+test('sig is rejected as a parameter name', async () => {
+  assert.throws(() => canonicalQuery({ title: 'x', sig: 'abc' }), /sig/);
+  await assert.rejects(signOgUrl('https://og.example.com/og.png', SECRET, [['sig', 'abc']]), /sig/);
+});
+
+test('a base URL with a query or fragment is rejected', async () => {
+  for (const base of ['https://og.example.com/og.png?v=1', 'https://og.example.com/og.png#x']) {
+    await assert.rejects(signOgUrl(base, SECRET, { title: 'x' }), /query or fragment/);
+  }
+});
+
+test("!'()* are percent-encoded, and only A-Z a-z 0-9 - . _ ~ are left as is", () => {
+  assert.equal(canonicalQuery({ title: "!'()*" }), 'title=%21%27%28%29%2A');
+  let all = '';
+  for (let c = 0x20; c < 0x7f; c++) all += String.fromCharCode(c);
+  const encoded = canonicalQuery({ t: all }).slice(2);
+  assert.equal(encoded.replace(/%[0-9A-F]{2}/g, ''), all.replace(/[^A-Za-z0-9\-._~]/g, ''));
+  assert.equal(decodeURIComponent(encoded), all);
+});
+
+test('an empty secret is rejected', async () => {
+  await assert.rejects(signature('', '/og.png', { title: 'x' }), /secret/);
+});

@@ -1,0 +1,55 @@
+<?php
+// php clients/php/test.php: checks every vector in tests/vectors.json; exits 1 on failure.
+
+declare(strict_types=1);
+
+require __DIR__ . '/ogsign.php';
+
+$failures = 0;
+$checks = 0;
+function check(bool $ok, string $what): void
+{
+    global $failures, $checks;
+    $checks++;
+    if (!$ok) {
+        $failures++;
+        fwrite(STDERR, "FAIL: $what\n");
+    }
+}
+function throws(callable $f): bool
+{
+    try {
+        $f();
+    } catch (InvalidArgumentException $e) {
+        return true;
+    }
+    return false;
+}
+
+$file = json_decode(file_get_contents(__DIR__ . '/../../tests/vectors.json'), true, 512, JSON_THROW_ON_ERROR);
+check(count($file['vectors']) > 0, 'vectors.json has vectors');
+foreach ($file['vectors'] as $v) {
+    $query = ogproxy_canonical_query($v['params']);
+    check($query === $v['canonical_query'], "{$v['name']}: canonical query $query");
+    $sig = ogproxy_signature($v['secret'], $v['path'], $query);
+    check($sig === $v['sig'], "{$v['name']}: sig $sig");
+    $url = ogproxy_sign_url('https://og.example.com' . $v['path'], $v['secret'], $v['params']);
+    $want = "https://og.example.com{$v['path']}?{$v['canonical_query']}&sig={$v['sig']}";
+    check($url === $want, "{$v['name']}: url $url");
+}
+
+$secret = 's3cret-s3cret-s3cret';
+$want = ogproxy_sign_url('https://og.example.com/og.png', $secret, [['title', 'x']]);
+check(ogproxy_sign_url('https://og.example.com', $secret, [['title', 'x']]) === $want, 'bare origin');
+check(ogproxy_sign_url('https://og.example.com/', $secret, ['title' => 'x']) === $want, 'bare origin with /, assoc');
+check(ogproxy_sign_url('https://og.example.com', $secret, ['title' => 'x', 'subtitle' => null]) === $want, 'null skipped');
+check(ogproxy_canonical_query(['title' => "!'()*"]) === 'title=%21%27%28%29%2A', "!'()* encoded");
+check(ogproxy_canonical_query(['palette' => true, 'n' => 3]) === 'n=3&palette=true', 'scalars');
+check(throws(fn () => ogproxy_sign_url('https://og.example.com/og.png?v=1', $secret, ['title' => 'x'])), 'query rejected');
+check(throws(fn () => ogproxy_sign_url('https://og.example.com/og.png#x', $secret, ['title' => 'x'])), 'fragment rejected');
+check(throws(fn () => ogproxy_sign_url('https://og.example.com/og.png', $secret, [['sig', 'x']])), 'sig rejected');
+check(throws(fn () => ogproxy_sign_url('https://og.example.com/og.png', $secret, ['sig' => 'x'])), 'sig rejected, assoc');
+check(throws(fn () => ogproxy_sign_url('https://og.example.com/og.png', '', ['title' => 'x'])), 'empty secret rejected');
+
+echo $failures ? "$failures of $checks checks failed\n" : "all $checks checks passed\n";
+exit($failures ? 1 : 0);

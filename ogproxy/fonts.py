@@ -1,0 +1,47 @@
+"""Extra fonts for the renderer, from a local folder, with no network.
+
+Chromium finds fonts through fontconfig, so a folder of ``.woff2``/``.woff``/``.ttf``/
+``.otf`` files (``OGPROXY_FONTS_DIR``) is added to the system configuration for the
+browser process only: templates and custom HTML use the families by name, exactly like
+Inter, Noto Color Emoji and Noto CJK, which are the defaults.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import tempfile
+from pathlib import Path
+from xml.sax.saxutils import escape
+
+SUFFIXES = {".woff2", ".woff", ".ttf", ".otf", ".ttc"}
+
+
+def font_files(directory: Path | None) -> list[Path]:
+    if directory is None:
+        return []
+    return sorted(p for p in directory.rglob("*") if p.suffix.lower() in SUFFIXES)
+
+
+def fingerprint(directory: Path | None) -> str:
+    """Changes whenever a font is added, removed or replaced: part of the cache key."""
+    digest = hashlib.sha256()
+    for path in font_files(directory):
+        digest.update(str(path.relative_to(directory)).encode() + b"\0")  # type: ignore[arg-type]
+        digest.update(hashlib.sha256(path.read_bytes()).digest())
+    return digest.hexdigest()
+
+
+def fontconfig_env(directory: Path | None) -> dict[str, str]:
+    """Environment for Chromium that adds ``directory`` to the system's fonts."""
+    if directory is None:
+        return {}
+    work = Path(tempfile.mkdtemp(prefix="ogproxy-fonts-"))
+    (work / "fonts.conf").write_text(
+        '<?xml version="1.0"?>\n<!DOCTYPE fontconfig SYSTEM "urn:fontconfig:fonts.dtd">\n'
+        "<fontconfig>\n"
+        '  <include ignore_missing="yes">/etc/fonts/fonts.conf</include>\n'
+        f"  <dir>{escape(str(directory.resolve()))}</dir>\n"
+        f"  <cachedir>{escape(str(work / 'cache'))}</cachedir>\n"
+        "</fontconfig>\n"
+    )
+    return {"FONTCONFIG_FILE": str(work / "fonts.conf")}
