@@ -3,7 +3,9 @@
 Chromium finds fonts through fontconfig, so a folder of ``.woff2``/``.woff``/``.ttf``/
 ``.otf`` files (``OGPROXY_FONTS_DIR``) is added to the system configuration for the
 browser process only: templates and custom HTML use the families by name, exactly like
-Inter, Noto Color Emoji and Noto CJK, which are the defaults.
+Inter, Noto Color Emoji and Noto CJK, which are the defaults. Chromium reads only plain
+TrueType/OpenType from the system, so WOFF and WOFF2 files are unpacked first (fontTools,
+with brotli for WOFF2: the format users most often have and peers most often refuse).
 """
 
 from __future__ import annotations
@@ -31,16 +33,31 @@ def fingerprint(directory: Path | None) -> str:
     return digest.hexdigest()
 
 
+def _unpack(source: Path, into: Path, prefix: str) -> None:
+    from fontTools.ttLib import TTFont  # type: ignore[import-untyped]
+
+    font = TTFont(str(source))
+    font.flavor = None
+    font.save(str(into / f"{prefix}-{source.stem}{'.otf' if 'CFF ' in font else '.ttf'}"))
+
+
 def fontconfig_env(directory: Path | None) -> dict[str, str]:
     """Environment for Chromium that adds ``directory`` to the system's fonts."""
     if directory is None:
         return {}
     work = Path(tempfile.mkdtemp(prefix="ogproxy-fonts-"))
+    usable = work / "fonts"  # only files Chromium can read: fontconfig would offer the rest too
+    usable.mkdir()
+    for i, path in enumerate(font_files(directory)):
+        if path.suffix.lower() in (".woff", ".woff2"):
+            _unpack(path, usable, str(i))
+        else:
+            (usable / f"{i}-{path.name}").symlink_to(path.resolve())
     (work / "fonts.conf").write_text(
         '<?xml version="1.0"?>\n<!DOCTYPE fontconfig SYSTEM "urn:fontconfig:fonts.dtd">\n'
         "<fontconfig>\n"
         '  <include ignore_missing="yes">/etc/fonts/fonts.conf</include>\n'
-        f"  <dir>{escape(str(directory.resolve()))}</dir>\n"
+        f"  <dir>{escape(str(usable))}</dir>\n"
         f"  <cachedir>{escape(str(work / 'cache'))}</cachedir>\n"
         "</fontconfig>\n"
     )
