@@ -1,0 +1,155 @@
+"""Build-time rendering without a server: `ogproxy render`.
+
+One card from flags, or many from a JSON-lines or CSV file, rendered concurrently on a
+pool of pages into a folder. Each output file's content address is kept in a manifest
+beside it, so a card whose parameters, template and fonts did not change is skipped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import json
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .api import json_pairs
+from .assets import Assets
+from .cachekey import cache_key
+from .cards import Cards
+from .config import Settings
+from .errors import OgProxyError
+from .fonts import fingerprint
+from .params import Output, parse_card
+from .renderer import Renderer
+from .store import Store
+from .templates import TemplateSet
+
+MANIFEST = ".ogproxy-manifest.json"
+SUFFIXES = {"png": ".png", "jpeg": ".jpg", "webp": ".webp"}
+NAME_FIELDS = ("name", "slug", "file")  # which field names the output file
+
+
+@dataclass
+class Job:
+    line: int
+    fields: dict[str, Any]
+    name: str = ""
+
+
+@dataclass
+class Summary:
+    rendered: int = 0
+    skipped: int = 0
+    failed: list[tuple[int, str]] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+def read_jobs(path: Path) -> list[Job]:
+    """Rows of a ``.jsonl`` (one JSON object per line) or ``.csv`` (a header row) file."""
+    jobs = []
+    if path.suffix.lower() == ".csv":
+        with path.open(newline="", encoding="utf-8") as f:
+            for line, row in enumerate(csv.DictReader(f), start=2):
+                jobs.append(Job(line, {k: v for k, v in row.items() if k and v not in ("", None)}))
+        return jobs
+    for line, text in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        if text.strip():
+            try:
+                fields = json.loads(text)
+            except json.JSONDecodeError as exc:
+                fields = {"__error__": f"not JSON: {exc.msg}"}
+            jobs.append(
+                Job(line, fields if isinstance(fields, dict) else {"__error__": "not an object"})
+            )
+    return jobs
+
+
+def _file_name(job: Job, key: str, fmt: str) -> str:
+    for name in NAME_FIELDS:
+        if value := job.fields.pop(name, None):
+            stem = "".join(c if c.isalnum() or c in "-_." else "-" for c in str(value)).strip(".-")
+            if stem:
+                return stem + SUFFIXES[fmt]
+    return key[:16] + SUFFIXES[fmt]
+
+
+async def render_jobs(
+    jobs: Iterable[Job],
+    out_dir: Path,
+    settings: Settings,
+    fmt: str = "png",
+    on_progress: Callable[[], None] = lambda: None,
+) -> Summary:
+    """Render ``jobs`` into ``out_dir``, skipping those whose content address is unchanged."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    manifest_path = out_dir / MANIFEST
+    manifest: dict[str, str] = (
+        json.loads(manifest_path.read_text()) if manifest_path.exists() else {}
+    )
+    templates = TemplateSet(*settings.template_dirs)
+    fonts = fingerprint(settings.fonts_dir)
+    output = Output(format=fmt, palette=settings.png_palette and fmt == "png")  # type: ignore[arg-type]
+    summary = Summary()
+    started = time.monotonic()
+
+    planned = []
+    for job in jobs:
+        try:
+            if "__error__" in job.fields:
+                raise ValueError(job.fields["__error__"])
+            name_fields = {k: job.fields.pop(k) for k in NAME_FIELDS if k in job.fields}
+            params, out = parse_card(json_pairs(job.fields), templates.specs, output)
+            key = cache_key(templates.templates[params.template], params, out, fonts)
+            job.fields.update(name_fields)
+            job.name = _file_name(job, key, fmt)
+        except (OgProxyError, ValueError) as exc:
+            summary.failed.append((job.line, getattr(exc, "public_message", str(exc))))
+            on_progress()
+            continue
+        if manifest.get(job.name) == key and (out_dir / job.name).exists():
+            summary.skipped += 1
+            on_progress()
+            continue
+        planned.append((job, params, out, key))
+
+    if planned:
+        renderer = Renderer(
+            pages=settings.pages,
+            browsers=settings.browsers,
+            chromium=settings.chromium,
+            timeout=settings.render_timeout,
+            queue=len(planned),
+            fonts_dir=settings.fonts_dir,
+        )
+        # The server's cache dir: cards it already rendered are copied, not rendered again.
+        store = Store(settings.cache_dir, size_limit=settings.cache_size, memory_bytes=0)
+        cards = Cards(
+            settings, (), templates, store, renderer, output, Assets(settings.asset_origins), fonts
+        )
+        await renderer.start()
+        try:
+
+            async def one(job: Job, params: Any, out: Output, key: str) -> None:
+                try:
+                    result = await cards.get_or_render(key, params, out)
+                except OgProxyError as exc:
+                    summary.failed.append((job.line, exc.public_message))
+                else:
+                    (out_dir / job.name).write_bytes(result.png)
+                    manifest[job.name] = key
+                    summary.rendered += 1
+                on_progress()
+
+            await asyncio.gather(*(one(*item) for item in planned))
+        finally:
+            await renderer.stop()
+            await cards.assets.close()
+            store.close()
+    manifest_path.write_text(json.dumps(manifest, indent=1, sort_keys=True))
+    summary.seconds = time.monotonic() - started
+    summary.failed.sort()
+    return summary

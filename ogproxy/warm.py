@@ -1,0 +1,121 @@
+"""`ogproxy warm`: fetch a site's pages, find their og:image URLs, and request each one.
+
+Run it before a launch so that every card is rendered (and, through a CDN, cached at the
+edge) before the first share. Sources: a sitemap (URL or file; sitemap indexes are
+followed one level), or a text file with one page URL per line.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from html.parser import HTMLParser
+from pathlib import Path
+from urllib.parse import urljoin
+
+import httpx
+
+_LOC = re.compile(r"<loc>\s*([^<\s]+)\s*</loc>", re.IGNORECASE)
+IMAGE_PROPERTIES = {"og:image", "og:image:url", "og:image:secure_url", "twitter:image"}
+
+
+class _MetaImages(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__()
+        self.found: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag != "meta":
+            return
+        a = dict(attrs)
+        if (a.get("property") or a.get("name") or "").lower() in IMAGE_PROPERTIES and a.get(
+            "content"
+        ):
+            self.found.append(str(a["content"]))
+
+
+def og_images(html: str, page_url: str) -> list[str]:
+    parser = _MetaImages()
+    parser.feed(html)
+    return list(dict.fromkeys(urljoin(page_url, url) for url in parser.found))
+
+
+@dataclass
+class WarmReport:
+    pages: int = 0
+    images: int = 0
+    statuses: Counter[str] = field(default_factory=Counter)  # "200 HIT", "200 MISS", "403"...
+    failures: list[tuple[str, str]] = field(default_factory=list)
+
+
+async def _text(client: httpx.AsyncClient, source: str) -> str:
+    if source.startswith(("http://", "https://")):
+        response = await client.get(source)
+        response.raise_for_status()
+        return response.text
+    return Path(source).read_text(encoding="utf-8")
+
+
+async def page_urls(client: httpx.AsyncClient, source: str) -> list[str]:
+    text = await _text(client, source)
+    if "<urlset" in text or "<sitemapindex" in text:
+        locs = _LOC.findall(text)
+        if "<sitemapindex" in text:
+            nested = await asyncio.gather(*(_text(client, loc) for loc in locs))
+            locs = [loc for xml in nested for loc in _LOC.findall(xml)]
+        return list(dict.fromkeys(locs))
+    lines = (line.strip() for line in text.splitlines())
+    return [line for line in lines if line and not line.startswith("#")]
+
+
+async def warm(
+    source: str,
+    concurrency: int = 8,
+    timeout: float = 30.0,
+    on_total: Callable[[int], None] = lambda n: None,
+    on_progress: Callable[[], None] = lambda: None,
+) -> WarmReport:
+    report = WarmReport()
+    limit = asyncio.Semaphore(concurrency)
+    async with httpx.AsyncClient(timeout=timeout, follow_redirects=True) as client:
+        pages = await page_urls(client, source)
+        report.pages = len(pages)
+        on_total(len(pages))
+
+        async def images_of(page: str) -> list[str]:
+            async with limit:
+                try:
+                    response = await client.get(page)
+                    response.raise_for_status()
+                    return og_images(response.text, str(response.url))
+                except httpx.HTTPError as exc:
+                    report.failures.append((page, f"page: {type(exc).__name__}"))
+                    return []
+                finally:
+                    on_progress()
+
+        found = await asyncio.gather(*(images_of(page) for page in pages))
+        images = list(dict.fromkeys(url for urls in found for url in urls))
+        report.images = len(images)
+        on_total(len(pages) + len(images))
+
+        async def request(url: str) -> None:
+            async with limit:
+                try:
+                    response = await client.get(url)
+                    label = str(response.status_code)
+                    if cache := response.headers.get("x-cache"):
+                        label += f" {cache}"
+                    report.statuses[label] += 1
+                    if response.status_code != 200:
+                        report.failures.append((url, f"HTTP {response.status_code}"))
+                except httpx.HTTPError as exc:
+                    report.failures.append((url, type(exc).__name__))
+                finally:
+                    on_progress()
+
+        await asyncio.gather(*(request(url) for url in images))
+    return report

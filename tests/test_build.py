@@ -1,0 +1,173 @@
+"""`ogproxy render`, `ogproxy meta` and `ogproxy warm`, as a user runs them."""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+from collections.abc import Iterator
+from html import unescape
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from conftest import SECRET, png_image, signed
+from servers import serve
+
+from ogproxy import verify_url
+from ogproxy.cli import main
+
+
+def run(*args: str, env: dict[str, str] | None = None) -> tuple[int, str]:
+    result = CliRunner().invoke(main, list(args), env=env or {})
+    return result.exit_code, result.output
+
+
+def test_render_many_from_jsonl_then_skip_unchanged(tmp_path: Path) -> None:
+    cards = tmp_path / "cards.jsonl"
+    lines = [
+        json.dumps(
+            {"slug": f"post-{i}", "title": f"Post {i} 🚀", "template": t, "author": "Ann Lee"}
+        )
+        for i, t in zip(range(24), ["default", "minimal", "gradient"] * 8, strict=True)
+    ]
+    lines += [
+        '{"slug": "empty", "title": ""}',
+        "not json",
+        '{"slug": "u", "title": "x", "bogus": 1}',
+    ]
+    cards.write_text("\n".join(lines) + "\n")
+    out, cache = tmp_path / "out", tmp_path / "cache"
+    code, output = run(
+        "render", "--input", str(cards), "--out-dir", str(out), "--cache-dir", str(cache)
+    )
+    assert code == 1, output  # three bad lines
+    assert "24 rendered, 0 unchanged (skipped), 3 failed" in output
+    assert "line 25: Invalid parameter 'title': must not be empty" in output
+    assert "line 26: not JSON" in output and "line 27: Invalid parameter 'bogus'" in output
+    files = sorted(p.name for p in out.glob("*.png"))
+    assert files == sorted(f"post-{i}.png" for i in range(24))
+    assert png_image((out / "post-5.png").read_bytes()).size == (1200, 630)
+    manifest = json.loads((out / ".ogproxy-manifest.json").read_text())
+    assert set(manifest) == set(files)
+
+    (out / "post-3.png").unlink()
+    edited = lines[:24]
+    edited[7] = json.dumps({"slug": "post-7", "title": "Post 7, edited", "template": "minimal"})
+    cards.write_text("\n".join(edited) + "\n")
+    code, output = run(
+        "render", "--input", str(cards), "--out-dir", str(out), "--cache-dir", str(cache)
+    )
+    assert code == 0, output
+    assert "2 rendered, 22 unchanged (skipped), 0 failed" in output
+
+
+def test_render_from_csv_and_single_files(tmp_path: Path) -> None:
+    csv_file = tmp_path / "cards.csv"
+    csv_file.write_text(
+        "name,title,subtitle,template\nhello,Hello CSV,From a spreadsheet,gradient\n"
+        "plain,Plain one,,\n"
+    )
+    code, output = run(
+        "render",
+        "--input",
+        str(csv_file),
+        "--out-dir",
+        str(tmp_path / "csv"),
+        "--format",
+        "webp",
+        "--cache-dir",
+        str(tmp_path / "cache"),
+    )
+    assert code == 0, output
+    assert png_image((tmp_path / "csv" / "hello.webp").read_bytes()).format == "WEBP"
+    one = tmp_path / "single" / "card.jpg"
+    code, output = run(
+        "render",
+        "--title",
+        "Just one",
+        "--param",
+        "width=600",
+        "--param",
+        "height=315",
+        "-o",
+        str(one),
+        "--cache-dir",
+        str(tmp_path / "cache"),
+    )
+    assert code == 0, output
+    image = png_image(one.read_bytes())
+    assert image.format == "JPEG" and image.size == (600, 315)
+    code, output = run("render", "--title", "x", "-o", str(tmp_path / "x.gif"))
+    assert code == 2 and "must end in .png, .jpg or .webp" in output
+
+
+def test_meta_prints_tags_with_a_verifiable_url() -> None:
+    code, output = run(
+        "meta",
+        "--title",
+        "Hello <meta>",
+        "--param",
+        "scale=2",
+        "--base-url",
+        "https://og.example.com/og.png",
+        env={"OGPROXY_SECRET": SECRET},
+    )
+    assert code == 0, output
+    assert '<meta property="og:image:width" content="2400">' in output
+    assert '<meta property="og:image:height" content="1260">' in output
+    assert '<meta name="twitter:card" content="summary_large_image">' in output
+    assert '<meta property="og:image:alt" content="Hello &lt;meta&gt;">' in output
+    url = unescape(re.search(r'property="og:image" content="([^"]+)"', output).group(1))
+    assert verify_url(url, SECRET) == {"title": "Hello <meta>", "scale": "2"}
+
+
+@pytest.fixture
+def site(tmp_path: Path) -> Iterator[tuple[Path, str]]:
+    """A static site on loopback (pages + sitemap), written by the test."""
+    root = tmp_path / "site"
+    root.mkdir()
+
+    class Quiet(SimpleHTTPRequestHandler):
+        def __init__(self, *args, **kwargs) -> None:
+            super().__init__(*args, directory=str(root), **kwargs)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Quiet)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield root, f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+def test_warm_renders_every_og_image_of_a_sitemap(tmp_path: Path, site) -> None:
+    root, origin = site
+    with serve(tmp_path, env={"OGPROXY_SECRET": SECRET}) as og:
+        locs = []
+        for i in range(6):
+            image = signed({"title": f"Launch page {i}"}, base=og.base + "/og.png")
+            tags = f'<meta property="og:image" content="{image.replace("&", "&amp;")}">'
+            if i == 0:  # the same card twice on one page is requested once
+                tags += f'<meta name="twitter:image" content="{image.replace("&", "&amp;")}">'
+            (root / f"p{i}.html").write_text(f"<html><head>{tags}</head><body>{i}</body></html>")
+            locs.append(f"<url><loc>{origin}/p{i}.html</loc></url>")
+        (root / "no-card.html").write_text("<html><head><title>x</title></head></html>")
+        locs.append(f"<url><loc>{origin}/no-card.html</loc></url>")
+        (root / "sitemap.xml").write_text(
+            '<?xml version="1.0"?><urlset xmlns="http://www.sitemaps.org/schemas/sitemap/0.9">'
+            + "".join(locs)
+            + "</urlset>"
+        )
+        code, output = run("warm", f"{origin}/sitemap.xml", "--concurrency", "4")
+        assert code == 0, output
+        assert "7 pages, 6 images: 6 x 200 MISS" in output
+        code, output = run("warm", f"{origin}/sitemap.xml")
+        assert "7 pages, 6 images: 6 x 200 HIT" in output
+
+        (root / "list.txt").write_text(f"# pages\n{origin}/p1.html\n{origin}/missing.html\n")
+        code, output = run("warm", str(root / "list.txt"))
+        assert code == 1 and "page: HTTPStatusError" in output
