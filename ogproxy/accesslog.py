@@ -1,4 +1,4 @@
-"""One structured log line per request, without secrets.
+"""One structured log line (and the request metrics) per request, without secrets.
 
 The line is JSON: method, path, status, cache result, bytes, duration and, for a render,
 the render time and the first 12 hex digits of the cache key. The query string is never
@@ -23,7 +23,7 @@ class AccessLogMiddleware:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or not log.isEnabledFor(logging.INFO):
+        if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
         started = time.perf_counter()
@@ -43,18 +43,28 @@ class AccessLogMiddleware:
         try:
             await self.app(scope, receive, capture)
         finally:
-            line: dict[str, Any] = {
-                "method": scope["method"],
-                "path": scope["path"],
-                "status": seen["status"] or 500,
-                "cache": seen["cache"],
-                "bytes": seen["bytes"],
-                "ms": round((time.perf_counter() - started) * 1000, 1),
-            }
-            for extra in ("render_ms", "key"):
-                if extra in state:
-                    line[extra] = state[extra]
-            log.info(json.dumps(line, separators=(",", ":")))
+            _record(scope, state, seen, started)
+
+
+def _record(scope: Scope, state: dict[str, Any], seen: dict[str, Any], started: float) -> None:
+    status = seen["status"] or 500  # nothing was sent: the app failed
+    metrics = getattr(scope["app"].state, "metrics", None)
+    if metrics is not None:
+        metrics.request(scope["path"], status, seen["cache"])
+    if not log.isEnabledFor(logging.INFO):
+        return
+    line: dict[str, Any] = {
+        "method": scope["method"],
+        "path": scope["path"],
+        "status": status,
+        "cache": seen["cache"],
+        "bytes": seen["bytes"],
+        "ms": round((time.perf_counter() - started) * 1000, 1),
+    }
+    for extra in ("render_ms", "key"):
+        if extra in state:
+            line[extra] = state[extra]
+    log.info(json.dumps(line, separators=(",", ":")))
 
 
 def configure(level: str, access_log: bool) -> None:

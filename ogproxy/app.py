@@ -25,15 +25,17 @@ from .accesslog import AccessLogMiddleware
 from .accesslog import configure as configure_logging
 from .api import FORMATS, check_api_key, json_body, json_pairs
 from .assets import Assets
-from .cachekey import IMMUTABLE, cache_key, etag
+from .cachekey import cache_key
 from .cards import Cards
 from .config import Settings
+from .delivery import RawResponse, image_answer
 from .encoder import MEDIA_TYPES
 from .errors import ConfigError, InvalidParam, OgProxyError, QueryTooLong
 from .fonts import fingerprint
 from .hits import HitMiddleware
 from .limits import LimitsMiddleware
 from .meta import meta_tags
+from .metrics import Metrics
 from .params import MAX_QUERY_BYTES, CardParams, Output, parse_card
 from .renderer import Renderer
 from .signing import sign_url, verify_query
@@ -44,16 +46,6 @@ log = logging.getLogger("ogproxy")
 
 # Signed-URL endpoints and the format each produces; the path is part of the signature.
 ENDPOINTS = {"/og.png": "png", "/og.jpeg": "jpeg", "/og.jpg": "jpeg", "/og.webp": "webp"}
-
-
-def _headers(key: str) -> dict[str, str]:
-    return {"ETag": etag(key), "Cache-Control": IMMUTABLE}
-
-
-def _etag_matches(request: Request, tag: str) -> bool:
-    header = request.headers.get("if-none-match", "")
-    candidates = {t.strip().removeprefix("W/") for t in header.split(",")}
-    return tag in candidates or "*" in candidates
 
 
 async def og_image(request: Request) -> Response:
@@ -90,25 +82,51 @@ async def _card_response(
 ) -> Response:
     template = cards.templates.templates[params.template]
     key = cache_key(template, params, output, cards.fonts)
-    headers = _headers(key)
-    if _etag_matches(request, headers["ETag"]):
-        return Response(status_code=304, headers=headers)
+    media_type = MEDIA_TYPES[output.format]
+    if request.headers.get("if-none-match"):  # answered without looking at the image
+        status, headers, body = image_answer(request.scope["headers"], "GET", key, b"", b"", b"")
+        if status == 304:
+            return RawResponse(status, headers, body)
 
     request.state.key = key[:12]
     result = await cards.get_or_render(key, params, output)
-    media_type = MEDIA_TYPES[output.format]
     if known is not None:
         cards.known.remember(*known, key, media_type)
     if result.render_ms is not None:
         request.state.render_ms = result.render_ms
-    headers["X-Cache"] = "MISS" if result.rendered else "HIT"
-    headers["Content-Length"] = str(len(result.png))
-    body = b"" if request.method == "HEAD" else result.png
-    return Response(body, media_type=media_type, headers=headers)
+    cache = b"MISS" if result.rendered else b"HIT"
+    answer = image_answer(
+        request.scope["headers"], request.method, key, media_type.encode(), result.png, cache
+    )
+    return RawResponse(*answer)
 
 
 async def healthz(request: Request) -> Response:
+    """The process is up."""
     return PlainTextResponse("ok", headers={"Cache-Control": "no-store"})
+
+
+async def readyz(request: Request) -> Response:
+    """The browser can render and the cache is open (memory-only counts as degraded)."""
+    cards: Cards | None = getattr(request.app.state, "cards", None)
+    checks = {
+        "browser": bool(cards and cards.renderer.ready),
+        "disk_cache": bool(cards and cards.store.disk is not None),
+    }
+    status = 200 if checks["browser"] else 503
+    return JSONResponse(
+        {"ready": status == 200, **checks},
+        status_code=status,
+        headers={"Cache-Control": "no-store"},
+    )
+
+
+async def metrics(request: Request) -> Response:
+    return Response(
+        request.app.state.metrics.exposition(),
+        media_type="text/plain; version=0.0.4; charset=utf-8",
+        headers={"Cache-Control": "no-store"},
+    )
 
 
 def _error_response(
@@ -190,21 +208,26 @@ def create_app(settings: Settings) -> Starlette:
             Output(palette=settings.png_palette),
             Assets(settings.asset_origins),
             fonts=fingerprint(settings.fonts_dir),
+            on_render=app.state.metrics.render_seconds.observe,
         )
+        app.state.metrics.bind(app.state.cards)
         if settings.dev:
             print(dev_banner(settings), flush=True)
         try:
             yield
         finally:
+            app.state.metrics.bind(None)
             await renderer.stop()
             await app.state.cards.assets.close()
             store.close()
 
-    return Starlette(
+    app = Starlette(
         routes=[
             *(Route(path, og_image, methods=["GET", "HEAD"]) for path in ENDPOINTS),
             Route("/v1/og-image", api_og_image, methods=["POST"]),
             Route("/healthz", healthz, methods=["GET", "HEAD"]),
+            Route("/readyz", readyz, methods=["GET", "HEAD"]),
+            Route("/metrics", metrics, methods=["GET"]),
         ],
         exception_handlers={
             OgProxyError: _ogproxy_error,
@@ -219,6 +242,8 @@ def create_app(settings: Settings) -> Starlette:
         ],
         lifespan=lifespan,
     )
+    app.state.metrics = Metrics()
+    return app
 
 
 def app_from_env() -> Starlette:

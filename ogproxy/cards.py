@@ -7,6 +7,7 @@ processes on the same cache dir wait for it through a lock in the cache itself.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
 import anyio.to_thread
@@ -40,6 +41,7 @@ class Cards:
     output: Output  # server defaults for what a render produces
     assets: Assets
     fonts: str = ""  # fingerprint of OGPROXY_FONTS_DIR, part of every cache key
+    on_render: Callable[[float], None] | None = None  # seconds of each render, for metrics
     flights: SingleFlight[Result] = field(default_factory=SingleFlight)
     known: KnownQueries = field(default_factory=KnownQueries)
 
@@ -81,6 +83,9 @@ class Cards:
             )
             started = time.perf_counter()
             png = await self.renderer.render(doc, output)
-            render_ms = round((time.perf_counter() - started) * 1000, 1)
+            seconds = time.perf_counter() - started
+            if self.on_render is not None:
+                self.on_render(seconds)
+            render_ms = round(seconds * 1000, 1)
             await self.store.put(key, png)
         return Result(png, rendered=True, render_ms=render_ms)

@@ -11,10 +11,7 @@ from __future__ import annotations
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from .cachekey import IMMUTABLE as _IMMUTABLE
-from .cachekey import etag
-
-IMMUTABLE = _IMMUTABLE.encode()
+from .delivery import image_answer
 
 
 class KnownQueries:
@@ -36,13 +33,6 @@ class KnownQueries:
         return len(self._keys)
 
 
-def _if_none_match(scope: Scope) -> bytes | None:
-    for name, value in scope["headers"]:
-        if name == b"if-none-match":
-            return bytes(value)
-    return None
-
-
 class HitMiddleware:
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -62,26 +52,9 @@ class HitMiddleware:
     async def _respond(
         self, scope: Scope, send: Send, key: str, media_type: bytes, body: bytes
     ) -> None:
-        tag = etag(key).encode()
-        conditional = _if_none_match(scope)
-        if conditional is not None and _matches(conditional, tag):
-            headers = [(b"etag", tag), (b"cache-control", IMMUTABLE)]
-            await send({"type": "http.response.start", "status": 304, "headers": headers})
-            await send({"type": "http.response.body", "body": b""})
-            return
-        headers = [
-            (b"content-type", media_type),
-            (b"content-length", str(len(body)).encode()),
-            (b"etag", tag),
-            (b"cache-control", IMMUTABLE),
-            (b"x-cache", b"HIT"),
-        ]
-        start: Message = {"type": "http.response.start", "status": 200, "headers": headers}
+        status, headers, payload = image_answer(
+            scope["headers"], scope["method"], key, media_type, body, b"HIT"
+        )
+        start: Message = {"type": "http.response.start", "status": status, "headers": headers}
         await send(start)
-        payload = b"" if scope["method"] == "HEAD" else body
         await send({"type": "http.response.body", "body": payload})
-
-
-def _matches(header: bytes, tag: bytes) -> bool:
-    candidates = {t.strip().removeprefix(b"W/") for t in header.split(b",")}
-    return tag in candidates or b"*" in candidates

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
 from pathlib import Path
 
 import httpx
@@ -267,3 +269,68 @@ async def test_known_queries_are_bounded() -> None:
     assert len(known) == 3
     assert known.get("/og.png", b"0") is None
     assert known.get("/og.png", b"4") == ("k4", b"image/png")
+
+
+async def test_cdn_headers_and_no_vary(client: httpx.AsyncClient) -> None:
+    response = await client.get(signed({"title": "CDN"}))
+    assert response.headers["cdn-cache-control"] == "public, max-age=31536000, immutable"
+    assert response.headers["accept-ranges"] == "bytes"
+    assert "vary" not in response.headers and "set-cookie" not in response.headers
+
+
+@pytest.mark.parametrize("fast", [False, True])
+async def test_range_requests(client: httpx.AsyncClient, fast: bool) -> None:
+    url = signed({"title": "Ranges", "template": "gradient"})
+    full = (await client.get(url)).content
+    if not fast:  # the full request path: a reordered query is not a known one
+        url = "/og.png?" + "&".join(reversed(url.split("?", 1)[1].split("&")))
+    part = await client.get(url, headers={"Range": "bytes=0-99"})
+    assert part.status_code == 206 and part.content == full[:100]
+    assert part.headers["content-range"] == f"bytes 0-99/{len(full)}"
+    assert part.headers["content-length"] == "100"
+    tail = await client.get(url, headers={"Range": "bytes=-10"})
+    assert tail.status_code == 206 and tail.content == full[-10:]
+    beyond = await client.get(url, headers={"Range": f"bytes={len(full)}-"})
+    assert beyond.status_code == 416 and beyond.headers["cache-control"] == "no-store"
+    assert beyond.headers["content-range"] == f"bytes */{len(full)}"
+    tag = part.headers["etag"]
+    stale = await client.get(url, headers={"Range": "bytes=0-9", "If-Range": '"other"'})
+    assert stale.status_code == 200 and stale.content == full
+    same = await client.get(url, headers={"Range": "bytes=0-9", "If-Range": tag})
+    assert same.status_code == 206 and same.content == full[:10]
+    multi = await client.get(url, headers={"Range": "bytes=0-1,5-6"})
+    assert multi.status_code == 200 and multi.content == full
+
+
+async def test_readyz_and_metrics_follow_the_traffic(tmp_path: Path) -> None:
+    async with running(make_settings(tmp_path)) as (_, client):
+        ready = await client.get("/readyz")
+        assert ready.status_code == 200
+        assert ready.json() == {"ready": True, "browser": True, "disk_cache": True}
+        url = signed({"title": "Counted"})
+        for _ in range(3):
+            await client.get(url)
+        await client.get(url.split("&sig=")[0])
+        text = (await client.get("/metrics")).text
+        assert 'ogproxy_requests_total{cache="MISS",route="/og.png",status="200"} 1.0' in text
+        assert 'ogproxy_requests_total{cache="HIT",route="/og.png",status="200"} 2.0' in text
+        assert 'ogproxy_requests_total{cache="",route="/og.png",status="403"} 1.0' in text
+        assert "ogproxy_render_seconds_count 1.0" in text
+        assert "ogproxy_render_queue_depth 0.0" in text
+        assert "ogproxy_browser_restarts_total 0.0" in text
+        assert "ogproxy_cache_entries 1.0" in text
+        assert "ogproxy_renders_total 1.0" in text
+        for pid in browsers_of_this_process():
+            os.kill(pid, signal.SIGKILL)
+        await asyncio.sleep(0.3)
+        down = await client.get("/readyz")
+        assert down.status_code == 503 and down.json()["browser"] is False
+        assert (await client.get(signed({"title": "Relaunch"}))).status_code == 200
+        assert "ogproxy_browser_restarts_total 1.0" in (await client.get("/metrics")).text
+        assert (await client.get("/readyz")).status_code == 200
+
+
+def browsers_of_this_process() -> list[int]:
+    from procs import browsers
+
+    return browsers(os.getpid())

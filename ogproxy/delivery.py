@@ -1,0 +1,91 @@
+"""The image answer, shared by the full request path and the repeat-hit fast path.
+
+It adds what CDNs and crawlers use: a strong ETag from the content address (so
+``If-None-Match`` gets 304), immutable ``Cache-Control`` plus ``CDN-Cache-Control`` for
+edges that honour it, ``Accept-Ranges`` with single ``Range`` requests (206/416, with
+``If-Range``), and no ``Vary``: the format is in the path, never negotiated.
+"""
+
+from __future__ import annotations
+
+import re
+
+from starlette.responses import Response
+
+from .cachekey import IMMUTABLE, etag
+
+Headers = list[tuple[bytes, bytes]]
+_IMMUTABLE = IMMUTABLE.encode()
+_RANGE = re.compile(rb"^bytes=(\d*)-(\d*)$")
+
+
+def _header(headers: Headers, name: bytes) -> bytes | None:
+    for key, value in headers:
+        if key == name:
+            return bytes(value)
+    return None
+
+
+def _etag_matches(header: bytes, tag: bytes) -> bool:
+    candidates = {t.strip().removeprefix(b"W/") for t in header.split(b",")}
+    return tag in candidates or b"*" in candidates
+
+
+UNSATISFIABLE = (-1, -1)
+
+
+def _byte_range(header: bytes, size: int) -> tuple[int, int] | None:
+    """(first, last) of a single range, UNSATISFIABLE, or None to ignore the header."""
+    m = _RANGE.match(header.strip())
+    if not m or (not m.group(1) and not m.group(2)):
+        return None  # several ranges or garbage: answer the whole image, as RFC 9110 allows
+    if not m.group(1):  # the last N bytes
+        n = int(m.group(2))
+        return (max(0, size - n), size - 1) if n else UNSATISFIABLE
+    first = int(m.group(1))
+    last = min(int(m.group(2)), size - 1) if m.group(2) else size - 1
+    return (first, last) if first <= last and first < size else UNSATISFIABLE
+
+
+def image_answer(
+    request_headers: Headers, method: str, key: str, media_type: bytes, body: bytes, cache: bytes
+) -> tuple[int, Headers, bytes]:
+    """(status, headers, body) for an image request."""
+    tag = etag(key).encode()
+    common = [
+        (b"etag", tag),
+        (b"cache-control", _IMMUTABLE),
+        (b"cdn-cache-control", _IMMUTABLE),
+        (b"accept-ranges", b"bytes"),
+    ]
+    conditional = _header(request_headers, b"if-none-match")
+    if conditional is not None and _etag_matches(conditional, tag):
+        return 304, common, b""
+    status, part = 200, body
+    headers = [(b"content-type", media_type), *common, (b"x-cache", cache)]
+    wanted = _header(request_headers, b"range")
+    if_range = _header(request_headers, b"if-range")
+    if wanted is not None and (if_range is None or if_range.strip() == tag):
+        span = _byte_range(wanted, len(body))
+        if span == UNSATISFIABLE:
+            no_store = [
+                (b"cache-control", b"no-store"),
+                (b"content-range", f"bytes */{len(body)}".encode()),
+            ]
+            return 416, no_store, b""
+        if span:
+            first, last = span
+            status, part = 206, body[first : last + 1]
+            headers.append((b"content-range", f"bytes {first}-{last}/{len(body)}".encode()))
+    headers.append((b"content-length", str(len(part)).encode()))
+    return status, headers, b"" if method == "HEAD" else part
+
+
+class RawResponse(Response):
+    """A Starlette response with exactly the given status, headers and body."""
+
+    def __init__(self, status: int, headers: Headers, body: bytes) -> None:
+        self.status_code = status
+        self.body = body
+        self.background = None
+        self.raw_headers = headers
