@@ -5,12 +5,13 @@ PY := $(VENV)/bin/python
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: help setup setup-test run test check format clean
+.PHONY: help setup setup-test setup-bench run test check format bench bench-quick clean
 
 help:
 	@echo "make run     set up (venv, Chromium, fonts) and serve on http://$(HOST):$(PORT) in dev mode"
 	@echo "make test    set up (plus caddy) and run the whole test suite"
 	@echo "make check   ruff format --check, ruff check, mypy"
+	@echo "make bench   full benchmark (~10 min); make bench-quick (< 2 min)"
 
 setup:
 	@bash scripts/setup.sh
@@ -23,6 +24,16 @@ run: setup
 
 test: setup-test
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+# The benchmark also needs wrk, caddy and the Node peers (installed into bench/peers).
+setup-bench:
+	@bash scripts/setup.sh --bench
+
+bench: setup-bench
+	$(PY) bench/run.py
+
+bench-quick: setup-bench
+	$(PY) bench/run.py --quick
 
 check: setup
 	$(VENV)/bin/ruff format --check ogproxy tests

@@ -35,6 +35,7 @@ from .encoder import encode
 from .errors import BrowserUnavailable, InvalidDocument, Overloaded, RenderTimeout
 from .fonts import fontconfig_env
 from .params import Output
+from .priority import keep_children_from_raising_priority, lower_children, lower_this_thread
 from .templates import Document
 
 log = logging.getLogger("ogproxy.renderer")
@@ -106,6 +107,7 @@ class Chromium:
                     service_workers="block",
                 )
                 await self._context.route("**/*", _abort)
+                lower_children()
                 self.generation += 1
                 self.launches += 1
             return self._context
@@ -187,6 +189,11 @@ class Tab:
         return base64.b64decode(shot["data"])
 
 
+def _encode(raw: bytes, output: Output) -> bytes:
+    lower_this_thread()
+    return encode(raw, output.format, palette=output.palette, quality=output.quality)
+
+
 class Renderer:
     """A bounded pool of tabs over one or more Chromium processes.
 
@@ -231,6 +238,7 @@ class Renderer:
         return bool(self._chromiums) and any(c.alive for c in self._chromiums)
 
     async def start(self) -> None:
+        keep_children_from_raising_priority()
         self._pw = await async_playwright().start()
         try:
             env = fontconfig_env(self._fonts_dir)
@@ -308,8 +316,6 @@ class Renderer:
         tab.renders += 1
         # The tab is free for the next card while this one is encoded.
         self._pool.put_nowait(await self._fresh(tab) if tab.renders >= RECYCLE_AFTER else tab)
-        png = await anyio.to_thread.run_sync(
-            lambda: encode(raw, output.format, palette=output.palette, quality=output.quality)
-        )
+        png = await anyio.to_thread.run_sync(_encode, raw, output)
         self.renders += 1
         return png

@@ -1,14 +1,22 @@
 #!/usr/bin/env bash
 # Sets up everything ogproxy needs on a Debian/Ubuntu machine, idempotently:
 #   .venv with the package (and its test extras), a Chromium for Playwright, the fonts.
-# Usage: scripts/setup.sh [--test]   (--test adds the tools the test suite runs: caddy)
+# Usage: scripts/setup.sh [--test] [--bench]
+#   --test adds what the test suite runs (caddy); --bench adds wrk, Node and the Node peers.
 # Playwright's own browser is used where it is installed or downloadable; otherwise
 # Debian's chromium-headless-shell (or chromium) is installed with apt.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 want_test=0
-[ "${1:-}" = "--test" ] && want_test=1
+want_bench=0
+for arg in "$@"; do
+  case "$arg" in
+    --test) want_test=1 ;;
+    --bench) want_test=1; want_bench=1 ;;
+    *) echo "usage: $0 [--test] [--bench]" >&2; exit 2 ;;
+  esac
+done
 
 PYTHON=${PYTHON:-python3}
 VENV=.venv
@@ -82,6 +90,10 @@ fi
 if [ "$want_test" = 1 ]; then
   debs+=(caddy)
 fi
+if [ "$want_bench" = 1 ]; then
+  debs+=(wrk)
+  command -v npm >/dev/null 2>&1 || debs+=(nodejs npm)
+fi
 
 todo=$(missing_debs "${debs[@]}")
 if [ -n "$todo" ]; then
@@ -92,5 +104,9 @@ fi
 if ! have_browser; then
   say "still no Chromium: install chromium-headless-shell (apt) or set OGPROXY_CHROMIUM"
   exit 1
+fi
+if [ "$want_bench" = 1 ] && [ ! -d bench/peers/node_modules ]; then
+  say "installing the Node peers into bench/peers/node_modules"
+  npm ci --prefix bench/peers --no-audit --no-fund --loglevel=error
 fi
 say "ready: $("$VENV/bin/python" -m ogproxy.browser --check)"

@@ -58,3 +58,24 @@ async def test_a_hanging_template_times_out_and_the_next_render_works(tmp_path: 
         assert png_image(await renderer.render(doc, Output())).size == (1200, 630)
     finally:
         await renderer.stop()
+
+
+async def test_render_work_runs_at_lower_priority() -> None:
+    import os
+
+    from ogproxy.priority import RENDER_NICE
+    from procs import descendants
+
+    renderer = Renderer(pages=1, chromium=None, timeout=10)
+    await renderer.start()
+    try:
+        doc = TemplateSet(TEMPLATES_DIR).render(card("Nice"), width=1200, height=630)
+        await renderer.render(doc, Output())  # renderer processes exist by now
+        niceness = {}
+        for pid in descendants(os.getpid()):
+            for tid in os.listdir(f"/proc/{pid}/task"):
+                niceness[(pid, tid)] = os.getpriority(os.PRIO_PROCESS, int(tid))
+        assert niceness and set(niceness.values()) == {RENDER_NICE}
+        assert os.getpriority(os.PRIO_PROCESS, 0) == 0  # the event loop keeps its priority
+    finally:
+        await renderer.stop()

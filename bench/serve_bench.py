@@ -1,0 +1,822 @@
+"""Serving benchmarks for ogproxy: the real `ogproxy serve` process over real HTTP.
+
+Every scenario starts its own server (127.0.0.1 only, fresh cache directory, own
+process group), loads it for a bounded time and number of requests, stops it (and
+every Chromium it spawned) in a ``finally``, and returns a dict of numbers.
+
+Scenarios (``quick`` shortens them; startup_time takes ``runs``, load_zero_errors a count):
+
+- ``startup_time``: wall time from spawning ``ogproxy serve`` to the first 200 on
+  ``/healthz`` (the app answers only once Chromium is up: it is launched in the
+  lifespan), and to the first rendered card (a cold miss on a fresh cache).
+- ``hits_vs_caddy``: cache-hit throughput and latency of one warm card under wrk,
+  next to Caddy's ``file_server`` serving the very same PNG bytes from disk: how far
+  the hit path is from a static file server on this machine.
+- ``mixed_load``: hit throughput and p99 alone, then again while a stream of distinct
+  misses (4 concurrent renders) competes for the same cores.
+- ``load_zero_errors``: a bounded load (a given number of requests) cycling over 20
+  warm cards; the point is zero non-2xx/3xx responses and zero socket errors.
+- ``memory_growth``: memory (PSS when readable, else RSS) of the server and all its
+  descendants (Node driver, Chromium processes) after 100 renders and after N; a ratio
+  well above 1 hints at a leak (the in-memory PNG cache, 64 MiB by default, legitimately
+  grows too).
+
+Every scenario takes ``extra_env`` (e.g. ``{"OGPROXY_ACCESS_LOG": "0"}``), passed to the
+server. By default the server runs as shipped, with its JSON access log (one line per
+request, at any --log-level) written to the log file next to the cache folder.
+
+Import the functions, or run ``.venv/bin/python bench/serve_bench.py`` for all of them
+in quick mode, printed as JSON.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any, TypeVar
+
+import httpx
+
+from ogproxy import sign_url
+
+REPO = Path(__file__).resolve().parent.parent
+OGPROXY = REPO / ".venv" / "bin" / "ogproxy"
+SECRET = "bench-secret-0123456789abcdef"
+HOST = "127.0.0.1"
+READY_TIMEOUT_S = 30.0
+
+T = TypeVar("T")
+
+CARD = {
+    "title": "Hello, wörld & friends 🚀",
+    "subtitle": "Marcus Chen · 8 min read",
+    "template": "gradient",
+}
+
+
+# --------------------------------------------------------------------------- processes
+
+
+def free_port() -> int:
+    """A port that was free on 127.0.0.1 a moment ago."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((HOST, 0))
+        return int(s.getsockname()[1])
+
+
+def _stat(pid: int) -> tuple[int, int] | None:
+    """``(ppid, starttime)`` of a live process; None if it is gone or a zombie."""
+    try:
+        raw = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = raw[raw.rindex(")") + 2 :].split()  # after "pid (comm) "
+    if fields[0] in ("Z", "X"):  # exited, not yet reaped (orphans wait for init)
+        return None
+    return int(fields[1]), int(fields[19])
+
+
+def descendants(root: int) -> list[tuple[int, int]]:
+    """``(pid, starttime)`` of every live descendant of ``root`` (via /proc ppid links)."""
+    children: dict[int, list[tuple[int, int]]] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            st = _stat(int(entry))
+            if st is not None:
+                children.setdefault(st[0], []).append((int(entry), st[1]))
+    found: list[tuple[int, int]] = []
+    todo = [root]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.append(child)
+            todo.append(child[0])
+    return found
+
+
+def _alive(pid: int, starttime: int) -> bool:
+    st = _stat(pid)
+    return st is not None and st[1] == starttime
+
+
+def _stop_tree(proc: subprocess.Popen[bytes], grace_s: float = 15.0) -> None:
+    """SIGTERM the process group, wait, SIGKILL it; then end any descendant that left
+    the group (Playwright starts each Chromium in its own session) and outlived it.
+
+    Survivors get SIGTERM after 0.3 s and SIGKILL 0.5 s later; exited ones that only
+    wait to be reaped (zombies) count as gone.
+    """
+    tree = descendants(proc.pid)  # snapshot first: orphans get re-parented
+    if proc.poll() is None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=grace_s)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=10)
+    for sig, wait_s in ((signal.SIGTERM, 0.3), (signal.SIGKILL, 0.5), (None, 2.0)):
+        deadline = time.monotonic() + wait_s
+        while any(_alive(*p) for p in tree) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        if sig is None:
+            break
+        for pid, starttime in tree:
+            if _alive(pid, starttime):
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, sig)
+
+
+def _tail(path: Path, lines: int = 30) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return "(no log)"
+
+
+@dataclass
+class Server:
+    """A running ``ogproxy serve``; build signed URLs with :meth:`url`."""
+
+    proc: subprocess.Popen[bytes]
+    port: int
+    cache_dir: Path
+    log_path: Path
+    log_file: IO[bytes]
+    spawned_at: float  # time.monotonic()
+    ready_at: float = 0.0
+    profiles_left: int = 0  # Chromium profile folders left behind at stop (then removed)
+
+    @property
+    def base(self) -> str:
+        return f"http://{HOST}:{self.port}/og.png"
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def url(self, params: dict[str, str]) -> str:
+        return sign_url(self.base, SECRET, params)
+
+
+def start_server(
+    cache_dir: str | Path, port: int, extra_env: dict[str, str] | None = None
+) -> Server:
+    """Spawn ``ogproxy serve`` in its own process group and wait for /healthz to answer 200.
+
+    Inherited ``OGPROXY_*`` variables are dropped so that only ``extra_env`` configures
+    it. The log goes to ``<cache_dir parent>/ogproxy-<port>.log``. Raises RuntimeError
+    with the log tail if it is not ready within 30 s (the process is stopped first).
+    """
+    cache_dir = Path(cache_dir)
+    cache_dir.parent.mkdir(parents=True, exist_ok=True)
+    log_path = cache_dir.parent / f"ogproxy-{port}.log"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OGPROXY_")}
+    env["OGPROXY_SECRET"] = SECRET
+    env.update(extra_env or {})
+    cmd = [
+        str(OGPROXY), "serve", "--host", HOST, "--port", str(port),
+        "--cache-dir", str(cache_dir), "--log-level", "warning",
+    ]  # fmt: skip
+    log_file = open(log_path, "ab")  # noqa: SIM115 - closed by stop_server
+    spawned_at = time.monotonic()
+    proc = subprocess.Popen(
+        cmd, env=env, stdin=subprocess.DEVNULL, stdout=log_file, stderr=subprocess.STDOUT,
+        start_new_session=True, cwd=cache_dir.parent,
+    )  # fmt: skip
+    server = Server(proc, port, cache_dir, log_path, log_file, spawned_at)
+    try:
+        _wait_ready(server)
+    except BaseException:
+        stop_server(server)
+        raise
+    return server
+
+
+def _wait_ready(server: Server) -> None:
+    url = f"http://{HOST}:{server.port}/healthz"
+    deadline = server.spawned_at + READY_TIMEOUT_S
+    with httpx.Client(timeout=2.0, trust_env=False) as client:
+        while time.monotonic() < deadline:
+            if server.proc.poll() is not None:
+                raise RuntimeError(
+                    f"ogproxy exited with {server.proc.returncode} before it was ready:\n"
+                    + _tail(server.log_path)
+                )
+            try:
+                if client.get(url).status_code == 200:
+                    server.ready_at = time.monotonic()
+                    return
+            except httpx.TransportError:
+                pass
+            time.sleep(0.02)
+    raise RuntimeError(
+        f"ogproxy not ready after {READY_TIMEOUT_S:.0f} s:\n" + _tail(server.log_path)
+    )
+
+
+def stop_server(server: Server) -> None:
+    """Stop the server gracefully (SIGTERM lets it close Chromium), forcefully if need be.
+
+    Chromium profile folders (``--user-data-dir``) that its browsers leave behind are
+    removed; how many there were is kept in ``server.profiles_left``.
+    """
+    profiles = _profile_dirs(server.pid)
+    try:
+        _stop_tree(server.proc)
+    finally:
+        server.log_file.close()
+        left = [d for d in profiles if d.exists()]
+        server.profiles_left = len(left)
+        for folder in left:
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+def _profile_dirs(root: int) -> list[Path]:
+    """The temporary ``--user-data-dir`` folders of the Chromium processes below ``root``."""
+    found = set()
+    tmp = Path(tempfile.gettempdir())
+    for pid, _ in descendants(root):
+        try:
+            args = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        for arg in args:
+            if arg.startswith(b"--user-data-dir="):
+                folder = Path(os.fsdecode(arg.split(b"=", 1)[1]))
+                if folder.parent == tmp and folder.name.startswith("playwright_"):
+                    found.add(folder)
+    return sorted(found)
+
+
+@dataclass
+class Caddy:
+    proc: subprocess.Popen[bytes]
+    port: int
+    log_file: IO[bytes]
+
+
+def start_caddy(root: Path, port: int, workdir: Path) -> Caddy:
+    """Caddy's file_server on 127.0.0.1:port over ``root``; no admin, no HTTPS, no logs."""
+    caddyfile = workdir / "Caddyfile"
+    caddyfile.write_text(
+        "{\n"
+        "\tadmin off\n"
+        "\tauto_https off\n"
+        "\tlog {\n\t\toutput discard\n\t}\n"
+        "}\n"
+        f"http://{HOST}:{port} {{\n"
+        f"\tbind {HOST}\n"
+        f"\troot * {root}\n"
+        "\tfile_server\n"
+        "}\n"
+    )
+    env = dict(os.environ)
+    # Keep Caddy's data/config (autosave, storage) inside the bench folder.
+    env.update(HOME=str(workdir), XDG_DATA_HOME=str(workdir), XDG_CONFIG_HOME=str(workdir))
+    log_file = open(workdir / "caddy.log", "ab")  # noqa: SIM115 - closed by stop_caddy
+    proc = subprocess.Popen(
+        ["caddy", "run", "--config", str(caddyfile), "--adapter", "caddyfile"],
+        env=env, stdin=subprocess.DEVNULL, stdout=log_file, stderr=subprocess.STDOUT,
+        start_new_session=True, cwd=workdir,
+    )  # fmt: skip
+    caddy = Caddy(proc, port, log_file)
+    try:
+        _wait_http(proc, f"http://{HOST}:{port}/card.png", workdir / "caddy.log")
+    except BaseException:
+        stop_caddy(caddy)
+        raise
+    return caddy
+
+
+def _wait_http(proc: subprocess.Popen[bytes], url: str, log: Path, timeout: float = 15) -> None:
+    deadline = time.monotonic() + timeout
+    with httpx.Client(timeout=2.0, trust_env=False) as client:
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                raise RuntimeError(f"{url}: server exited early:\n" + _tail(log))
+            try:
+                if client.get(url).status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            time.sleep(0.05)
+    raise RuntimeError(f"{url} not ready after {timeout:.0f} s:\n" + _tail(log))
+
+
+def stop_caddy(caddy: Caddy) -> None:
+    try:
+        _stop_tree(caddy.proc, grace_s=5)
+    finally:
+        caddy.log_file.close()
+
+
+# --------------------------------------------------------------------------- wrk
+
+
+_UNITS_MS = {"us": 1e-3, "ms": 1.0, "s": 1e3, "m": 60e3, "h": 3600e3}
+
+
+def _to_ms(text: str) -> float:
+    m = re.fullmatch(r"([\d.]+)(us|ms|s|m|h)", text)
+    if not m:
+        raise ValueError(f"unexpected wrk duration {text!r}")
+    return float(m.group(1)) * _UNITS_MS[m.group(2)]
+
+
+def parse_wrk(out: str) -> dict[str, float]:
+    """Figures from ``wrk --latency`` output: rps, p50/p99 in ms, requests, error counts."""
+
+    def num(pattern: str, default: float | None = None) -> float:
+        m = re.search(pattern, out)
+        if m is None:
+            if default is None:
+                raise ValueError(f"wrk output lacks {pattern!r}:\n{out}")
+            return default
+        return float(m.group(1))
+
+    sock = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
+    socket_errors = sum(int(x) for x in sock.groups()) if sock else 0
+    non_2xx = int(num(r"Non-2xx or 3xx responses:\s+(\d+)", 0))
+    p50 = re.search(r"^\s+50%\s+(\S+)", out, re.M)
+    p99 = re.search(r"^\s+99%\s+(\S+)", out, re.M)
+    if p50 is None or p99 is None:
+        raise ValueError(f"wrk output lacks the latency distribution:\n{out}")
+    return {
+        "rps": num(r"Requests/sec:\s+([\d.]+)"),
+        "requests": int(num(r"(\d+) requests in")),
+        "p50_ms": _to_ms(p50.group(1)),
+        "p99_ms": _to_ms(p99.group(1)),
+        "non_2xx": non_2xx,
+        "socket_errors": socket_errors,
+        "errors": non_2xx + socket_errors,
+    }
+
+
+def run_wrk(
+    url: str, threads: int, connections: int, duration_s: float, script: Path | None = None
+) -> dict[str, float]:
+    """One bounded wrk run; raises if wrk fails or overruns its duration by 30 s."""
+    cmd = ["wrk", f"-t{threads}", f"-c{connections}", f"-d{int(duration_s)}s", "--latency"]
+    if script is not None:
+        cmd += ["-s", str(script)]
+    res = subprocess.run(
+        [*cmd, url], capture_output=True, text=True, timeout=duration_s + 30, check=False
+    )
+    if res.returncode != 0:
+        raise RuntimeError(f"wrk failed ({res.returncode}): {res.stderr or res.stdout}")
+    return parse_wrk(res.stdout)
+
+
+# --------------------------------------------------------------------------- HTTP client
+
+
+@dataclass
+class FetchStats:
+    done: int = 0
+    ok: int = 0
+    misses: int = 0  # X-Cache: MISS
+    statuses: Counter[int] = field(default_factory=Counter)
+    exceptions: int = 0
+    latencies_ms: list[float] = field(default_factory=list)
+    elapsed_s: float = 0.0
+
+    @property
+    def errors(self) -> int:
+        return self.done - self.ok
+
+
+def fetch_urls(
+    urls: Iterable[str], concurrency: int, deadline: float, timeout_s: float = 30.0
+) -> FetchStats:
+    """GET ``urls`` with ``concurrency`` workers until they run out or ``deadline``
+    (time.monotonic()) passes; requests in flight at the deadline are finished."""
+    return asyncio.run(_fetch(iter(urls), concurrency, deadline, timeout_s))
+
+
+async def _fetch(
+    urls: Iterator[str], concurrency: int, deadline: float, timeout_s: float
+) -> FetchStats:
+    stats = FetchStats()
+    started = time.monotonic()
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+
+    async def worker(client: httpx.AsyncClient) -> None:
+        while time.monotonic() < deadline:
+            url = next(urls, None)
+            if url is None:
+                return
+            t0 = time.perf_counter()
+            try:
+                resp = await client.get(url)
+            except httpx.HTTPError:
+                stats.exceptions += 1
+                stats.done += 1
+                continue
+            stats.latencies_ms.append((time.perf_counter() - t0) * 1000)
+            stats.done += 1
+            stats.statuses[resp.status_code] += 1
+            if resp.status_code == 200:
+                stats.ok += 1
+                stats.misses += resp.headers.get("x-cache") == "MISS"
+
+    async with httpx.AsyncClient(timeout=timeout_s, limits=limits, trust_env=False) as client:
+        await asyncio.gather(*(worker(client) for _ in range(concurrency)))
+    stats.elapsed_s = time.monotonic() - started
+    return stats
+
+
+def percentile(values: list[float], q: float) -> float:
+    """Nearest-rank percentile (q in 0..100); 0.0 for no values."""
+    if not values:
+        return 0.0
+    ordered = sorted(values)
+    rank = max(1, min(len(ordered), round(q / 100 * len(ordered) + 0.5)))
+    return ordered[rank - 1]
+
+
+def get_card(server: Server, url: str, client: httpx.Client) -> httpx.Response:
+    """GET a card that must answer 200; otherwise raise with the server's log tail."""
+    try:
+        resp = client.get(url)
+    except httpx.HTTPError as exc:
+        raise RuntimeError(f"GET {url}: {exc!r}\n" + _tail(server.log_path)) from exc
+    if resp.status_code != 200:
+        raise RuntimeError(
+            f"GET {url}: {resp.status_code} {resp.text[:200]}\n" + _tail(server.log_path)
+        )
+    return resp
+
+
+def warm(server: Server, params: dict[str, str]) -> tuple[str, bytes]:
+    """GET a card twice; the second answer must be a 200 with X-Cache: HIT."""
+    url = server.url(params)
+    with httpx.Client(timeout=30.0, trust_env=False) as client:
+        first = get_card(server, url, client)
+        second = get_card(server, url, client)
+    if second.headers.get("x-cache") != "HIT":
+        raise RuntimeError(f"second GET of {url} says X-Cache: {second.headers.get('x-cache')}")
+    if second.content != first.content:
+        raise RuntimeError(f"{url}: the hit differs from the miss")
+    return url, second.content
+
+
+def _titles(prefix: str, start: int = 0) -> Iterator[dict[str, str]]:
+    n = start
+    while True:
+        yield {"title": f"{prefix} {n}", "subtitle": "Serve bench", "template": "gradient"}
+        n += 1
+
+
+def _take(items: Iterator[T], n: int) -> Iterator[T]:
+    """The next ``n`` items (fewer if ``items`` runs out), consumed lazily."""
+    for _ in range(n):
+        try:
+            yield next(items)
+        except StopIteration:
+            return
+
+
+def _round(d: dict[str, Any]) -> dict[str, Any]:
+    return {k: round(v, 3) if isinstance(v, float) else v for k, v in d.items()}
+
+
+# --------------------------------------------------------------------------- scenarios
+
+
+def startup_time(
+    tmpdir: str | Path, runs: int = 3, extra_env: dict[str, str] | None = None
+) -> dict[str, float]:
+    """Spawn -> first 200 on /healthz, and spawn -> first rendered card (cold, fresh cache)."""
+    t_start = time.monotonic()
+    ready: list[float] = []
+    first_card: list[float] = []
+    render: list[float] = []
+    stops: list[float] = []
+    leftovers: list[int] = []
+    for i in range(runs):
+        server = start_server(
+            Path(tmpdir) / "startup" / f"run{i}" / "cache", free_port(), extra_env
+        )
+        try:
+            ready.append(server.ready_at - server.spawned_at)
+            url = server.url({"title": f"Startup card {i}", "template": "gradient"})
+            with httpx.Client(timeout=30.0, trust_env=False) as client:
+                get_card(server, url, client)
+            now = time.monotonic()
+            first_card.append(now - server.spawned_at)
+            render.append(now - server.ready_at)
+        finally:
+            t0 = time.monotonic()
+            stop_server(server)
+            stops.append(time.monotonic() - t0)
+            leftovers.append(server.profiles_left)
+    return _round({
+        "start_to_ready_s_p50": percentile(ready, 50),
+        "start_to_ready_s_max": max(ready),
+        "first_card_s_p50": percentile(first_card, 50),  # from spawn
+        "first_card_after_ready_s_p50": percentile(render, 50),
+        "stop_s_max": max(stops),
+        "profile_dirs_left_per_run": max(leftovers),
+        "runs": runs,
+        "elapsed_s": time.monotonic() - t_start,
+    })  # fmt: skip
+
+
+def hits_vs_caddy(
+    tmpdir: str | Path, quick: bool = False, extra_env: dict[str, str] | None = None
+) -> dict[str, float]:
+    """wrk -t2 -c64 on one warm ogproxy card, then on Caddy serving the same bytes."""
+    t_start = time.monotonic()
+    work = Path(tmpdir) / "hits_vs_caddy"
+    duration = 5 if quick else 15
+    server = start_server(work / "cache", free_port(), extra_env)
+    try:
+        url, png = warm(server, CARD)
+        root = work / "static"
+        root.mkdir(parents=True, exist_ok=True)
+        (root / "card.png").write_bytes(png)
+        og = run_wrk(url, 2, 64, duration)
+    finally:
+        stop_server(server)
+    time.sleep(1)
+    caddy = start_caddy(root, free_port(), work)
+    try:
+        caddy_url = f"http://{HOST}:{caddy.port}/card.png"
+        with httpx.Client(timeout=10.0, trust_env=False) as client:
+            same = client.get(caddy_url).content == png
+        if not same:
+            raise RuntimeError("Caddy's body differs from ogproxy's")
+        cd = run_wrk(caddy_url, 2, 64, duration)
+    finally:
+        stop_caddy(caddy)
+    return _round({
+        "ogproxy_rps": og["rps"],
+        "ogproxy_p50_ms": og["p50_ms"],
+        "ogproxy_p99_ms": og["p99_ms"],
+        "ogproxy_requests": og["requests"],
+        "caddy_rps": cd["rps"],
+        "caddy_p50_ms": cd["p50_ms"],
+        "caddy_p99_ms": cd["p99_ms"],
+        "caddy_errors": cd["errors"],
+        "ratio_rps": og["rps"] / cd["rps"] if cd["rps"] else 0.0,
+        "errors": og["errors"],
+        "png_bytes": len(png),
+        "bodies_equal": int(same),
+        "duration_s": duration,
+        "elapsed_s": time.monotonic() - t_start,
+    })  # fmt: skip
+
+
+def mixed_load(
+    tmpdir: str | Path, quick: bool = False, extra_env: dict[str, str] | None = None
+) -> dict[str, float]:
+    """Hit latency alone, then while 4 concurrent distinct misses render (<= 400)."""
+    t_start = time.monotonic()
+    duration = 5 if quick else 12
+    server = start_server(Path(tmpdir) / "mixed" / "cache", free_port(), extra_env)
+    try:
+        url, _ = warm(server, CARD)
+        alone = run_wrk(url, 1, 32, duration)
+        misses_urls = (server.url(p) for p in _take(_titles("Mixed load card"), 400))
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            future = pool.submit(fetch_urls, misses_urls, 4, time.monotonic() + duration)
+            under = run_wrk(url, 1, 32, duration)
+            misses = future.result(timeout=duration + 60)
+    finally:
+        stop_server(server)
+    return _round({
+        "hit_rps_alone": alone["rps"],
+        "hit_p50_ms_alone": alone["p50_ms"],
+        "hit_p99_ms_alone": alone["p99_ms"],
+        "hit_rps_under_renders": under["rps"],
+        "hit_p50_ms_under_renders": under["p50_ms"],
+        "hit_p99_ms_under_renders": under["p99_ms"],
+        "misses_done": misses.done,
+        "misses_rendered": misses.misses,
+        "miss_p50_ms": percentile(misses.latencies_ms, 50),
+        "miss_p99_ms": percentile(misses.latencies_ms, 99),
+        "miss_errors": misses.errors,
+        "renders_per_s": misses.ok / misses.elapsed_s if misses.elapsed_s else 0.0,
+        "hit_errors": alone["errors"] + under["errors"],
+        "duration_s": duration,
+        "elapsed_s": time.monotonic() - t_start,
+    })  # fmt: skip
+
+
+_CYCLE_LUA = """\
+-- Generated by bench/serve_bench.py: cycle over warm card paths; each thread stops
+-- after its share of requests and drops a marker file so the caller can end wrk.
+local paths = {
+%(paths)s
+}
+local quota = %(quota)d
+local marker_dir = [==[%(marker_dir)s]==]
+local counter = 0
+local nthreads = 0
+
+function setup(thread)
+   nthreads = nthreads + 1
+   thread:set("id", nthreads)
+end
+
+local i = 0
+function request()
+   i = i %% #paths + 1
+   return wrk.format("GET", paths[i])
+end
+
+function response(status, headers, body)
+   counter = counter + 1
+   if counter == quota then
+      local f = io.open(marker_dir .. "/done-" .. tostring(id), "w")
+      if f then f:close() end
+      wrk.thread:stop()
+   end
+end
+"""
+
+
+def load_zero_errors(
+    tmpdir: str | Path,
+    requests: int = 20000,
+    connections: int = 64,
+    extra_env: dict[str, str] | None = None,
+) -> dict[str, float]:
+    """At least ``requests`` GETs (wrk -t2) cycling over 20 warm cards; count the errors.
+
+    Each wrk thread stops after its share; wrk is then interrupted (SIGINT makes it
+    report at once), so the run takes as long as the requests need (capped at 120 s).
+    """
+    t_start = time.monotonic()
+    threads = min(2, connections)  # wrk needs at least one connection per thread
+    work = Path(tmpdir) / "load"
+    markers = work / "markers"
+    markers.mkdir(parents=True, exist_ok=True)
+    server = start_server(work / "cache", free_port(), extra_env)
+    try:
+        urls = [server.url(p) for p in _take(_titles("Load card"), 20)]
+        warmed = fetch_urls(urls, 4, time.monotonic() + 60)
+        if warmed.ok != len(urls):
+            raise RuntimeError(f"pre-warm: {dict(warmed.statuses)}, {warmed.exceptions} failed")
+        prefix = f"http://{HOST}:{server.port}"
+        paths = ",\n".join(f"   [==[{u.removeprefix(prefix)}]==]" for u in urls)
+        script = work / "cycle.lua"
+        script.write_text(
+            _CYCLE_LUA % {"paths": paths, "quota": -(-requests // threads), "marker_dir": markers}
+        )
+        res = _wrk_until_markers(prefix + "/", threads, connections, script, markers, 120)
+    finally:
+        stop_server(server)
+    return _round({
+        "total_requests": res["requests"],
+        "rps": res["rps"],
+        "p50_ms": res["p50_ms"],
+        "p99_ms": res["p99_ms"],
+        "errors": res["errors"],
+        "non_2xx": res["non_2xx"],
+        "socket_errors": res["socket_errors"],
+        "requested": requests,
+        "elapsed_s": time.monotonic() - t_start,
+    })  # fmt: skip
+
+
+def _wrk_until_markers(
+    url: str, threads: int, connections: int, script: Path, markers: Path, cap_s: int
+) -> dict[str, float]:
+    for old in markers.glob("done-*"):
+        old.unlink()
+    cmd = ["wrk", f"-t{threads}", f"-c{connections}", f"-d{cap_s}s", "--latency", "-s",
+           str(script), url]  # fmt: skip
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + cap_s + 30
+        while proc.poll() is None and time.monotonic() < deadline:
+            if len(list(markers.glob("done-*"))) >= threads:
+                proc.send_signal(signal.SIGINT)
+                break
+            time.sleep(0.01)
+        out, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    if proc.returncode != 0:
+        raise RuntimeError(f"wrk failed ({proc.returncode}): {err or out}")
+    return parse_wrk(out)
+
+
+def process_memory_mb(root: int) -> tuple[float, float, bool]:
+    """``(pss_or_rss_mb, rss_mb, is_pss)`` summed over ``root`` and its descendants."""
+    pss_kb = rss_kb = 0
+    is_pss = True
+    for pid in [root] + [p for p, _ in descendants(root)]:
+        rss = _kb_field(Path(f"/proc/{pid}/status"), "VmRSS:")
+        pss = _kb_field(Path(f"/proc/{pid}/smaps_rollup"), "Pss:")
+        if rss is None:
+            continue  # gone meanwhile
+        rss_kb += rss
+        if pss is None:
+            is_pss = False
+        pss_kb += pss if pss is not None else rss
+    return pss_kb / 1024, rss_kb / 1024, is_pss
+
+
+def _kb_field(path: Path, name: str) -> int | None:
+    try:
+        for line in path.read_text().splitlines():
+            if line.startswith(name):
+                return int(line.split()[1])
+    except (OSError, ValueError):
+        return None
+    return None
+
+
+def memory_growth(
+    tmpdir: str | Path,
+    quick: bool = False,
+    n: int | None = None,
+    budget_s: float | None = None,
+    extra_env: dict[str, str] | None = None,
+) -> dict[str, float]:
+    """Memory of the server tree after 100 distinct renders and after ``n`` in all
+    (default 5000; quick 1000), rendered over HTTP 4 at a time.
+
+    Bounded by ``budget_s`` of rendering (default 8 minutes; quick 15 s, which on two
+    cores stops well short of 1000): no new render starts after it, and ``n`` in the
+    result is the number reached (``completed`` says whether the target was).
+    """
+    t_start = time.monotonic()
+    target = n if n is not None else (1000 if quick else 5000)
+    budget = budget_s if budget_s is not None else (15.0 if quick else 480.0)
+    server = start_server(Path(tmpdir) / "memory" / "cache", free_port(), extra_env)
+    try:
+        deadline = time.monotonic() + budget
+        titles = (server.url(p) for p in _titles("Memory card"))
+        first = fetch_urls(_take(titles, 100), 4, deadline)
+        time.sleep(0.5)
+        mem_100, rss_100, pss_100 = process_memory_mb(server.pid)
+        rest = fetch_urls(_take(titles, target - 100), 4, deadline)
+        time.sleep(0.5)
+        mem_n, rss_n, pss_n = process_memory_mb(server.pid)
+        procs = 1 + len(descendants(server.pid))
+    finally:
+        stop_server(server)
+    done = first.ok + rest.ok
+    return _round({
+        "rss_mb_after_100": mem_100,
+        "rss_mb_after_N": mem_n,
+        "n": done,
+        "ratio": mem_n / mem_100 if mem_100 else 0.0,
+        "renders_per_s": done / (first.elapsed_s + rest.elapsed_s),
+        "plain_rss_mb_after_100": rss_100,
+        "plain_rss_mb_after_N": rss_n,
+        "is_pss": int(pss_100 and pss_n),
+        "render_errors": first.errors + rest.errors,
+        "processes": procs,
+        "target": target,
+        "completed": int(done >= target),
+        "elapsed_s": time.monotonic() - t_start,
+    })  # fmt: skip
+
+
+# --------------------------------------------------------------------------- main
+
+
+def main() -> int:
+    results: dict[str, dict[str, float]] = {}
+    with tempfile.TemporaryDirectory(prefix="ogproxy-serve-bench-") as tmp:
+        scenarios: dict[str, Callable[[], dict[str, float]]] = {
+            "startup_time": lambda: startup_time(tmp, runs=3),
+            "hits_vs_caddy": lambda: hits_vs_caddy(tmp, quick=True),
+            "mixed_load": lambda: mixed_load(tmp, quick=True),
+            "load_zero_errors": lambda: load_zero_errors(tmp, requests=20000),
+            "memory_growth": lambda: memory_growth(tmp, quick=True),
+        }
+        only = set(sys.argv[1:])
+        for name, run in scenarios.items():
+            if only and name not in only:
+                continue
+            results[name] = run()
+            print(f"{name}: {json.dumps(results[name])}", file=sys.stderr, flush=True)
+    print(json.dumps(results, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,73 @@
+"""Renders yield the CPU to cache hits.
+
+On a small machine Chromium and the PNG encoder compete with the event loop for the
+same cores: a hit then waits for CPU, not for a lock. Linux niceness is per thread and
+inherited by new threads and processes, so renicing every thread of the browser
+processes (and the encoder threads) once makes all later render work background work.
+
+Chromium sets some of its threads' priorities itself, which only works with
+CAP_SYS_NICE: running as root it would undo the renice. So, when root, the capability
+is dropped from the bounding set of the processes this one starts (never from this one).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import threading
+from pathlib import Path
+
+RENDER_NICE = 10  # 0 is the event loop; 19 is the lowest priority
+_local = threading.local()
+
+
+def _children(parent: int) -> list[int]:
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            with contextlib.suppress(OSError, ValueError, IndexError):
+                stat = Path(f"/proc/{entry}/stat").read_text()
+                if int(stat[stat.rindex(")") + 2 :].split()[1]) == parent:
+                    found.append(int(entry))
+    return found
+
+
+def _renice(pid: int) -> None:
+    with contextlib.suppress(OSError):
+        for tid in os.listdir(f"/proc/{pid}/task"):
+            with contextlib.suppress(OSError):
+                os.setpriority(os.PRIO_PROCESS, int(tid), RENDER_NICE)
+
+
+_PR_CAPBSET_DROP = 24
+_CAP_SYS_NICE = 23
+
+
+def keep_children_from_raising_priority() -> None:
+    """Children started from now on cannot raise their priority back (no CAP_SYS_NICE)."""
+    if os.name != "posix" or not Path("/proc").is_dir():
+        return
+    with contextlib.suppress(OSError, AttributeError):
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_CAPBSET_DROP, _CAP_SYS_NICE, 0, 0, 0)
+
+
+def lower_children() -> None:
+    """Renice every thread of every process below this one (Playwright's driver, Chromium)."""
+    if not Path("/proc").is_dir():
+        return
+    todo = _children(os.getpid())
+    while todo:
+        pid = todo.pop()
+        _renice(pid)
+        todo.extend(_children(pid))
+
+
+def lower_this_thread() -> None:
+    """Once per worker thread: the encoding it does waits for hits, not the other way."""
+    if not getattr(_local, "lowered", False):
+        with contextlib.suppress(OSError, AttributeError):
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), RENDER_NICE)
+        _local.lowered = True
