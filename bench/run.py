@@ -20,8 +20,8 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import render_bench  # noqa: E402
-import serve_bench  # noqa: E402
+import render_bench
+import serve_bench
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
@@ -32,10 +32,21 @@ def peers(quick: bool) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for name in PEERS:
         proc = subprocess.run(
-            ["node", str(HERE / "peers/run.mjs"), "--renderer", name,
-             "--iterations", "20" if quick else "60", "--warmup", "5",
-             "--out", str(RESULTS / "peers")],
-            capture_output=True, text=True, timeout=300,
+            [
+                "node",
+                str(HERE / "peers/run.mjs"),
+                "--renderer",
+                name,
+                "--iterations",
+                "20" if quick else "60",
+                "--warmup",
+                "5",
+                "--out",
+                str(RESULTS / "peers"),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=300,
         )
         line = proc.stdout.strip().splitlines()[-1] if proc.stdout.strip() else "{}"
         out[name] = json.loads(line) if proc.returncode == 0 else {"error": proc.stderr[-300:]}
@@ -50,7 +61,9 @@ def rows(r: dict[str, Any]) -> list[tuple[str, str, str, str, str, str]]:
     """(what, ogproxy, reference, ratio, target, met) for the table."""
     table = []
 
-    def add(what: str, ours: Any, ref: Any, rat: float | None, target: str, ok: bool | None) -> None:
+    def add(
+        what: str, ours: Any, ref: Any, rat: float | None, target: str, ok: bool | None
+    ) -> None:
         mark = "—" if ok is None else ("yes" if ok else "**no**")
         table.append((what, str(ours), str(ref), "—" if rat is None else f"{rat}x", target, mark))
 
@@ -58,44 +71,108 @@ def rows(r: dict[str, Any]) -> list[tuple[str, str, str, str, str, str]]:
         c = r["render"][card]
         label = "shipped gradient card" if card == "gradient" else "CSS-gradient card (dithered)"
         rn = ratio(c["miss_ms_p50"], c["naive_ms_p50"])
-        add(f"{label}: miss p50 ms vs naive screenshot", c["miss_ms_p50"], c["naive_ms_p50"], rn,
-            "≤ 0.35x", rn is not None and rn <= 0.35)
+        add(
+            f"{label}: miss p50 ms vs naive screenshot",
+            c["miss_ms_p50"],
+            c["naive_ms_p50"],
+            rn,
+            "≤ 0.35x",
+            rn is not None and rn <= 0.35,
+        )
         rf = ratio(c["miss_ms_p50"], c["floor_ms_p50"])
-        add(f"{label}: miss p50 ms vs JPEG-capture floor", c["miss_ms_p50"], c["floor_ms_p50"], rf,
-            "≤ 2x", rf is not None and rf <= 2)
+        add(
+            f"{label}: miss p50 ms vs JPEG-capture floor",
+            c["miss_ms_p50"],
+            c["floor_ms_p50"],
+            rf,
+            "≤ 2x",
+            rf is not None and rf <= 2,
+        )
         rt = ratio(c["throughput_per_s"], c["naive_throughput_per_s"])
-        add(f"{label}: distinct misses/s vs naive", c["throughput_per_s"],
-            c["naive_throughput_per_s"], rt, "≥ 3x", rt is not None and rt >= 3)
+        add(
+            f"{label}: distinct misses/s vs naive",
+            c["throughput_per_s"],
+            c["naive_throughput_per_s"],
+            rt,
+            "≥ 3x",
+            rt is not None and rt >= 3,
+        )
         rb = ratio(c["png_bytes_p50"], c["naive_bytes_p50"])
-        add(f"{label}: lossless PNG bytes vs naive", c["png_bytes_p50"], c["naive_bytes_p50"], rb,
-            "≤ 0.5x", rb is not None and rb <= 0.5)
+        add(
+            f"{label}: lossless PNG bytes vs naive",
+            c["png_bytes_p50"],
+            c["naive_bytes_p50"],
+            rb,
+            "≤ 0.5x",
+            rb is not None and rb <= 0.5,
+        )
         rp = ratio(c["palette_bytes"], c["naive_bytes_p50"])
         err = c["palette_vs_lossless"]
-        add(f"{label}: palette PNG bytes vs naive (mean/max channel error "
+        add(
+            f"{label}: palette PNG bytes vs naive (mean/max channel error "
             f"{err['mean_channel_error']}/{err['max_channel_error']})",
-            c["palette_bytes"], c["naive_bytes_p50"], rp, "≤ 1/6x", rp is not None and rp <= 1 / 6)
+            c["palette_bytes"],
+            c["naive_bytes_p50"],
+            rp,
+            "≤ 1/6x",
+            rp is not None and rp <= 1 / 6,
+        )
 
     h = r["hits"]
-    add("cache hits: req/s vs Caddy file_server (wrk -t2 -c64)", h["ogproxy_rps"], h["caddy_rps"],
-        h["ratio_rps"], "≥ 0.5x", h["ratio_rps"] >= 0.5)
-    add("cache hits: p99 ms (Caddy's for reference)", h["ogproxy_p99_ms"], h["caddy_p99_ms"], None,
-        "< 10 ms", h["ogproxy_p99_ms"] < 10)
+    add(
+        "cache hits: req/s vs Caddy file_server (wrk -t2 -c64)",
+        h["ogproxy_rps"],
+        h["caddy_rps"],
+        h["ratio_rps"],
+        "≥ 0.5x",
+        h["ratio_rps"] >= 0.5,
+    )
+    add(
+        "cache hits: p99 ms (Caddy's for reference)",
+        h["ogproxy_p99_ms"],
+        h["caddy_p99_ms"],
+        None,
+        "< 10 ms",
+        h["ogproxy_p99_ms"] < 10,
+    )
     m = r["mixed"]
-    add("hits while renders run: p99 ms vs hits alone", m["hit_p99_ms_under_renders"],
-        m["hit_p99_ms_alone"], ratio(m["hit_p99_ms_under_renders"], m["hit_p99_ms_alone"]),
-        "< 10 ms", m["hit_p99_ms_under_renders"] < 10)
+    add(
+        "hits while renders run: p99 ms vs hits alone",
+        m["hit_p99_ms_under_renders"],
+        m["hit_p99_ms_alone"],
+        ratio(m["hit_p99_ms_under_renders"], m["hit_p99_ms_alone"]),
+        "< 10 ms",
+        m["hit_p99_ms_under_renders"] < 10,
+    )
     shipped = r["render"]["gradient"]["miss_ms_p50"]
     for name, peer in r["peers"].items():
         ms = peer.get("ms_p50")
-        add(f"miss p50 ms vs {peer.get('version', name)}", shipped, ms if ms else "failed",
-            ratio(shipped, ms), "< 1x (vercel/og)" if name == "vercel-og" else "report",
-            (shipped < ms) if (name == "vercel-og" and ms) else None)
+        add(
+            f"miss p50 ms vs {peer.get('version', name)}",
+            shipped,
+            ms if ms else "failed",
+            ratio(shipped, ms),
+            "< 1x (vercel/og)" if name == "vercel-og" else "report",
+            (shipped < ms) if (name == "vercel-og" and ms) else None,
+        )
     s = r["startup"]
-    add("server start to ready, s (browser launched)", s["start_to_ready_s_p50"], "—", None,
-        "< 2 s", s["start_to_ready_s_p50"] < 2)
+    add(
+        "server start to ready, s (browser launched)",
+        s["start_to_ready_s_p50"],
+        "—",
+        None,
+        "< 2 s",
+        s["start_to_ready_s_p50"] < 2,
+    )
     mem = r["memory"]
-    add(f"memory after {mem['n']} renders vs after 100, MB", mem["rss_mb_after_N"],
-        mem["rss_mb_after_100"], mem["ratio"], "≤ 1.5x", mem["ratio"] <= 1.5)
+    add(
+        f"memory after {mem['n']} renders vs after 100, MB",
+        mem["rss_mb_after_N"],
+        mem["rss_mb_after_100"],
+        mem["ratio"],
+        "≤ 1.5x",
+        mem["ratio"] <= 1.5,
+    )
     return table
 
 
@@ -120,10 +197,12 @@ def main() -> None:
         print("render scenarios ...", file=sys.stderr)
         results["render"] = asyncio.run(render_bench.run(quick, RESULTS))
         print("server scenarios ...", file=sys.stderr)
-        for name, fn in (("startup", lambda d: serve_bench.startup_time(d)),
-                         ("hits", lambda d: serve_bench.hits_vs_caddy(d, quick)),
-                         ("mixed", lambda d: serve_bench.mixed_load(d, quick)),
-                         ("memory", lambda d: serve_bench.memory_growth(d, quick))):
+        for name, fn in (
+            ("startup", lambda d: serve_bench.startup_time(d)),
+            ("hits", lambda d: serve_bench.hits_vs_caddy(d, quick)),
+            ("mixed", lambda d: serve_bench.mixed_load(d, quick)),
+            ("memory", lambda d: serve_bench.memory_growth(d, quick)),
+        ):
             folder = root / name
             folder.mkdir()
             results[name] = fn(folder)
@@ -132,7 +211,7 @@ def main() -> None:
     meta = {
         "date": time.strftime("%Y-%m-%d"),
         "machine": f"{platform.machine()}, {__import__('os').cpu_count()} cores, "
-                   f"Python {platform.python_version()}",
+        f"Python {platform.python_version()}",
         "mode": "quick" if quick else "full",
         "seconds": round(time.monotonic() - started),
     }

@@ -63,8 +63,9 @@ async def test_a_hanging_template_times_out_and_the_next_render_works(tmp_path: 
 async def test_render_work_runs_at_lower_priority() -> None:
     import os
 
-    from ogproxy.priority import RENDER_NICE
     from procs import descendants
+
+    from ogproxy.priority import RENDER_NICE
 
     renderer = Renderer(pages=1, chromium=None, timeout=10)
     await renderer.start()
