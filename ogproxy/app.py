@@ -8,6 +8,7 @@ signature has been verified.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 from collections.abc import AsyncIterator
@@ -21,7 +22,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
-from .accesslog import AccessLogMiddleware
+from .accesslog import AccessLogMiddleware, flush_access_log
 from .accesslog import configure as configure_logging
 from .api import FORMATS, check_api_key, json_body, json_pairs
 from .assets import Assets
@@ -178,6 +179,12 @@ def dev_banner(settings: Settings) -> str:
     )
 
 
+async def _flush_logs_every(seconds: float) -> None:
+    while True:
+        await asyncio.sleep(seconds)
+        flush_access_log()
+
+
 def create_app(settings: Settings) -> Starlette:
     """The ASGI app. The cache is opened and the browser launched in its lifespan."""
     try:
@@ -213,9 +220,12 @@ def create_app(settings: Settings) -> Starlette:
         app.state.metrics.bind(app.state.cards)
         if settings.dev:
             print(dev_banner(settings), flush=True)
+        flusher = asyncio.get_running_loop().create_task(_flush_logs_every(1.0))
         try:
             yield
         finally:
+            flusher.cancel()
+            flush_access_log()
             app.state.metrics.bind(None)
             await renderer.stop()
             await app.state.cards.assets.close()

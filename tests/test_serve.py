@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -79,6 +80,17 @@ def test_dev_banner_url_serves_a_card(dev_server) -> None:
     assert head.headers["content-length"] == str(len(response.content))
     assert head.headers["x-cache"] == "HIT"
     assert "server" not in head.headers
+    time.sleep(1.5)  # access lines are written in batches, at least every second
+    lines = [
+        json.loads(line)
+        for line in (tmp / "serve.log").read_text().splitlines()
+        if line.startswith('{"method"')
+    ]
+    assert [(line["method"], line["status"], line["cache"]) for line in lines[-2:]] == [
+        ("GET", 200, "HIT" if lines[-2].get("render_ms") is None else "MISS"),
+        ("HEAD", 200, "HIT"),
+    ]
+    assert "sig=" not in (tmp / "serve.log").read_text().split("Uvicorn running")[1]
 
 
 def test_shutdown_leaves_no_browser(dev_server) -> None:
