@@ -208,7 +208,13 @@ def test_real_http_parser_refuses_garbage_without_500(tmp_path: Path) -> None:
         assert httpx.get(good, timeout=30).status_code == 200
 
 
-async def test_each_request_is_logged_as_json_without_the_query(client, caplog) -> None:
+async def test_each_request_is_logged_as_json_without_the_query(
+    client, caplog, monkeypatch
+) -> None:
+    from ogproxy import accesslog
+
+    monkeypatch.setattr(accesslog.SINK, "stream", None)  # through logging, where caplog sees it
+    monkeypatch.setattr(accesslog.SINK, "enabled", True)
     caplog.set_level(logging.INFO, logger="ogproxy.access")
     url = signed({"title": "Logged, secret-free"})
     await client.get(url)
