@@ -102,6 +102,14 @@ async def _card_response(
     return RawResponse(*answer)
 
 
+async def templates_index(request: Request) -> Response:
+    """GET /v1/templates: each template's version (for `v`), accent and parameters."""
+    cards: Cards = request.app.state.cards
+    return JSONResponse(
+        {"templates": cards.templates.describe()}, headers={"Cache-Control": "no-cache"}
+    )
+
+
 async def healthz(request: Request) -> Response:
     """The process is up."""
     return PlainTextResponse("ok", headers={"Cache-Control": "no-store"})
@@ -235,6 +243,7 @@ def create_app(settings: Settings) -> Starlette:
         routes=[
             *(Route(path, og_image, methods=["GET", "HEAD"]) for path in ENDPOINTS),
             Route("/v1/og-image", api_og_image, methods=["POST"]),
+            Route("/v1/templates", templates_index, methods=["GET"]),
             Route("/healthz", healthz, methods=["GET", "HEAD"]),
             Route("/readyz", readyz, methods=["GET", "HEAD"]),
             Route("/metrics", metrics, methods=["GET"]),

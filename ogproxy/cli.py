@@ -512,6 +512,96 @@ def warm(source: str, concurrency: int, timeout: float) -> None:
         raise SystemExit(1)
 
 
+@main.command()
+@click.option(
+    "--templates-dir",
+    envvar="OGPROXY_TEMPLATES_DIR",
+    default=None,
+    type=click.Path(file_okay=False, exists=True, path_type=Path),
+    show_envvar=True,
+)
+def templates(templates_dir: Path | None) -> None:
+    """List templates with their version (use it as `v` to bust caches) and parameters."""
+    from .config import TEMPLATES_DIR
+    from .templates import TemplateSet
+
+    folders = (templates_dir, TEMPLATES_DIR) if templates_dir else (TEMPLATES_DIR,)
+    for name, info in TemplateSet(*folders).describe().items():
+        params = ", ".join(str(p["name"]) for p in info["params"])  # type: ignore[attr-defined]
+        click.echo(
+            f"{name:<16} v={info['version']}  accentColor={info['accentColor']}"
+            + (f"  params: {params}" if params else "")
+        )
+
+
+@main.group()
+def cache() -> None:
+    """Inspect or trim the render cache."""
+
+
+_cache_dir_option = click.option(
+    "--cache-dir",
+    envvar="OGPROXY_CACHE_DIR",
+    default=DEFAULT_CACHE_DIR,
+    type=click.Path(file_okay=False, path_type=Path),
+    show_envvar=True,
+)
+
+
+def _open_store(cache_dir: Path) -> Any:
+    from .store import Store
+
+    if not cache_dir.is_dir():
+        raise click.ClickException(f"no cache at {cache_dir}")
+    return Store(cache_dir, size_limit=None, memory_bytes=0)  # keep the server's limit
+
+
+@cache.command("stats")
+@_cache_dir_option
+def cache_stats(cache_dir: Path) -> None:
+    """Entries and bytes in the cache."""
+    store = _open_store(cache_dir)
+    try:
+        info = store.stats()
+    finally:
+        store.close()
+    click.echo(
+        f"{info['directory']}: {info['entries']} entries, "
+        f"{int(info['bytes']) / 2**20:.1f} MiB of {int(info['size_limit']) / 2**20:.0f} MiB"
+    )
+
+
+@cache.command("clear")
+@_cache_dir_option
+@click.option("--yes", is_flag=True, help="Do not ask.")
+def cache_clear(cache_dir: Path, yes: bool) -> None:
+    """Delete every cached image (they are rendered again on demand)."""
+    if not yes:
+        click.confirm(f"Delete every cached image in {cache_dir}?", abort=True)
+    store = _open_store(cache_dir)
+    try:
+        click.echo(f"removed {store.clear()} entries")
+    finally:
+        store.close()
+
+
+@cache.command("prune")
+@_cache_dir_option
+@click.option("--to", "target", required=True, help="Size to shrink to, e.g. 500MB.")
+def cache_prune(cache_dir: Path, target: str) -> None:
+    """Evict the oldest images until the cache is at most --to."""
+    try:
+        to_bytes = parse_size(target, "--to")
+    except ConfigError as exc:
+        raise click.BadParameter(str(exc), param_hint="--to") from None
+    store = _open_store(cache_dir)
+    try:
+        removed = store.prune(to_bytes)
+        click.echo(f"removed {removed} entries; {int(store.stats()['bytes']) / 2**20:.1f} MiB left")
+    finally:
+        store.close()
+
+
 def preflight_or_exit(chromium: str | None) -> None:
     try:
         preflight(chromium)

@@ -25,7 +25,8 @@ _COLOR = re.compile(r"^#(?:[0-9a-fA-F]{3}|[0-9a-fA-F]{6})$")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 _BOOLEANS = {"1": True, "true": True, "0": False, "false": False}
 
-CORE = ("title", "subtitle", "template", "accentColor", "html")
+CORE = ("title", "subtitle", "template", "accentColor", "html", "v")
+_VERSION = re.compile(r"^[A-Za-z0-9._-]{1,32}$")
 OUTPUT = ("palette", "width", "height", "scale", "quality")
 
 
@@ -72,6 +73,7 @@ class CardParams:
     accent_color: str
     extra: tuple[tuple[str, str], ...] = field(default=())  # the template's own parameters
     html: str | None = None  # a whole custom document instead of a template
+    version: str = ""  # `v`: bumped by signers to give a changed template new URLs
 
     def as_dict(self) -> dict[str, object]:
         return asdict(self)
@@ -177,7 +179,10 @@ def parse_card(
     extra = tuple(
         (p.name, _extra(p, values[p.name]) if p.name in values else p.default) for p in spec.params
     )
-    card = CardParams(template, title, subtitle, accent, extra, html)
+    version = text("v", values.get("v", b""), 32, required=False)
+    if version and not _VERSION.match(version):
+        raise InvalidParam("v", "must be 1-32 letters, digits, '.', '_' or '-'")
+    card = CardParams(template, title, subtitle, accent, extra, html, version)
     return card, _output(values, output)
 
 

@@ -77,7 +77,8 @@ def _open(sealed: object) -> bytes | None:
 
 
 class Store:
-    def __init__(self, directory: Path, *, size_limit: int, memory_bytes: int) -> None:
+    def __init__(self, directory: Path, *, size_limit: int | None, memory_bytes: int) -> None:
+        """``size_limit`` None keeps the limit the cache directory already has."""
         self.directory = directory
         self.memory = MemoryLRU(memory_bytes)
         self.disk_errors = 0
@@ -85,7 +86,8 @@ class Store:
         self.disk: diskcache.Cache | None
         try:
             directory.mkdir(parents=True, exist_ok=True)
-            self.disk = diskcache.Cache(str(directory), size_limit=size_limit)
+            limit = {} if size_limit is None else {"size_limit": size_limit}
+            self.disk = diskcache.Cache(str(directory), **limit)
         except DISK_ERRORS as exc:
             log.error(
                 "cache directory %s unusable, keeping renders in memory only: %s", directory, exc
@@ -165,6 +167,34 @@ class Store:
         finally:
             if held and self.disk is not None:
                 await anyio.to_thread.run_sync(self._delete, name)
+
+    def stats(self) -> dict[str, object]:
+        """Entries, bytes and limit of the disk cache (for `ogproxy cache stats`)."""
+        if self.disk is None:
+            return {"directory": str(self.directory), "usable": False}
+        return {
+            "directory": str(self.directory),
+            "usable": True,
+            "entries": len(self.disk),
+            "bytes": self.disk.volume(),
+            "size_limit": self.disk.size_limit,
+        }
+
+    def clear(self) -> int:
+        """Drop every entry; returns how many there were."""
+        self.memory = MemoryLRU(self.memory.max_bytes)
+        return int(self.disk.clear()) if self.disk is not None else 0
+
+    def prune(self, to_bytes: int) -> int:
+        """Evict the oldest entries until the cache holds at most ``to_bytes``."""
+        if self.disk is None:
+            return 0
+        limit = self.disk.size_limit
+        self.disk.reset("size_limit", to_bytes)
+        try:
+            return int(self.disk.cull())
+        finally:
+            self.disk.reset("size_limit", limit)
 
     def close(self) -> None:
         if self.disk is not None:

@@ -114,6 +114,24 @@ class TemplateSet:
     def default_accents(self) -> dict[str, str]:
         return {name: t.accent_color for name, t in self.templates.items()}
 
+    def describe(self) -> dict[str, dict[str, object]]:
+        """Name -> version (changes with the template's source), accent, parameters."""
+        return {
+            name: {
+                "version": t.source_hash[:12],
+                "accentColor": t.accent_color,
+                "params": [
+                    {
+                        "name": p.name,
+                        "kind": p.kind,
+                        **({"choices": list(p.choices)} if p.choices else {}),
+                    }
+                    for p in t.spec.params
+                ],
+            }
+            for name, t in self.templates.items()
+        }
+
     @property
     def specs(self) -> dict[str, TemplateSpec]:
         return {name: t.spec for name, t in self.templates.items()}

@@ -334,3 +334,19 @@ def browsers_of_this_process() -> list[int]:
     from procs import browsers
 
     return browsers(os.getpid())
+
+
+async def test_version_parameter_busts_caches(client: httpx.AsyncClient) -> None:
+    index = (await client.get("/v1/templates")).json()["templates"]
+    assert set(index) >= {"default", "minimal", "gradient"}
+    assert len(index["gradient"]["version"]) == 12
+    assert {"name": "theme", "kind": "choice", "choices": ["light", "dark"]} in index["default"][
+        "params"
+    ]
+    plain = await client.get(signed({"title": "Versioned"}))
+    v1 = await client.get(signed({"title": "Versioned", "v": index["default"]["version"]}))
+    v2 = await client.get(signed({"title": "Versioned", "v": "2026-11-25"}))
+    assert len({plain.headers["etag"], v1.headers["etag"], v2.headers["etag"]}) == 3
+    assert v2.headers["x-cache"] == "MISS"
+    bad = await client.get(signed({"title": "Versioned", "v": "no spaces"}))
+    assert bad.status_code == 400 and bad.json()["param"] == "v"

@@ -126,3 +126,37 @@ def test_no_browser_anywhere_says_how_to_install(tmp_path: Path, monkeypatch) ->
     monkeypatch.setattr(browser, "system_chromium", lambda: None)
     with pytest.raises(ConfigError, match="playwright install"):
         browser.preflight(None)
+
+
+def test_templates_lists_versions_that_change_with_the_source(tmp_path: Path) -> None:
+    result = CliRunner().invoke(main, ["templates"])
+    assert result.exit_code == 0
+    assert "gradient" in result.output and "params: author, avatar, logo" in result.output
+    (tmp_path / "gradient.html").write_text("<h1>{{ title }}</h1>")
+    mine = CliRunner().invoke(main, ["templates", "--templates-dir", str(tmp_path)])
+    version = next(line for line in result.output.splitlines() if line.startswith("gradient"))
+    assert version not in mine.output
+
+
+def test_cache_stats_prune_and_clear(tmp_path: Path) -> None:
+    import diskcache
+
+    with diskcache.Cache(str(tmp_path), size_limit=50 * 2**20) as raw:
+        for i in range(20):
+            raw[f"k{i}"] = bytes(100_000)
+    runner = CliRunner()
+    stats = runner.invoke(main, ["cache", "stats", "--cache-dir", str(tmp_path)])
+    assert stats.exit_code == 0 and "20 entries" in stats.output and "of 50 MiB" in stats.output
+    pruned = runner.invoke(main, ["cache", "prune", "--to", "1MB", "--cache-dir", str(tmp_path)])
+    assert pruned.exit_code == 0, pruned.output
+    with diskcache.Cache(str(tmp_path)) as raw:
+        assert raw.volume() <= 1_000_000 + 100_000 and raw.size_limit == 50 * 2**20
+    refused = runner.invoke(main, ["cache", "clear", "--cache-dir", str(tmp_path)], input="n\n")
+    assert refused.exit_code == 1
+    cleared = runner.invoke(main, ["cache", "clear", "--yes", "--cache-dir", str(tmp_path)])
+    assert cleared.exit_code == 0
+    assert (
+        "0 entries" in runner.invoke(main, ["cache", "stats", "--cache-dir", str(tmp_path)]).output
+    )
+    missing = runner.invoke(main, ["cache", "stats", "--cache-dir", str(tmp_path / "nope")])
+    assert missing.exit_code == 1 and "no cache" in missing.output
