@@ -22,6 +22,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
+from . import playground
 from .accesslog import AccessLogMiddleware, flush_access_log
 from .accesslog import configure as configure_logging
 from .api import FORMATS, check_api_key, json_body, json_pairs
@@ -184,6 +185,7 @@ def dev_banner(settings: Settings) -> str:
         f"Example card (open it in a browser):\n  {url}\n"
         f"Meta tags for your page:\n{meta_tags(url)}\n"
         "Sign your own: .venv/bin/ogproxy sign --dev --title 'My post'\n"
+        f"Design cards in the playground: http://{settings.host}:{settings.port}/\n"
     )
 
 
@@ -241,7 +243,12 @@ def create_app(settings: Settings) -> Starlette:
 
     app = Starlette(
         routes=[
-            *(Route(path, og_image, methods=["GET", "HEAD"]) for path in ENDPOINTS),
+            *(
+                Route(path, og_image, methods=["GET", "HEAD"], name=path[1:].replace(".", "_"))
+                for path in ENDPOINTS
+            ),
+            Route("/", playground.page, methods=["GET"]),
+            Route("/playground/sign", playground.sign, methods=["POST"]),
             Route("/v1/og-image", api_og_image, methods=["POST"]),
             Route("/v1/templates", templates_index, methods=["GET"]),
             Route("/healthz", healthz, methods=["GET", "HEAD"]),

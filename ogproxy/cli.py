@@ -182,6 +182,21 @@ def main() -> None:
     help="Comma-separated keys for POST /v1/og-image (x-api-key); unset disables it.",
 )
 @click.option(
+    "--admin-token",
+    envvar="OGPROXY_ADMIN_TOKEN",
+    default=None,
+    show_envvar=True,
+    show_default=False,
+    help="Turns on the playground at / in production (open it as /?token=...).",
+)
+@click.option(
+    "--public-url",
+    envvar="OGPROXY_PUBLIC_URL",
+    default=None,
+    show_envvar=True,
+    help="The image endpoint as your pages see it, e.g. https://og.example.com/og.png.",
+)
+@click.option(
     "--workers",
     envvar="OGPROXY_WORKERS",
     default=1,
@@ -222,6 +237,8 @@ def serve(
     fonts_dir: Path | None,
     asset_origins: str,
     api_keys: str,
+    admin_token: str | None,
+    public_url: str | None,
     workers: int,
     access_log: bool,
     log_level: str,
@@ -248,6 +265,8 @@ def serve(
             "fonts_dir": fonts_dir,
             "asset_origins": split_secrets(asset_origins),
             "api_keys": split_secrets(api_keys),
+            "admin_token": admin_token or None,
+            "public_url": public_url or None,
         }
     except ConfigError as exc:
         raise click.ClickException(str(exc)) from None

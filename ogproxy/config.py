@@ -55,6 +55,8 @@ class Settings:
     asset_origins: tuple[str, ...] = ()  # where avatar/logo URLs may be fetched from
     api_keys: tuple[str, ...] = field(default=(), repr=False)  # for POST /v1/og-image
     fonts_dir: Path | None = None
+    admin_token: str | None = field(default=None, repr=False)  # turns the playground on
+    public_url: str | None = None  # the image endpoint as pages see it (for the playground)
     render_timeout: float = DEFAULT_RENDER_TIMEOUT
     dev_secret_file: Path = DEFAULT_DEV_SECRET_FILE
 
@@ -113,6 +115,8 @@ class Settings:
             ("browsers", int),
             ("queue", int),
             ("render_timeout", float),
+            ("admin_token", str),
+            ("public_url", str),
         ):
             if raw := env.get(f"OGPROXY_{name.upper()}"):
                 values[name] = _convert(conv, raw, f"OGPROXY_{name.upper()}")
@@ -154,6 +158,10 @@ class Settings:
             env["OGPROXY_FONTS_DIR"] = str(self.fonts_dir)
         if self.templates_dir:
             env["OGPROXY_TEMPLATES_DIR"] = str(self.templates_dir)
+        if self.admin_token:
+            env["OGPROXY_ADMIN_TOKEN"] = self.admin_token
+        if self.public_url:
+            env["OGPROXY_PUBLIC_URL"] = self.public_url
         env["OGPROXY_ASSET_ORIGINS"] = ",".join(self.asset_origins)
         env["OGPROXY_API_KEYS"] = ",".join(self.api_keys)
         return env

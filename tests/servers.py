@@ -37,6 +37,7 @@ def serve(
     tmp: Path, *args: str, env: dict[str, str] | None = None, ready: float = 40
 ) -> Iterator[Server]:
     """`ogproxy serve` on a free loopback port; stopped (SIGINT, then SIGKILL) on exit."""
+    tmp.mkdir(parents=True, exist_ok=True)
     port = free_port()
     log = tmp / f"serve-{port}.log"
     clean = {k: v for k, v in os.environ.items() if not k.startswith("OGPROXY_")}

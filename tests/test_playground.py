@@ -1,0 +1,72 @@
+"""The playground, driven in a real headless Chromium through Playwright."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import httpx
+import pytest
+from conftest import SECRET
+from playwright.async_api import async_playwright
+from servers import serve
+
+from ogproxy import verify_url
+from ogproxy.browser import launch
+
+pytestmark = pytest.mark.anyio
+
+
+async def test_type_see_the_card_and_copy_a_signed_url(tmp_path: Path) -> None:
+    secret_file = tmp_path / "dev-secret"
+    with serve(tmp_path, "--dev", "--dev-secret-file", str(secret_file)) as server:
+        async with async_playwright() as pw:
+            browser = await launch(pw)
+            page = await browser.new_page()
+            await page.goto(server.base + "/")
+            await page.wait_for_function("document.getElementById('url').value.includes('sig=')")
+            await page.fill("#title", "Designed in the playground")
+            await page.select_option("#template", "default")
+            await page.fill("#author", "Ann Lee")
+            await page.wait_for_function(
+                "document.getElementById('url').value.includes('Designed%20in%20the%20playground')"
+            )
+            await page.wait_for_function(
+                "(() => { const i = document.getElementById('preview');"
+                " return i.complete && i.naturalWidth === 1200 && i.src.includes('Designed'); })()"
+            )
+            url = await page.input_value("#url")
+            meta = await page.input_value("#meta")
+            status = await page.text_content("#status")
+            await page.fill("#title", "")
+            await page.wait_for_function("document.getElementById('error').textContent.length > 0")
+            error = await page.text_content("#error")
+            await page.screenshot(path=str(tmp_path / "playground.png"), full_page=True)
+            await browser.close()
+    params = verify_url(url, secret_file.read_text().strip())
+    assert params["title"] == "Designed in the playground" and params["template"] == "default"
+    assert params["author"] == "Ann Lee" and params["theme"] == "light"
+    assert url.startswith(server.base + "/og.png?")
+    assert '<meta property="og:image" content="' in meta and "twitter:image" in meta
+    assert status == "1200 × 630"
+    assert "'title'" in error
+
+
+async def test_playground_is_off_in_production_unless_a_token_is_set(tmp_path: Path) -> None:
+    env = {"OGPROXY_SECRET": SECRET}
+    with serve(tmp_path / "off", env=env) as server:
+        assert httpx.get(server.base + "/").status_code == 404
+        assert httpx.post(server.base + "/playground/sign", json={"title": "x"}).status_code == 404
+    with serve(
+        tmp_path / "on", env={**env, "OGPROXY_ADMIN_TOKEN": "admin-token-0123456789"}
+    ) as server:
+        assert httpx.get(server.base + "/").status_code == 200
+        denied = httpx.post(server.base + "/playground/sign", json={"title": "x"})
+        assert denied.status_code == 401
+        ok = httpx.post(
+            server.base + "/playground/sign",
+            json={"title": "x"},
+            headers={"x-admin-token": "admin-token-0123456789"},
+        )
+        assert ok.status_code == 200 and verify_url(ok.json()["url"], SECRET)["title"] == "x"
+        await asyncio.sleep(0)
