@@ -245,7 +245,9 @@ def test_compose_caddyfile_adapts(domain: str | None) -> None:
     assert proxy["load_balancing"]["selection_policy"]["policy"] == "uri_hash"
     assert proxy["load_balancing"]["try_duration"] == 5 * 10**9
     assert {u["dial"] for u in proxy["upstreams"]} == UPSTREAMS
-    assert proxy["health_checks"]["active"]["uri"] == "/healthz"
+    assert (
+        proxy["health_checks"]["active"]["uri"] == "/readyz"
+    )  # the browser is up, not just the process
     assert proxy["health_checks"]["active"]["interval"] == 10 * 10**9
     assert proxy["health_checks"]["passive"]["fail_duration"] == 30 * 10**9
 
