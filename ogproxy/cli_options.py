@@ -1,0 +1,124 @@
+"""Options and helpers shared by the ``ogproxy`` commands."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import click
+
+from .browser import preflight
+from .config import (
+    DEFAULT_DEV_SECRET_FILE,
+    DEFAULT_HOST,
+    DEFAULT_PORT,
+    Settings,
+    dev_secret,
+    split_secrets,
+)
+from .errors import ConfigError
+
+DEFAULT_BASE_URL = f"http://{DEFAULT_HOST}:{DEFAULT_PORT}/og.png"
+
+
+def settings_or_exit(**values: object) -> Settings:
+    try:
+        return Settings(**values)  # type: ignore[arg-type]
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+def card_options(func: Any) -> Any:
+    """--title, --subtitle, --template, --accent-color, --param: the card's parameters."""
+    for option in reversed(
+        [
+            click.option("--title", help="Card title."),
+            click.option("--subtitle", default=None, help="Card subtitle."),
+            click.option(
+                "--template", default=None, help="Template name (default, minimal, gradient)."
+            ),
+            click.option("--accent-color", default=None, help="Accent colour, #rgb or #rrggbb."),
+            click.option(
+                "--param",
+                "extra",
+                multiple=True,
+                metavar="NAME=VALUE",
+                help="Any other parameter (repeatable), e.g. author=Ann, width=800.",
+            ),
+        ]
+    ):
+        func = option(func)
+    return func
+
+
+def signing_options(func: Any) -> Any:
+    """--base-url, --secret, --dev, --dev-secret-file: how a URL is signed."""
+    for option in reversed(
+        [
+            click.option(
+                "--base-url",
+                envvar="OGPROXY_BASE_URL",
+                default=DEFAULT_BASE_URL,
+                show_envvar=True,
+                help="Public URL of the image endpoint.",
+            ),
+            click.option(
+                "--secret",
+                envvar="OGPROXY_SECRET",
+                default=None,
+                show_envvar=True,
+                show_default=False,
+                help="Signing secret(s); the last one signs.",
+            ),
+            click.option(
+                "--dev", is_flag=True, help="Sign with the local secret that `serve --dev` keeps."
+            ),
+            click.option(
+                "--dev-secret-file",
+                envvar="OGPROXY_DEV_SECRET_FILE",
+                default=DEFAULT_DEV_SECRET_FILE,
+                show_envvar=True,
+                type=click.Path(dir_okay=False, path_type=Path),
+            ),
+        ]
+    ):
+        func = option(func)
+    return func
+
+
+def preflight_or_exit(chromium: str | None) -> None:
+    try:
+        preflight(chromium)
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+def card_params(
+    title: str | None,
+    subtitle: str | None,
+    template: str | None,
+    accent_color: str | None,
+    extra: tuple[str, ...],
+) -> dict[str, str | None]:
+    if not title:
+        raise click.UsageError("--title is required")
+    params: dict[str, str | None] = {
+        "title": title,
+        "subtitle": subtitle,
+        "template": template,
+        "accentColor": accent_color,
+    }
+    for item in extra:
+        name, sep, value = item.partition("=")
+        if not sep or not name:
+            raise click.BadParameter(f"{item!r} is not NAME=VALUE", param_hint="--param")
+        params[name] = value
+    return params
+
+
+def secret_for_signing(secret: str | None, dev: bool, dev_secret_file: Path) -> str:
+    if secret:
+        return split_secrets(secret)[-1]
+    if dev:
+        return dev_secret(dev_secret_file)
+    raise click.UsageError("no secret: set OGPROXY_SECRET (or --secret), or pass --dev")
