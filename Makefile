@@ -11,7 +11,7 @@ help:
 	@echo "make run     set up (venv, Chromium, fonts) and serve on http://$(HOST):$(PORT) in dev mode"
 	@echo "make test    set up (plus caddy) and run the whole test suite"
 	@echo "make check   ruff format --check, ruff check, mypy"
-	@echo "make bench   full benchmark (~10 min); make bench-quick (< 2 min)"
+	@echo "make bench   full benchmark (~5 min); make bench-quick (< 2 min)"
 
 setup:
 	@bash scripts/setup.sh

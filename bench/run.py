@@ -135,6 +135,15 @@ def rows(r: dict[str, Any]) -> list[tuple[str, str, str, str, str, str]]:
         "< 10 ms",
         h["ogproxy_p99_ms"] < 10,
     )
+    load = r["load"]
+    add(
+        f"load: {load['total_requests']} requests over 64 connections on 20 warm cards, errors",
+        load["errors"],
+        "—",
+        None,
+        "0",
+        load["errors"] == 0,
+    )
     m = r["mixed"]
     add(
         "hits while renders run: p99 ms vs hits alone",
@@ -201,6 +210,7 @@ def main() -> None:
             ("startup", lambda d: serve_bench.startup_time(d)),
             ("hits", lambda d: serve_bench.hits_vs_caddy(d, quick)),
             ("mixed", lambda d: serve_bench.mixed_load(d, quick)),
+            ("load", lambda d: serve_bench.load_zero_errors(d, 20_000, 64)),
             ("memory", lambda d: serve_bench.memory_growth(d, quick)),
         ):
             folder = root / name

@@ -2,7 +2,7 @@
 # Sets up everything ogproxy needs on a Debian/Ubuntu machine, idempotently:
 #   .venv with the package (and its test extras), a Chromium for Playwright, the fonts.
 # Usage: scripts/setup.sh [--test] [--bench]
-#   --test adds what the test suite runs (caddy); --bench adds wrk, Node and the Node peers.
+#   --test adds what the test suite runs (caddy, wrk); --bench adds Node and the Node peers.
 # Playwright's own browser is used where it is installed or downloadable; otherwise
 # Debian's chromium-headless-shell (or chromium) is installed with apt.
 set -euo pipefail
@@ -88,10 +88,9 @@ if ! have_browser; then
 fi
 
 if [ "$want_test" = 1 ]; then
-  debs+=(caddy)
+  debs+=(caddy wrk)
 fi
 if [ "$want_bench" = 1 ]; then
-  debs+=(wrk)
   command -v npm >/dev/null 2>&1 || debs+=(nodejs npm)
 fi
 
