@@ -13,14 +13,18 @@ from .accesslog import configure as configure_logging
 from .browser import preflight
 from .cli_build import cache, render, templates, warm
 from .cli_options import (
+    asset_origins_option,
+    cache_dir_option,
     card_options,
     card_params,
+    chromium_option,
+    fonts_dir_option,
     secret_for_signing,
     settings_or_exit,
     signing_options,
+    templates_dir_option,
 )
 from .config import (
-    DEFAULT_CACHE_DIR,
     DEFAULT_DEV_SECRET_FILE,
     DEFAULT_HOST,
     DEFAULT_PORT,
@@ -41,6 +45,11 @@ def main() -> None:
 
 
 @main.command()
+@cache_dir_option
+@chromium_option
+@templates_dir_option
+@fonts_dir_option
+@asset_origins_option
 @click.option(
     "--host",
     envvar="OGPROXY_HOST",
@@ -55,14 +64,6 @@ def main() -> None:
     type=int,
     show_envvar=True,
     help="Port to listen on.",
-)
-@click.option(
-    "--cache-dir",
-    envvar="OGPROXY_CACHE_DIR",
-    default=DEFAULT_CACHE_DIR,
-    type=click.Path(file_okay=False, path_type=Path),
-    show_envvar=True,
-    help="Directory of the persistent render cache.",
 )
 @click.option(
     "--cache-size",
@@ -102,13 +103,6 @@ def main() -> None:
     help="Where --dev keeps its generated secret.",
 )
 @click.option(
-    "--chromium",
-    envvar="OGPROXY_CHROMIUM",
-    default=None,
-    show_envvar=True,
-    help="Chromium binary (default: Playwright's, else the system's).",
-)
-@click.option(
     "--pages",
     envvar="OGPROXY_PAGES",
     default=None,
@@ -146,29 +140,6 @@ def main() -> None:
     type=float,
     show_envvar=True,
     help="Seconds before a render is cut off.",
-)
-@click.option(
-    "--templates-dir",
-    envvar="OGPROXY_TEMPLATES_DIR",
-    default=None,
-    type=click.Path(file_okay=False, exists=True, path_type=Path),
-    show_envvar=True,
-    help="Folder of card templates (default: the built-in ones).",
-)
-@click.option(
-    "--fonts-dir",
-    envvar="OGPROXY_FONTS_DIR",
-    default=None,
-    type=click.Path(file_okay=False, exists=True, path_type=Path),
-    show_envvar=True,
-    help="Folder of extra fonts (woff2, woff, ttf, otf) the templates can use by family name.",
-)
-@click.option(
-    "--asset-origins",
-    envvar="OGPROXY_ASSET_ORIGINS",
-    default="",
-    show_envvar=True,
-    help="Comma-separated origins (https://host) that avatar/logo URLs may be fetched from.",
 )
 @click.option(
     "--api-keys",

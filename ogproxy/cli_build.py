@@ -7,60 +7,36 @@ from typing import Any
 
 import click
 
-from .cli_options import card_options, card_params, preflight_or_exit, settings_or_exit
-from .config import DEFAULT_CACHE_DIR, parse_size, split_secrets
+from .cli_options import (
+    asset_origins_option,
+    cache_dir_option,
+    card_options,
+    card_params,
+    chromium_option,
+    fonts_dir_option,
+    preflight_or_exit,
+    settings_or_exit,
+    templates_dir_option,
+)
+from .config import parse_size, split_secrets
 from .errors import ConfigError
 
 
 def _render_options(func: Any) -> Any:
-    for option in reversed(
-        [
-            click.option(
-                "--cache-dir",
-                envvar="OGPROXY_CACHE_DIR",
-                default=DEFAULT_CACHE_DIR,
-                type=click.Path(file_okay=False, path_type=Path),
-                show_envvar=True,
-                help="Render cache shared with the server: known cards are copied.",
-            ),
-            click.option(
-                "--templates-dir",
-                envvar="OGPROXY_TEMPLATES_DIR",
-                default=None,
-                type=click.Path(file_okay=False, exists=True, path_type=Path),
-                show_envvar=True,
-                help="Your templates, over the built-in ones.",
-            ),
-            click.option(
-                "--fonts-dir",
-                envvar="OGPROXY_FONTS_DIR",
-                default=None,
-                type=click.Path(file_okay=False, exists=True, path_type=Path),
-                show_envvar=True,
-                help="Extra fonts.",
-            ),
-            click.option(
-                "--asset-origins",
-                envvar="OGPROXY_ASSET_ORIGINS",
-                default="",
-                show_envvar=True,
-                help="Origins avatar/logo URLs may be fetched from.",
-            ),
-            click.option(
-                "--chromium",
-                envvar="OGPROXY_CHROMIUM",
-                default=None,
-                show_envvar=True,
-                help="Chromium binary.",
-            ),
-            click.option(
-                "--concurrency",
-                default=None,
-                type=click.IntRange(1, 64),
-                help="Pages rendering at once. Default: two per core.",
-            ),
-        ]
-    ):
+    options = [
+        cache_dir_option,
+        templates_dir_option,
+        fonts_dir_option,
+        asset_origins_option,
+        chromium_option,
+        click.option(
+            "--concurrency",
+            default=None,
+            type=click.IntRange(1, 64),
+            help="Pages rendering at once. Default: two per core.",
+        ),
+    ]
+    for option in reversed(options):
         func = option(func)
     return func
 
@@ -216,13 +192,7 @@ def warm(source: str, concurrency: int, timeout: float) -> None:
 
 
 @click.command()
-@click.option(
-    "--templates-dir",
-    envvar="OGPROXY_TEMPLATES_DIR",
-    default=None,
-    type=click.Path(file_okay=False, exists=True, path_type=Path),
-    show_envvar=True,
-)
+@templates_dir_option
 def templates(templates_dir: Path | None) -> None:
     """List templates with their version (use it as `v` to bust caches) and parameters."""
     from .config import TEMPLATES_DIR
@@ -242,15 +212,6 @@ def cache() -> None:
     """Inspect or trim the render cache."""
 
 
-_cache_dir_option = click.option(
-    "--cache-dir",
-    envvar="OGPROXY_CACHE_DIR",
-    default=DEFAULT_CACHE_DIR,
-    type=click.Path(file_okay=False, path_type=Path),
-    show_envvar=True,
-)
-
-
 def _open_store(cache_dir: Path) -> Any:
     from .store import Store
 
@@ -260,7 +221,7 @@ def _open_store(cache_dir: Path) -> Any:
 
 
 @cache.command("stats")
-@_cache_dir_option
+@cache_dir_option
 def cache_stats(cache_dir: Path) -> None:
     """Entries and bytes in the cache."""
     store = _open_store(cache_dir)
@@ -275,7 +236,7 @@ def cache_stats(cache_dir: Path) -> None:
 
 
 @cache.command("clear")
-@_cache_dir_option
+@cache_dir_option
 @click.option("--yes", is_flag=True, help="Do not ask.")
 def cache_clear(cache_dir: Path, yes: bool) -> None:
     """Delete every cached image (they are rendered again on demand)."""
@@ -289,7 +250,7 @@ def cache_clear(cache_dir: Path, yes: bool) -> None:
 
 
 @cache.command("prune")
-@_cache_dir_option
+@cache_dir_option
 @click.option("--to", "target", required=True, help="Size to shrink to, e.g. 500MB.")
 def cache_prune(cache_dir: Path, target: str) -> None:
     """Evict the oldest images until the cache is at most --to."""

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import click
 
 from .browser import preflight
 from .config import (
+    DEFAULT_CACHE_DIR,
     DEFAULT_DEV_SECRET_FILE,
     DEFAULT_HOST,
     DEFAULT_PORT,
@@ -19,6 +21,51 @@ from .config import (
 from .errors import ConfigError
 
 DEFAULT_BASE_URL = f"http://{DEFAULT_HOST}:{DEFAULT_PORT}/og.png"
+
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def env_option(*decls: str, env: str, **kwargs: Any) -> Callable[[F], F]:
+    """A click option that can also be set by ``OGPROXY_<env>``."""
+    return click.option(*decls, envvar=f"OGPROXY_{env}", show_envvar=True, **kwargs)
+
+
+_folder = click.Path(file_okay=False, exists=True, path_type=Path)
+# Options that serve, render, templates and cache share.
+cache_dir_option = env_option(
+    "--cache-dir",
+    env="CACHE_DIR",
+    default=DEFAULT_CACHE_DIR,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Directory of the persistent render cache (render reuses what serve rendered).",
+)
+templates_dir_option = env_option(
+    "--templates-dir",
+    env="TEMPLATES_DIR",
+    default=None,
+    type=_folder,
+    help="Your templates, searched before the built-in ones.",
+)
+fonts_dir_option = env_option(
+    "--fonts-dir",
+    env="FONTS_DIR",
+    default=None,
+    type=_folder,
+    help="Folder of extra fonts (woff2, woff, ttf, otf) usable by family name.",
+)
+asset_origins_option = env_option(
+    "--asset-origins",
+    env="ASSET_ORIGINS",
+    default="",
+    help="Comma-separated origins (https://host) that avatar/logo URLs may be fetched from.",
+)
+chromium_option = env_option(
+    "--chromium",
+    env="CHROMIUM",
+    default=None,
+    help="Chromium binary (default: Playwright's, else the system's).",
+)
 
 
 def settings_or_exit(**values: object) -> Settings:
