@@ -133,3 +133,18 @@ async def test_a_page_that_navigates_away_is_refused_and_goes_nowhere(
         assert (await client.get(signed({"title": "Still fine"}))).status_code == 200
         await asyncio.sleep(0.5)
     assert seen == []
+
+
+async def test_custom_html_gets_the_same_sandbox(tmp_path: Path, listener) -> None:
+    port, seen = listener
+    settings = make_settings(tmp_path, api_keys=("api-key-0123456789",))
+    async with running(settings) as (_, client):
+        response = await client.post(
+            "/v1/og-image",
+            json={"html": HOSTILE.format(port=port)},
+            headers={"x-api-key": "api-key-0123456789"},
+        )
+        assert response.status_code == 200
+        await asyncio.sleep(1.0)
+    assert seen == [], f"custom HTML connected out: {seen}"
+    assert png_image(response.content).convert("RGB").getpixel((5, 5)) != (255, 0, 0)
