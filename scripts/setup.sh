@@ -50,7 +50,11 @@ missing_debs() {
   echo "${out[@]:-}"
 }
 
-# 1. Virtualenv and package (re-installed when pyproject.toml changes).
+# 1. Virtualenv and package (re-installed when pyproject.toml changes). Debian and Ubuntu
+#    ship venv/ensurepip in a separate package.
+if [ ! -x "$VENV/bin/python" ] && ! "$PYTHON" -c 'import ensurepip, venv' >/dev/null 2>&1; then
+  apt_install python3-venv python3-pip
+fi
 if [ ! -x "$VENV/bin/python" ]; then
   say "creating $VENV"
   "$PYTHON" -m venv "$VENV"
