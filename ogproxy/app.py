@@ -38,16 +38,13 @@ from .hits import HitMiddleware
 from .limits import LimitsMiddleware
 from .meta import meta_tags
 from .metrics import Metrics
-from .params import MAX_QUERY_BYTES, CardParams, Output, parse_card
+from .params import ENDPOINTS, MAX_QUERY_BYTES, CardParams, Output, parse_card
 from .renderer import Renderer
 from .signing import sign_url, verify_query
 from .store import Store
 from .templates import TemplateSet
 
 log = logging.getLogger("ogproxy")
-
-# Signed-URL endpoints and the format each produces; the path is part of the signature.
-ENDPOINTS = {"/og.png": "png", "/og.jpeg": "jpeg", "/og.jpg": "jpeg", "/og.webp": "webp"}
 
 
 async def og_image(request: Request) -> Response:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import click
 
@@ -34,7 +35,7 @@ from .config import (
 )
 from .errors import ConfigError
 from .meta import meta_tags
-from .params import Output
+from .params import ENDPOINTS, Output
 from .signing import sign_url
 
 
@@ -292,10 +293,8 @@ def meta(
     url = sign_url(base_url, secret_for_signing(secret, dev, dev_secret_file), params)
     width = int(params.get("width") or 1200) * int(params.get("scale") or 1)
     height = int(params.get("height") or 630) * int(params.get("scale") or 1)
-    fmt = {"og.jpeg": "jpeg", "og.jpg": "jpeg", "og.webp": "webp"}.get(
-        base_url.rsplit("/", 1)[-1], "png"
-    )
-    click.echo(meta_tags(url, Output(width=width, height=height, format=fmt), alt=alt or title))  # type: ignore[arg-type]
+    fmt = ENDPOINTS.get("/" + urlsplit(base_url).path.rsplit("/", 1)[-1], "png")
+    click.echo(meta_tags(url, Output(width=width, height=height, format=fmt), alt=alt or title))
 
 
 @main.command()

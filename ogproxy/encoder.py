@@ -27,11 +27,6 @@ PALETTE = {"compression": 9, "palette": True, "Q": 100, "dither": 1.0}
 MEDIA_TYPES = {"png": "image/png", "jpeg": "image/jpeg", "webp": "image/webp"}
 
 
-def reencode_png(png: bytes, *, palette: bool = False) -> bytes:
-    """Decode a PNG and write it again, losslessly or as a 256-colour palette PNG."""
-    return encode(png, "png", palette=palette)
-
-
 def encode(png: bytes, fmt: str, *, palette: bool = False, quality: int = 90) -> bytes:
     """A captured PNG written as ``fmt`` (png, jpeg or webp)."""
     image = pyvips.Image.new_from_buffer(png, "", access="sequential")

@@ -19,6 +19,13 @@ MAX_HTML = 512 * 1024  # a custom document (POST; a GET query stays under 4 KiB 
 SIZE_RANGE = (200, 2400)  # width and height, CSS pixels
 SCALES = (1, 2)  # device pixel ratio: 2 for retina
 Format = Literal["png", "jpeg", "webp"]
+# Signed-URL endpoints and the format each produces; the path is part of the signature.
+ENDPOINTS: dict[str, Format] = {
+    "/og.png": "png",
+    "/og.jpeg": "jpeg",
+    "/og.jpg": "jpeg",
+    "/og.webp": "webp",
+}
 
 _COLOR = re.compile(r"^#(?:[0-9a-fA-F]{3}|[0-9a-fA-F]{6})$")
 # Control characters break layout and logs; tabs and newlines too (titles are one paragraph).
