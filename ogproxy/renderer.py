@@ -240,6 +240,10 @@ class Renderer:
     async def start(self) -> None:
         keep_children_from_raising_priority()
         self._pw = await async_playwright().start()
+        # Playwright's driver is idle now: lowered before it launches Chromium, every
+        # Chromium process and thread is born at the render priority (no race with the
+        # processes Chromium starts on its own, like the network service).
+        lower_children()
         try:
             env = fontconfig_env(self._fonts_dir)
             self._chromiums = [

@@ -63,7 +63,7 @@ async def test_a_hanging_template_times_out_and_the_next_render_works(tmp_path: 
 async def test_render_work_runs_at_lower_priority() -> None:
     import os
 
-    from procs import descendants
+    from procs import cmdline, descendants
 
     from ogproxy.priority import RENDER_NICE
 
@@ -76,8 +76,11 @@ async def test_render_work_runs_at_lower_priority() -> None:
         niceness = {}
         for pid in set(descendants(os.getpid())) - before:
             for tid in os.listdir(f"/proc/{pid}/task"):
-                niceness[(pid, tid)] = os.getpriority(os.PRIO_PROCESS, int(tid))
-        assert niceness and set(niceness.values()) == {RENDER_NICE}
+                thread = Path(f"/proc/{pid}/task/{tid}/comm").read_text().strip()
+                name = f"{cmdline(pid)[:90]} [{thread}]"
+                niceness[name] = os.getpriority(os.PRIO_PROCESS, int(tid))
+        assert niceness
+        assert {name: n for name, n in niceness.items() if n != RENDER_NICE} == {}
         assert os.getpriority(os.PRIO_PROCESS, 0) == 0  # the event loop keeps its priority
     finally:
         await renderer.stop()
