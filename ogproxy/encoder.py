@@ -56,12 +56,20 @@ def linear_gradient(width: int, height: int, start: str, end: str) -> str:
 
     a, b = rgb(start), rgb(end)
     xy = pyvips.Image.xyz(width, height)
-    # 0 at the top-left corner, 1 at the bottom-right, constant along the other diagonal,
-    # like CSS `linear-gradient(to bottom right, start, end)`.
-    t = (xy[0] / max(width - 1, 1) + xy[1] / max(height - 1, 1)) / 2
+    # 0 at the top-left corner, 1 at the bottom-right, like CSS `linear-gradient(to
+    # bottom right, start, end)` (t ~ x*H + y*W) but with a whole-pixel slope: on a wide
+    # card each row is the row above shifted by a whole number of pixels, which deflate
+    # finds as long matches (the card's PNG ~6% smaller and ~20% faster to encode).
+    x, y = xy[0], xy[1]
+    if width >= height:
+        shift = round(width / height)
+        t = (x + shift * y) / max(width - 1 + shift * (height - 1), 1)
+    else:
+        shift = round(height / width)
+        t = (shift * x + y) / max(shift * (width - 1) + height - 1, 1)
     image = (t * [y - x for x, y in zip(a, b, strict=True)] + a).cast("uchar")
     # Made once per colour pair (cached), then copied into every page of that shell:
-    # worth compressing well (63 KB instead of 112 KB with no filter).
-    png = image.pngsave_buffer(compression=6, filter="up")
+    # worth compressing hard (1200x630, default colours: 14 KB in ~18 ms, once).
+    png = image.pngsave_buffer(compression=9, filter="up")
     # Base64 has no character HTML escapes: Markup saves escaping ~85 KB per render.
     return Markup("data:image/png;base64," + base64.b64encode(png).decode("ascii"))

@@ -238,3 +238,36 @@ def test_template_using_text_elsewhere_falls_back_to_a_full_load(tmp_path: Path)
         doc = templates.render(CardParams(name, "Title", "", "#000000"), width=10, height=10)
         assert doc.shell is None
         assert "Title" in doc.html or "TITLE" in doc.html
+
+
+@pytest.mark.parametrize(("width", "height"), [(1200, 630), (600, 1200), (500, 500)])
+def test_pre_rendered_gradient_runs_corner_to_corner_in_whole_pixel_steps(
+    width: int, height: int
+) -> None:
+    import base64
+    import io
+
+    from PIL import Image
+
+    from ogproxy.encoder import linear_gradient
+
+    uri = str(linear_gradient(width, height, "#6366f1", "#101010"))
+    image = Image.open(io.BytesIO(base64.b64decode(uri.split(",", 1)[1]))).convert("RGB")
+    assert image.size == (width, height)
+    assert image.getpixel((0, 0)) == (0x63, 0x66, 0xF1)
+    assert image.getpixel((width - 1, height - 1)) == (0x10, 0x10, 0x10)
+    # The other two corners sit half-way, as in CSS `to bottom right` (within the
+    # whole-pixel slope: 48.8% and 51.2% on a 1200x630 card).
+    for corner in [(width - 1, 0), (0, height - 1)]:
+        assert all(
+            abs(c - (a + b) / 2) <= 4
+            for c, a, b in zip(image.getpixel(corner), (99, 102, 241), (16, 16, 16), strict=True)
+        )
+    # Rows (or columns, when tall) are whole-pixel shifts of their neighbours: the
+    # repetition deflate turns into long matches.
+    wide = width >= height
+    shift = round(width / height) if wide else round(height / width)
+    if not wide:
+        image = image.transpose(Image.Transpose.TRANSPOSE)
+    rows = [image.crop((0, y, image.width, y + 1)).tobytes() for y in range(image.height)]
+    assert all(rows[y + 1][: -3 * shift] == rows[y][3 * shift :] for y in range(len(rows) - 1))
