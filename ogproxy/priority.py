@@ -71,3 +71,24 @@ def lower_this_thread() -> None:
         with contextlib.suppress(OSError, AttributeError):
             os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), RENDER_NICE)
         _local.lowered = True
+
+
+_threads_seen = 0
+
+
+def lower_library_threads(prefix: str = "libvips") -> None:
+    """Lower this process's helper threads that a library started on its own (libvips keeps
+    a pool of workers, some created before any of our threads was lowered). Cheap when no
+    thread was added since the last call."""
+    global _threads_seen
+    try:
+        tids = os.listdir("/proc/self/task")
+    except OSError:
+        return
+    if len(tids) == _threads_seen:
+        return
+    _threads_seen = len(tids)
+    for tid in tids:
+        with contextlib.suppress(OSError, ValueError):
+            if Path(f"/proc/self/task/{tid}/comm").read_text().startswith(prefix):
+                os.setpriority(os.PRIO_PROCESS, int(tid), RENDER_NICE)

@@ -35,7 +35,12 @@ from .encoder import encode
 from .errors import BrowserUnavailable, InvalidDocument, Overloaded, RenderTimeout
 from .fonts import fontconfig_env
 from .params import Output
-from .priority import keep_children_from_raising_priority, lower_children, lower_this_thread
+from .priority import (
+    keep_children_from_raising_priority,
+    lower_children,
+    lower_library_threads,
+    lower_this_thread,
+)
 from .templates import Document
 
 log = logging.getLogger("ogproxy.renderer")
@@ -191,7 +196,9 @@ class Tab:
 
 def _encode(raw: bytes, output: Output) -> bytes:
     lower_this_thread()
-    return encode(raw, output.format, palette=output.palette, quality=output.quality)
+    png = encode(raw, output.format, palette=output.palette, quality=output.quality)
+    lower_library_threads()
+    return png
 
 
 class Renderer:

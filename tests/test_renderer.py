@@ -84,3 +84,52 @@ async def test_render_work_runs_at_lower_priority() -> None:
         assert os.getpriority(os.PRIO_PROCESS, 0) == 0  # the event loop keeps its priority
     finally:
         await renderer.stop()
+
+
+ENCODER_THREADS = """
+import asyncio, json, os
+from pathlib import Path
+from ogproxy.config import TEMPLATES_DIR
+from ogproxy.encoder import linear_gradient
+from ogproxy.params import CardParams, Output
+from ogproxy.priority import RENDER_NICE
+from ogproxy.renderer import Renderer
+from ogproxy.templates import TemplateSet
+
+linear_gradient(1200, 630, "#123456", "#654321")  # libvips starts its workers from here
+
+async def main():
+    renderer = Renderer(pages=1, chromium=None, timeout=10)
+    await renderer.start()
+    try:
+        doc = TemplateSet(TEMPLATES_DIR).render(
+            CardParams("default", "Workers", "", "#2563eb"), width=1200, height=630
+        )
+        await renderer.render(doc, Output())
+    finally:
+        await renderer.stop()
+    tasks = Path("/proc/self/task")
+    nice = {
+        tid.name: os.getpriority(os.PRIO_PROCESS, int(tid.name))
+        for tid in tasks.iterdir()
+        if (tid / "comm").read_text().startswith("libvips")
+    }
+    print(json.dumps({"levels": sorted(set(nice.values())), "want": RENDER_NICE}))
+
+asyncio.run(main())
+"""
+
+
+def test_library_encoder_threads_run_at_lower_priority() -> None:
+    # libvips keeps a pool of worker threads, started by whichever thread first used it
+    # (here the main thread, at normal priority); the encoding they do is render work.
+    import json
+    import subprocess
+    import sys
+
+    out = subprocess.run(
+        [sys.executable, "-c", ENCODER_THREADS], capture_output=True, text=True, timeout=60
+    )
+    assert out.returncode == 0, out.stderr
+    found = json.loads(out.stdout.splitlines()[-1])
+    assert found["levels"] == [found["want"]], out.stdout
