@@ -60,13 +60,13 @@ def linear_gradient(width: int, height: int, start: str, end: str) -> str:
     # bottom right, start, end)` (t ~ x*H + y*W) but with a whole-pixel slope: on a wide
     # card each row is the row above shifted by a whole number of pixels, which deflate
     # finds as long matches (the card's PNG ~6% smaller and ~20% faster to encode).
-    x, y = xy[0], xy[1]
+    col, row = xy[0], xy[1]
     if width >= height:
         shift = round(width / height)
-        t = (x + shift * y) / max(width - 1 + shift * (height - 1), 1)
+        t = (col + shift * row) / max(width - 1 + shift * (height - 1), 1)
     else:
         shift = round(height / width)
-        t = (shift * x + y) / max(shift * (width - 1) + height - 1, 1)
+        t = (shift * col + row) / max(shift * (width - 1) + height - 1, 1)
     image = (t * [y - x for x, y in zip(a, b, strict=True)] + a).cast("uchar")
     # Made once per colour pair (cached), then copied into every page of that shell:
     # worth compressing hard (1200x630, default colours: 14 KB in ~18 ms, once).

@@ -32,11 +32,13 @@ def _children(parent: int) -> list[int]:
     return found
 
 
-def _renice(pid: int) -> None:
+def _renice(pid: int | str, named: str = "") -> None:
+    """Every thread of ``pid`` (or only those whose name starts with ``named``)."""
     with contextlib.suppress(OSError):
         for tid in os.listdir(f"/proc/{pid}/task"):
             with contextlib.suppress(OSError):
-                os.setpriority(os.PRIO_PROCESS, int(tid), RENDER_NICE)
+                if not named or Path(f"/proc/{pid}/task/{tid}/comm").read_text().startswith(named):
+                    os.setpriority(os.PRIO_PROCESS, int(tid), RENDER_NICE)
 
 
 _PR_CAPBSET_DROP = 24
@@ -76,19 +78,13 @@ def lower_this_thread() -> None:
 _threads_seen = 0
 
 
-def lower_library_threads(prefix: str = "libvips") -> None:
-    """Lower this process's helper threads that a library started on its own (libvips keeps
-    a pool of workers, some created before any of our threads was lowered). Cheap when no
+def lower_library_threads(named: str = "libvips") -> None:
+    """Lower the helper threads a library started on its own in this process (libvips keeps
+    a pool of workers, some started before any of our threads was lowered). Cheap when no
     thread was added since the last call."""
     global _threads_seen
-    try:
-        tids = os.listdir("/proc/self/task")
-    except OSError:
-        return
-    if len(tids) == _threads_seen:
-        return
-    _threads_seen = len(tids)
-    for tid in tids:
-        with contextlib.suppress(OSError, ValueError):
-            if Path(f"/proc/self/task/{tid}/comm").read_text().startswith(prefix):
-                os.setpriority(os.PRIO_PROCESS, int(tid), RENDER_NICE)
+    with contextlib.suppress(OSError):
+        count = len(os.listdir("/proc/self/task"))
+        if count != _threads_seen:
+            _threads_seen = count
+            _renice("self", named)
