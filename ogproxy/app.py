@@ -114,12 +114,17 @@ async def healthz(request: Request) -> Response:
 
 
 async def readyz(request: Request) -> Response:
-    """The browser can render and the cache is open (memory-only counts as degraded)."""
+    """The browser can render and the cache is open (memory-only counts as degraded).
+
+    A browser found dead is relaunched in the background: 503 until it is back.
+    """
     cards: Cards | None = getattr(request.app.state, "cards", None)
     checks = {
         "browser": bool(cards and cards.renderer.ready),
         "disk_cache": bool(cards and cards.store.disk is not None),
     }
+    if cards is not None:
+        cards.renderer.revive()  # a dead browser comes back without waiting for traffic
     status = 200 if checks["browser"] else 503
     return JSONResponse(
         {"ready": status == 200, **checks},

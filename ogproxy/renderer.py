@@ -228,6 +228,7 @@ class Renderer:
         self._pw: Playwright | None = None
         self._chromiums: list[Chromium] = []
         self._pool: asyncio.Queue[Tab] = asyncio.Queue()
+        self._reviving: asyncio.Task[None] | None = None
         self.waiting = 0
         self.renders = 0
 
@@ -262,7 +263,30 @@ class Renderer:
             await self.stop()
             raise
 
+    def revive(self) -> None:
+        """Relaunch dead browsers in the background, without waiting for a render.
+
+        The readiness probe calls this: an instance that a load balancer took out of
+        rotation gets no render that would relaunch its browser.
+        """
+        if any(not c.alive for c in self._chromiums) and (
+            self._reviving is None or self._reviving.done()
+        ):
+            self._reviving = asyncio.create_task(self._revive())
+
+    async def _revive(self) -> None:
+        for chromium in list(self._chromiums):
+            if not chromium.alive:
+                try:
+                    await chromium.context()
+                except Exception as exc:  # logged; the next probe or render tries again
+                    log.warning("cannot relaunch Chromium: %s", exc)
+
     async def stop(self) -> None:
+        if self._reviving is not None:
+            self._reviving.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._reviving
         for chromium in self._chromiums:
             await chromium.close()
         self._chromiums.clear()

@@ -303,7 +303,7 @@ async def test_range_requests(client: httpx.AsyncClient, fast: bool) -> None:
 
 
 async def test_readyz_and_metrics_follow_the_traffic(tmp_path: Path) -> None:
-    async with running(make_settings(tmp_path)) as (_, client):
+    async with running(make_settings(tmp_path)) as (app, client):
         ready = await client.get("/readyz")
         assert ready.status_code == 200
         assert ready.json() == {"ready": True, "browser": True, "disk_cache": True}
@@ -320,14 +320,44 @@ async def test_readyz_and_metrics_follow_the_traffic(tmp_path: Path) -> None:
         assert "ogproxy_browser_restarts_total 0.0" in text
         assert "ogproxy_cache_entries 1.0" in text
         assert "ogproxy_renders_total 1.0" in text
-        for pid in browsers_of_this_process():
+        killed = browsers_of_this_process()
+        for pid in killed:
             os.kill(pid, signal.SIGKILL)
         await asyncio.sleep(0.3)
         down = await client.get("/readyz")
         assert down.status_code == 503 and down.json()["browser"] is False
         assert (await client.get(signed({"title": "Relaunch"}))).status_code == 200
-        assert "ogproxy_browser_restarts_total 1.0" in (await client.get("/metrics")).text
+        # The probe relaunches every killed browser in the background; the render waited
+        # for (or did) its own relaunch.
+        restarts = app.state.cards.renderer.restarts
+        assert 1 <= restarts <= len(killed)
+        metrics = (await client.get("/metrics")).text
+        assert f"ogproxy_browser_restarts_total {float(restarts)}" in metrics
         assert (await client.get("/readyz")).status_code == 200
+
+
+async def test_readyz_brings_a_dead_browser_back_without_traffic(tmp_path: Path) -> None:
+    # Behind a load balancer an instance that fails its probe gets no traffic, so no
+    # render would ever relaunch its browser: the probe itself has to.
+    async with running(make_settings(tmp_path)) as (app, client):
+        renderer = app.state.cards.renderer
+        killed = browsers_of_this_process()
+        for pid in killed:
+            os.kill(pid, signal.SIGKILL)
+        for _ in range(100):
+            if not renderer.ready:
+                break
+            await asyncio.sleep(0.05)
+        assert (await client.get("/readyz")).status_code == 503
+        for _ in range(150):  # every browser back, through probes alone
+            await asyncio.sleep(0.1)
+            ready = await client.get("/readyz")
+            if ready.status_code == 200 and renderer.restarts == len(killed):
+                break
+        assert ready.json() == {"ready": True, "browser": True, "disk_cache": True}
+        assert renderer.restarts == len(killed) and renderer.renders == 0
+        assert (await client.get(signed({"title": "Back"}))).status_code == 200
+        assert renderer.restarts == len(killed)
 
 
 def browsers_of_this_process() -> list[int]:

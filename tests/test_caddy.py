@@ -117,3 +117,38 @@ def test_caddy_balances_by_uri_passes_headers_and_fails_over(fleet) -> None:
         assert [r.headers["etag"] for r in after] == [r.headers["etag"] for r in first]
         assert all(png_image(r.content).size == (1200, 630) for r in after)
         assert renders(servers[1]) == len(urls)  # it rendered the victim's share once more
+
+
+def restarts(server: Server) -> int:
+    text = httpx.get(server.base + "/metrics", timeout=10).text
+    return int(float(re.search(r"^ogproxy_browser_restarts_total (\S+)", text, re.M).group(1)))
+
+
+def test_instance_whose_browser_died_comes_back_into_rotation(fleet) -> None:
+    from procs import browsers
+
+    base, servers = fleet
+    urls = [signed({"title": f"Back in rotation {i}"}, base=base + "/og.png") for i in range(12)]
+    with httpx.Client(timeout=30) as client:
+        first = [client.get(u) for u in urls]
+        assert all(r.status_code == 200 and r.headers["x-cache"] == "MISS" for r in first)
+        counts = [renders(s) for s in servers]
+        assert min(counts) > 0, counts
+
+        # Kill one instance's Chromium and send no cards: Caddy's /readyz probes take
+        # the instance out, and the probes alone must bring its browser back.
+        victim = servers[0]
+        for pid in browsers(victim.proc.pid):
+            os.kill(pid, signal.SIGKILL)
+        deadline = time.monotonic() + 20
+        while restarts(victim) == 0:
+            assert time.monotonic() < deadline, "the browser was never relaunched"
+            time.sleep(0.2)
+        time.sleep(2.5)  # two more probes (1 s apart): Caddy sees it healthy again
+
+        # Every card is still a hit where it was rendered: nothing moved to the other
+        # instance (which would render it again).
+        again = [client.get(u) for u in urls]
+        assert [r.headers["x-cache"] for r in again] == ["HIT"] * len(urls)
+        assert [r.content for r in again] == [r.content for r in first]
+        assert [renders(s) for s in servers] == counts
