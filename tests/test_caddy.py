@@ -21,9 +21,23 @@ ROOT = Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.skipif(shutil.which("caddy") is None, reason="caddy is not installed")
 
 
-def renders(server: Server) -> int:
+def counter(server: Server, name: str) -> int:
     text = httpx.get(server.base + "/metrics", timeout=10).text
-    return int(float(re.search(r"^ogproxy_renders_total (\S+)", text, re.M).group(1)))
+    return int(float(re.search(rf"^ogproxy_{name}_total (\S+)", text, re.M).group(1)))
+
+
+def renders(server: Server) -> int:
+    return counter(server, "renders")
+
+
+def first_renders(
+    client: httpx.Client, base: str, label: str
+) -> tuple[list[str], list[httpx.Response]]:
+    """12 distinct cards through Caddy, each a MISS rendered on one instance."""
+    urls = [signed({"title": f"{label} {i}"}, base=base + "/og.png") for i in range(12)]
+    first = [client.get(u) for u in urls]
+    assert all(r.status_code == 200 and r.headers["x-cache"] == "MISS" for r in first)
+    return urls, first
 
 
 @pytest.fixture
@@ -77,10 +91,8 @@ def fleet(tmp_path: Path) -> Iterator[tuple[str, list[Server]]]:
 
 def test_caddy_balances_by_uri_passes_headers_and_fails_over(fleet) -> None:
     base, servers = fleet
-    urls = [signed({"title": f"Fleet card {i}"}, base=base + "/og.png") for i in range(12)]
     with httpx.Client(timeout=30) as client:
-        first = [client.get(u) for u in urls]
-        assert all(r.status_code == 200 and r.headers["x-cache"] == "MISS" for r in first)
+        urls, first = first_renders(client, base, "Fleet card")
         # Each URL sticks to one instance: asked again, it is a hit there (the other
         # instance has its own cache and would answer MISS).
         for _ in range(2):
@@ -119,19 +131,12 @@ def test_caddy_balances_by_uri_passes_headers_and_fails_over(fleet) -> None:
         assert renders(servers[1]) == len(urls)  # it rendered the victim's share once more
 
 
-def restarts(server: Server) -> int:
-    text = httpx.get(server.base + "/metrics", timeout=10).text
-    return int(float(re.search(r"^ogproxy_browser_restarts_total (\S+)", text, re.M).group(1)))
-
-
 def test_instance_whose_browser_died_comes_back_into_rotation(fleet) -> None:
     from procs import browsers
 
     base, servers = fleet
-    urls = [signed({"title": f"Back in rotation {i}"}, base=base + "/og.png") for i in range(12)]
     with httpx.Client(timeout=30) as client:
-        first = [client.get(u) for u in urls]
-        assert all(r.status_code == 200 and r.headers["x-cache"] == "MISS" for r in first)
+        urls, first = first_renders(client, base, "Back in rotation")
         counts = [renders(s) for s in servers]
         assert min(counts) > 0, counts
 
@@ -141,7 +146,7 @@ def test_instance_whose_browser_died_comes_back_into_rotation(fleet) -> None:
         for pid in browsers(victim.proc.pid):
             os.kill(pid, signal.SIGKILL)
         deadline = time.monotonic() + 20
-        while restarts(victim) == 0:
+        while counter(victim, "browser_restarts") == 0:
             assert time.monotonic() < deadline, "the browser was never relaunched"
             time.sleep(0.2)
         time.sleep(2.5)  # two more probes (1 s apart): Caddy sees it healthy again
