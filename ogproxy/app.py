@@ -26,13 +26,13 @@ from . import playground
 from .accesslog import AccessLogMiddleware, flush_access_log
 from .accesslog import configure as configure_logging
 from .api import FORMATS, check_api_key, json_body, json_pairs
-from .assets import Assets
 from .cachekey import cache_key
 from .cards import Cards
 from .config import Settings
 from .delivery import RawResponse, image_answer
 from .encoder import MEDIA_TYPES
-from .errors import ConfigError, InvalidParam, OgProxyError, QueryTooLong
+from .errors import AssetError, ConfigError, InvalidParam, OgProxyError, QueryTooLong
+from .fetcher import Fetcher
 from .fonts import fingerprint
 from .hits import HitMiddleware
 from .limits import LimitsMiddleware
@@ -158,7 +158,7 @@ async def _ogproxy_error(request: Request, exc: Exception) -> Response:
     log.log(
         level, "%s %s -> %d: %s", request.method, request.scope["path"], exc.status_code, exc.detail
     )
-    param = exc.param if isinstance(exc, InvalidParam) else None
+    param = exc.param if isinstance(exc, InvalidParam | AssetError) else None
     return _error_response(exc.status_code, exc.public_message, exc.headers, param)
 
 
@@ -225,7 +225,7 @@ def create_app(settings: Settings) -> Starlette:
             store,
             renderer,
             Output(palette=settings.png_palette),
-            Assets(settings.asset_origins),
+            Fetcher.for_settings(settings),
             fonts=fingerprint(settings.fonts_dir),
             on_render=app.state.metrics.render_seconds.observe,
         )
@@ -240,7 +240,7 @@ def create_app(settings: Settings) -> Starlette:
             flush_access_log()
             app.state.metrics.bind(None)
             await renderer.stop()
-            await app.state.cards.assets.close()
+            await app.state.cards.fetcher.close()
             store.close()
 
     app = Starlette(

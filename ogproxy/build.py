@@ -17,11 +17,11 @@ from pathlib import Path
 from typing import Any
 
 from .api import json_pairs
-from .assets import Assets
 from .cachekey import cache_key
 from .cards import Cards
 from .config import Settings
 from .errors import OgProxyError
+from .fetcher import Fetcher
 from .fonts import fingerprint
 from .params import Output, parse_card
 from .renderer import Renderer
@@ -128,7 +128,7 @@ async def render_jobs(
         # The server's cache dir: cards it already rendered are copied, not rendered again.
         store = Store(settings.cache_dir, size_limit=settings.cache_size, memory_bytes=0)
         cards = Cards(
-            settings, (), templates, store, renderer, output, Assets(settings.asset_origins), fonts
+            settings, (), templates, store, renderer, output, Fetcher.for_settings(settings), fonts
         )
         await renderer.start()
         try:
@@ -147,7 +147,7 @@ async def render_jobs(
             await asyncio.gather(*(one(*item) for item in planned))
         finally:
             await renderer.stop()
-            await cards.assets.close()
+            await cards.fetcher.close()
             store.close()
     manifest_path.write_text(json.dumps(manifest, indent=1, sort_keys=True))
     summary.seconds = time.monotonic() - started

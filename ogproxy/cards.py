@@ -12,8 +12,8 @@ from dataclasses import dataclass, field, replace
 
 import anyio.to_thread
 
-from .assets import Assets
 from .config import Settings
+from .fetcher import Fetcher
 from .hits import KnownQueries
 from .params import CardParams, Output
 from .renderer import Renderer
@@ -39,7 +39,7 @@ class Cards:
     store: Store
     renderer: Renderer
     output: Output  # server defaults for what a render produces
-    assets: Assets
+    fetcher: Fetcher  # everything a card loads, template images included
     fonts: str = ""  # fingerprint of OGPROXY_FONTS_DIR, part of every cache key
     on_render: Callable[[float], None] | None = None  # seconds of each render, for metrics
     flights: SingleFlight[Result] = field(default_factory=SingleFlight)
@@ -55,7 +55,7 @@ class Cards:
         if not images or params.html is not None:
             return params
         extra = [
-            (name, await self.assets.inline(name, value) if name in images else value)
+            (name, await self.fetcher.inline(name, value) if name in images else value)
             for name, value in params.extra
         ]
         return replace(params, extra=tuple(extra))
@@ -73,11 +73,13 @@ class Cards:
         cached = await self.store.get(key)
         if cached is not None:
             return Result(cached, rendered=False)
+        # Fetched before taking the lock: a slow image origin must not hold the key
+        # against the other workers.
+        card = await self._inline_images(params)
         async with self.store.render_lock(key, hold=self.settings.render_timeout * 3):
             cached = await self.store.get(key)
             if cached is not None:
                 return Result(cached, rendered=False)
-            card = await self._inline_images(params)
             doc = await anyio.to_thread.run_sync(
                 lambda: self.templates.render(card, width=output.width, height=output.height)
             )

@@ -14,6 +14,7 @@ from .accesslog import configure as configure_logging
 from .browser import preflight
 from .cli_build import cache, render, templates, warm
 from .cli_options import (
+    asset_failure_option,
     asset_origins_option,
     cache_dir_option,
     card_options,
@@ -51,6 +52,7 @@ def main() -> None:
 @templates_dir_option
 @fonts_dir_option
 @asset_origins_option
+@asset_failure_option
 @click.option(
     "--host",
     envvar="OGPROXY_HOST",
@@ -205,6 +207,7 @@ def serve(
     templates_dir: Path | None,
     fonts_dir: Path | None,
     asset_origins: str,
+    asset_failure: str,
     api_keys: str,
     admin_token: str | None,
     public_url: str | None,
@@ -233,6 +236,7 @@ def serve(
             "queue": queue,
             "fonts_dir": fonts_dir,
             "asset_origins": split_secrets(asset_origins),
+            "asset_failure": asset_failure,
             "api_keys": split_secrets(api_keys),
             "admin_token": admin_token or None,
             "public_url": public_url or None,

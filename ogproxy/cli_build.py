@@ -8,6 +8,7 @@ from typing import Any
 import click
 
 from .cli_options import (
+    asset_failure_option,
     asset_origins_option,
     cache_dir_option,
     card_options,
@@ -28,6 +29,7 @@ def _render_options(func: Any) -> Any:
         templates_dir_option,
         fonts_dir_option,
         asset_origins_option,
+        asset_failure_option,
         chromium_option,
         click.option(
             "--concurrency",
@@ -84,6 +86,7 @@ def render(
     templates_dir: Path | None,
     fonts_dir: Path | None,
     asset_origins: str,
+    asset_failure: str,
     chromium: str | None,
     concurrency: int | None,
 ) -> None:
@@ -118,6 +121,7 @@ def render(
         templates_dir=templates_dir,
         fonts_dir=fonts_dir,
         asset_origins=split_secrets(asset_origins),
+        asset_failure=asset_failure,
         chromium=chromium,
         **({"pages": concurrency} if concurrency else {}),
     )

@@ -58,7 +58,17 @@ asset_origins_option = env_option(
     "--asset-origins",
     env="ASSET_ORIGINS",
     default="",
-    help="Comma-separated origins (https://host) that avatar/logo URLs may be fetched from.",
+    help="Comma-separated origins (https://host, https://*.host, google-fonts) a card's "
+    "images, stylesheets and fonts may be fetched from.",
+)
+asset_failure_option = env_option(
+    "--asset-failure",
+    env="ASSET_FAILURE",
+    default="fail",
+    type=click.Choice(["fail", "render"]),
+    show_default=True,
+    help="What an asset that cannot be loaded does: fail the render (502/504/422), "
+    "or render the card without it.",
 )
 chromium_option = env_option(
     "--chromium",

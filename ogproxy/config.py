@@ -8,8 +8,10 @@ import secrets as _secrets
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 from .errors import ConfigError
+from .origins import AllowList
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8000
@@ -52,7 +54,10 @@ class Settings:
     pages: int = field(default_factory=lambda: 2 * max(1, os.cpu_count() or 1))
     png_palette: bool = False
     queue: int = DEFAULT_QUEUE
-    asset_origins: tuple[str, ...] = ()  # where avatar/logo URLs may be fetched from
+    asset_origins: tuple[
+        str, ...
+    ] = ()  # where a card's images, stylesheets and fonts may come from
+    asset_failure: Literal["fail", "render"] = "fail"  # a failed asset fails the render
     api_keys: tuple[str, ...] = field(default=(), repr=False)  # for POST /v1/og-image
     fonts_dir: Path | None = None
     admin_token: str | None = field(default=None, repr=False)  # turns the playground on
@@ -80,6 +85,9 @@ class Settings:
             raise ConfigError("OGPROXY_BROWSERS: must be between 1 and 16")
         if not 0.5 <= self.render_timeout <= 120:
             raise ConfigError("OGPROXY_RENDER_TIMEOUT: must be between 0.5 and 120 seconds")
+        AllowList(self.asset_origins)  # raises a ConfigError naming the setting
+        if self.asset_failure not in ("fail", "render"):
+            raise ConfigError("OGPROXY_ASSET_FAILURE: must be fail or render")
         if self.templates_dir is not None and not self.templates_dir.is_dir():
             raise ConfigError(f"OGPROXY_TEMPLATES_DIR: {self.templates_dir} is not a directory")
         if self.fonts_dir is not None and not self.fonts_dir.is_dir():
@@ -117,6 +125,7 @@ class Settings:
             ("render_timeout", float),
             ("admin_token", str),
             ("public_url", str),
+            ("asset_failure", str),
         ):
             if raw := env.get(f"OGPROXY_{name.upper()}"):
                 values[name] = _convert(conv, raw, f"OGPROXY_{name.upper()}")
@@ -163,6 +172,7 @@ class Settings:
         if self.public_url:
             env["OGPROXY_PUBLIC_URL"] = self.public_url
         env["OGPROXY_ASSET_ORIGINS"] = ",".join(self.asset_origins)
+        env["OGPROXY_ASSET_FAILURE"] = self.asset_failure
         env["OGPROXY_API_KEYS"] = ",".join(self.api_keys)
         return env
 

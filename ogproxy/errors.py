@@ -72,3 +72,32 @@ class Overloaded(OgProxyError):
 
 class ConfigError(Exception):
     """A setting is missing or wrong; raised at start-up, names the setting."""
+
+
+class AssetError(OgProxyError):
+    """Something a card loads (image, stylesheet, font) could not be used.
+
+    ``param`` names the template parameter when the URL came from one.
+    """
+
+    def __init__(
+        self, public_message: str, *, param: str | None = None, detail: str | None = None
+    ) -> None:
+        self.param = param
+        super().__init__(public_message, detail=detail)
+
+
+class AssetRefused(AssetError):
+    """Not fetched by policy: the origin is not allowed, or the request is not an asset."""
+
+    status_code = 422
+
+
+class AssetFailed(AssetError):
+    """An allowed asset failed: HTTP error, too big, wrong type, cross-origin redirect."""
+
+    status_code = 502
+
+
+class AssetTimeout(AssetError):
+    status_code = 504

@@ -61,6 +61,15 @@ class _Live(Collector):
             yield GaugeMetricFamily(
                 "ogproxy_cache_entries", "Entries in the disk cache.", value=len(store.disk)
             )
+        assets = CounterMetricFamily(
+            "ogproxy_assets",
+            "Images, stylesheets and fonts cards loaded, by outcome "
+            "(fetched, cached, stale, refused, failed, timeout).",
+            labels=["outcome"],
+        )
+        for outcome, count in sorted(cards.fetcher.counts.items()):
+            assets.add_metric([outcome], count)
+        yield assets
         yield CounterMetricFamily(
             "ogproxy_cache_errors",
             "Disk cache reads or writes that failed.",

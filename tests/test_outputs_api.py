@@ -73,6 +73,9 @@ async def test_width_height_and_retina_scale(client: httpx.AsyncClient) -> None:
         ({"quality": "80"}, "quality"),
         ({"theme": "blue"}, "theme"),
         ({"avatar": "ftp://x/y.png"}, "avatar"),
+        ({"avatar": "http://127.0.0.1:80:80/a.png"}, "avatar"),  # two ports: was a 500
+        ({"logo": "https://127.0.0.1:99999/a.png"}, "logo"),
+        ({"avatar": "http://[::1/a.png"}, "avatar"),  # a broken IPv6 literal
         ({"author": "x" * 201}, "author"),
         ({"template": "gradient", "theme": "dark"}, "theme"),
     ],
@@ -117,9 +120,9 @@ def image_host() -> Iterator[tuple[str, list[str]]]:
             hits.append(self.path)
             if self.path == "/avatar.png":
                 body, kind, status = png, "image/png", 200
-            elif self.path == "/redirect":
+            elif self.path == "/redirect":  # to another origin: never followed
                 self.send_response(302)
-                self.send_header("Location", "/avatar.png")
+                self.send_header("Location", "http://localhost:9/avatar.png")
                 self.end_headers()
                 return
             else:
@@ -150,14 +153,15 @@ async def test_avatar_fetched_only_from_allowed_origins(tmp_path: Path, image_ho
         assert ok.status_code == 200
         colours = image(ok.content).convert("RGB").getcolors(1_000_000) or []
         assert sum(n for n, rgb in colours if rgb == (255, 0, 0)) > 1000
-        for url, problem in (
-            (f"{origin}/page.html", "not an image"),
-            (f"{origin}/redirect", "HTTP 302"),
-            ("http://127.0.0.1:9/avatar.png", "not an allowed image origin"),
+        for url, status, problem in (
+            (f"{origin}/page.html", 502, "not an image"),
+            (f"{origin}/redirect", 502, "redirects to another origin"),
+            ("http://127.0.0.1:9/avatar.png", 400, "not an allowed image origin"),
         ):
             bad = await client.get(signed({"title": "Refused", "avatar": url}))
-            assert bad.status_code == 400 and bad.json()["param"] == "avatar"
+            assert bad.status_code == status and bad.json()["param"] == "avatar"
             assert problem in bad.json()["error"]
+            assert bad.headers["cache-control"] == "no-store"
     assert hits == ["/avatar.png", "/page.html", "/redirect"]  # the redirect was not followed
 
 

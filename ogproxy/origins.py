@@ -1,0 +1,120 @@
+"""Which URLs a card may load: the operator's allow-list, and public addresses only.
+
+``OGPROXY_ASSET_ORIGINS`` lists origins as ``scheme://host[:port]`` (matched exactly,
+default ports filled in), ``scheme://*.example.com`` (any subdomain of example.com, not
+example.com itself) or a preset name such as ``google-fonts``.
+
+A hostname is fetched only if every address it resolves to is public: an allowed name
+that resolves (or is re-pointed) to a private, loopback, link-local or metadata address
+gets nothing. An operator whose asset host is internal lists its IP-literal origin, e.g.
+``http://10.0.0.5:8080``; that is also how tests allow their loopback listener.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ipaddress
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+from .errors import ConfigError
+
+SETTING = "OGPROXY_ASSET_ORIGINS"
+PRESETS = {
+    # The CSS comes from the first, the font files it points at from the second.
+    "google-fonts": ("https://fonts.googleapis.com", "https://fonts.gstatic.com"),
+}
+DEFAULT_PORTS = {"http": 80, "https": 443}
+
+Address = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+
+@dataclass(frozen=True)
+class Origin:
+    scheme: str
+    host: str  # lower case, no brackets, no trailing dot; an IP literal in canonical form
+    port: int
+
+    @property
+    def ip(self) -> Address | None:
+        """The host as an address when it is an IP literal."""
+        try:
+            return ipaddress.ip_address(self.host)
+        except ValueError:
+            return None
+
+    def __str__(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        port = "" if DEFAULT_PORTS.get(self.scheme) == self.port else f":{self.port}"
+        return f"{self.scheme}://{host}{port}"
+
+
+def parse_origin(url: str) -> Origin:
+    """The origin of an http(s) URL; ValueError saying what is wrong with it."""
+    try:
+        parts = urlsplit(url)
+        port = parts.port  # raises on a port that is not a number in 0-65535
+    except ValueError as exc:  # a broken IPv6 literal, two ports, port 99999
+        raise ValueError(f"is not a valid URL ({exc})") from None
+    if parts.scheme not in DEFAULT_PORTS:
+        raise ValueError("must be an http:// or https:// URL")
+    host = (parts.hostname or "").rstrip(".")
+    if not host or port == 0:
+        raise ValueError("has no host or port")
+    if parts.username is not None or parts.password is not None:
+        raise ValueError("must not carry a user name or password")
+    with contextlib.suppress(ValueError):
+        host = ipaddress.ip_address(host).compressed
+    return Origin(parts.scheme, host, port or DEFAULT_PORTS[parts.scheme])
+
+
+def is_public(address: Address) -> bool:
+    """Whether ``address`` is on the public internet (not private, loopback, metadata...)."""
+    if isinstance(address, ipaddress.IPv6Address):
+        embedded = address.ipv4_mapped or address.sixtofour or (address.teredo or (None, None))[1]
+        if embedded is not None and not is_public(embedded):
+            return False
+    return address.is_global and not address.is_multicast
+
+
+class AllowList:
+    """The origins the operator allowed; built once, at start-up, from the setting."""
+
+    def __init__(self, entries: tuple[str, ...]) -> None:
+        self.exact: set[Origin] = set()
+        self.wildcards: set[Origin] = set()  # host is the suffix after "*."
+        for entry in entries:
+            for item in PRESETS.get(entry.strip().lower(), (entry.strip(),)):
+                self._add(item)
+
+    def _add(self, item: str) -> None:
+        wildcard = "://*." in item
+        try:
+            origin = parse_origin(item.replace("://*.", "://", 1))
+            path = urlsplit(item).path
+        except ValueError as exc:
+            raise ConfigError(f"{SETTING}: {item!r} {exc}") from None
+        if path not in ("", "/"):
+            raise ConfigError(f"{SETTING}: {item!r} must be an origin, without a path")
+        if wildcard and origin.ip is not None:
+            raise ConfigError(f"{SETTING}: {item!r}: a wildcard needs a domain name")
+        (self.wildcards if wildcard else self.exact).add(origin)
+
+    def __bool__(self) -> bool:
+        return bool(self.exact or self.wildcards)
+
+    def allows(self, origin: Origin) -> bool:
+        if origin in self.exact:
+            return True
+        if origin.ip is not None:
+            return False
+        return any(
+            w.scheme == origin.scheme
+            and w.port == origin.port
+            and origin.host.endswith("." + w.host)
+            for w in self.wildcards
+        )
+
+    def listed_as_ip(self, origin: Origin) -> bool:
+        """An IP-literal origin the operator listed: its address is trusted as it is."""
+        return origin.ip is not None and origin in self.exact

@@ -1,0 +1,347 @@
+"""The fetcher against real loopback origins: allow-list, addresses, limits, cache."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import gzip
+import io
+import ipaddress
+import time
+import tracemalloc
+import zlib
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from PIL import Image
+
+from ogproxy import fetcher as fetcher_module
+from ogproxy.assetcache import AssetCache
+from ogproxy.errors import (
+    AssetFailed,
+    AssetRefused,
+    AssetTimeout,
+    ConfigError,
+    InvalidParam,
+)
+from ogproxy.fetcher import Fetcher
+from ogproxy.origins import AllowList, is_public, parse_origin
+from tests.assethost import AssetHost, Reply, asset_host
+
+pytestmark = pytest.mark.anyio
+
+
+def png_bytes(color: tuple[int, int, int] = (255, 0, 0), size: int = 8) -> bytes:
+    out = io.BytesIO()
+    Image.new("RGB", (size, size), color).save(out, "PNG")
+    return out.getvalue()
+
+
+@pytest.fixture
+def host() -> Iterator[AssetHost]:
+    with asset_host() as server:
+        yield server
+
+
+@pytest.fixture
+async def make(tmp_path: Path) -> AsyncIterator[Any]:
+    made: list[Fetcher] = []
+
+    def build(*origins: str, **options: Any) -> Fetcher:
+        f = Fetcher(AllowList(origins), AssetCache(tmp_path / f"assets{len(made)}"), **options)
+        made.append(f)
+        return f
+
+    yield build
+    for f in made:
+        await f.close()
+
+
+def soon(seconds: float = 5.0) -> float:
+    return time.monotonic() + seconds
+
+
+async def test_an_allowed_image_is_fetched_and_inlined(host: AssetHost, make: Any) -> None:
+    png = png_bytes()
+    host.routes["/a.png"] = Reply(png, "image/png")
+    uri = await make(host.origin).inline("avatar", host.url("/a.png"))
+    assert uri == "data:image/png;base64," + base64.b64encode(png).decode()
+    assert host.hits == ["/a.png"]
+
+
+async def test_a_not_allowed_origin_is_refused_without_a_connection(
+    host: AssetHost, make: Any
+) -> None:
+    host.routes["/a.png"] = Reply(png_bytes(), "image/png")
+    fetcher = make("http://127.0.0.1:9")
+    with pytest.raises(AssetRefused) as refused:
+        await fetcher.get(host.url("/a.png"), "image", soon())
+    assert refused.value.status_code == 422
+    message = refused.value.public_message
+    assert (
+        host.url("/a.png") in message and f"add {host.origin} to OGPROXY_ASSET_ORIGINS" in message
+    )
+    with pytest.raises(InvalidParam) as bad:
+        await fetcher.inline("logo", host.url("/a.png"))
+    assert bad.value.status_code == 400 and bad.value.param == "logo"
+    assert host.connections == 0 and fetcher.counts["refused"] == 1
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://127.0.0.1:80:80/a.png",  # two ports
+        "http://127.0.0.1:99999/a.png",
+        "http://[::1/a.png",  # a broken IPv6 literal
+        "http://[zz::1]/a.png",
+        "http://:80/a.png",
+        "ftp://127.0.0.1/a.png",
+        "http://user:pw@127.0.0.1/a.png",
+    ],
+)
+async def test_malformed_image_urls_are_400_naming_the_param(make: Any, url: str) -> None:
+    with pytest.raises(InvalidParam) as bad:
+        await make("http://127.0.0.1").inline("avatar", url)
+    assert bad.value.status_code == 400 and bad.value.param == "avatar"
+
+
+async def test_the_timeout_is_total_not_per_read(host: AssetHost, make: Any) -> None:
+    # A byte every 0.1 s never trips a per-read timeout; the whole body would take 6 s.
+    host.routes["/slow.png"] = Reply(png_bytes()[:60], "image/png", trickle=0.1)
+    fetcher = make(host.origin, asset_timeout=1.0)
+    started = time.monotonic()
+    with pytest.raises(AssetTimeout) as slow:
+        await fetcher.inline("avatar", host.url("/slow.png"))
+    assert time.monotonic() - started < 2.5
+    assert slow.value.status_code == 504 and slow.value.param == "avatar"
+    assert host.url("/slow.png") in slow.value.public_message
+
+
+async def test_the_card_deadline_bounds_every_asset(host: AssetHost, make: Any) -> None:
+    host.routes["/late.png"] = Reply(png_bytes(), "image/png", delay=2.0)
+    fetcher = make(host.origin, card_timeout=0.5)
+    started = time.monotonic()
+    with pytest.raises(AssetTimeout, match=r"within the card.s 0\.5 s"):
+        await fetcher.get(host.url("/late.png"), "image", fetcher.card().deadline)
+    assert time.monotonic() - started < 1.5
+
+
+def gzip_bomb(size: int) -> bytes:
+    packer = zlib.compressobj(9, zlib.DEFLATED, 16 + zlib.MAX_WBITS)
+    zeros = bytes(2**20)
+    return b"".join(packer.compress(zeros) for _ in range(size // 2**20)) + packer.flush()
+
+
+async def test_a_gzip_bomb_costs_no_more_than_the_cap(host: AssetHost, make: Any) -> None:
+    bomb = gzip_bomb(256 * 2**20)  # 256 MiB of zeros in about 250 KB
+    host.routes["/bomb.png"] = Reply(bomb, "image/png", headers={"Content-Encoding": "gzip"})
+    fetcher = make(host.origin, asset_bytes=2 * 2**20)
+    tracemalloc.start()
+    try:
+        with pytest.raises(AssetFailed, match="larger than 2 MiB"):
+            await fetcher.inline("avatar", host.url("/bomb.png"))
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 12 * 2**20, f"peak {peak / 2**20:.1f} MiB"
+
+
+async def test_a_gzipped_asset_within_the_cap_is_decoded(host: AssetHost, make: Any) -> None:
+    css = b"body { color: red }\n" * 100
+    host.routes["/a.css"] = Reply(
+        gzip.compress(css), "text/css", headers={"Content-Encoding": "gzip"}
+    )
+    asset = await make(host.origin).get(host.url("/a.css"), "stylesheet", soon())
+    assert asset.body == css
+
+
+async def test_a_declared_oversized_body_is_not_read(host: AssetHost, make: Any) -> None:
+    host.routes["/big.png"] = Reply(png_bytes() + bytes(3 * 2**20), "image/png")
+    with pytest.raises(AssetFailed, match="larger than 1 MiB") as big:
+        await make(host.origin, asset_bytes=2**20).get(host.url("/big.png"), "image", soon())
+    assert big.value.status_code == 502
+
+
+@pytest.mark.parametrize(
+    ("kind", "served", "ok"),
+    [
+        ("image", "text/html", False),
+        ("image", "image/svg+xml", True),
+        ("stylesheet", "text/plain", False),
+        ("stylesheet", "text/css; charset=utf-8", True),
+        ("font", "font/woff2", True),
+        ("font", "text/html", False),
+        ("image", "application/octet-stream", True),  # PNG bytes: sniffed
+        ("font", "application/octet-stream", False),  # PNG bytes are no font
+    ],
+)
+async def test_the_type_must_be_what_the_element_asked_for(
+    host: AssetHost, make: Any, kind: str, served: str, ok: bool
+) -> None:
+    host.routes["/x"] = Reply(png_bytes(), served)
+    fetcher = make(host.origin)
+    if ok:
+        assert (await fetcher.get(host.url("/x"), kind, soon())).body == png_bytes()
+    else:
+        with pytest.raises(AssetFailed, match=f"is {served}, not a"):
+            await fetcher.get(host.url("/x"), kind, soon())
+
+
+async def test_redirects_stay_within_the_origin(host: AssetHost, make: Any) -> None:
+    with asset_host() as other:
+        other.routes["/a.png"] = Reply(png_bytes(), "image/png")
+        host.routes["/a.png"] = Reply(png_bytes(), "image/png")
+        host.routes["/here"] = Reply(status=302, headers={"Location": "/a.png"})
+        host.routes["/away"] = Reply(status=302, headers={"Location": other.url("/a.png")})
+        host.routes["/loop"] = Reply(status=307, headers={"Location": "/loop"})
+        fetcher = make(host.origin, other.origin)  # both allowed: still no cross-origin hop
+        assert (await fetcher.get(host.url("/here"), "image", soon())).body == png_bytes()
+        with pytest.raises(AssetFailed, match="redirects to another origin"):
+            await fetcher.get(host.url("/away"), "image", soon())
+        with pytest.raises(AssetFailed, match="redirects more than 3 times"):
+            await fetcher.get(host.url("/loop"), "image", soon())
+        assert other.connections == 0
+
+
+async def test_a_failed_asset_is_not_cached(host: AssetHost, make: Any) -> None:
+    fetcher = make(host.origin)
+    with pytest.raises(AssetFailed, match="answered HTTP 404") as missing:
+        await fetcher.get(host.url("/late.png"), "image", soon())
+    assert missing.value.status_code == 502
+    host.routes["/late.png"] = Reply(png_bytes(), "image/png")
+    assert (await fetcher.get(host.url("/late.png"), "image", soon())).body == png_bytes()
+
+
+async def test_a_name_resolving_to_loopback_is_refused(host: AssetHost, make: Any) -> None:
+    host.routes["/a.png"] = Reply(png_bytes(), "image/png")
+    fetcher = make(f"http://localhost:{host.port}")
+    with pytest.raises(AssetRefused) as refused:
+        await fetcher.get(f"http://localhost:{host.port}/a.png", "image", soon())
+    assert "resolves to a non-public address" in refused.value.public_message
+    assert "127.0.0.1" not in refused.value.public_message  # internal addresses stay in the log
+    assert host.connections == 0
+
+
+@pytest.mark.parametrize(
+    ("address", "public"),
+    [
+        ("169.254.169.254", False),  # cloud metadata
+        ("::ffff:169.254.169.254", False),
+        ("2002:a9fe:a9fe::1", False),  # 6to4 wrapping the metadata address
+        ("fd00:ec2::254", False),
+        ("10.1.2.3", False),
+        ("172.16.0.1", False),
+        ("192.168.1.1", False),
+        ("100.64.0.1", False),  # carrier-grade NAT
+        ("127.0.0.1", False),
+        ("::1", False),
+        ("0.0.0.0", False),
+        ("fe80::1", False),
+        ("224.0.0.1", False),
+        ("93.184.216.34", True),
+        ("2606:4700::1111", True),
+    ],
+)
+def test_only_public_addresses_count_as_public(address: str, public: bool) -> None:
+    assert is_public(ipaddress.ip_address(address)) is public
+
+
+async def test_connects_to_the_address_it_checked(
+    make: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No DNS rebinding window: the name is resolved once, and that address is used."""
+    answers = iter(["127.0.0.2", "127.0.0.3"])
+    asked: list[str] = []
+
+    async def resolve(name: str, port: int) -> list[str]:
+        asked.append(name)
+        return [next(answers)]
+
+    # Stand in 127.0.0.2 for a public address; the policy itself is tested above.
+    monkeypatch.setattr(fetcher_module, "is_public", lambda a: str(a) == "127.0.0.2")
+    with asset_host("127.0.0.2") as checked:
+        checked.routes["/a.png"] = Reply(png_bytes(), "image/png")
+        fetcher = make(f"http://cdn.test:{checked.port}", resolve=resolve)
+        asset = await fetcher.get(f"http://cdn.test:{checked.port}/a.png", "image", soon())
+    assert asset.body == png_bytes() and asked == ["cdn.test"]
+    assert checked.headers[0]["host"] == f"cdn.test:{checked.port}"
+
+
+async def test_stylesheets_are_fetched_with_a_browser_user_agent(
+    host: AssetHost, make: Any
+) -> None:
+    host.routes["/css2"] = Reply(b"@font-face{}", "text/css")
+    await make(host.origin).get(host.url("/css2?family=Inter:wght@800"), "stylesheet", soon())
+    assert "Chrome/" in host.headers[0]["user-agent"]
+    assert "cookie" not in host.headers[0] and "referer" not in host.headers[0]
+
+
+async def test_max_age_is_honoured_and_no_store_is_not_kept(host: AssetHost, make: Any) -> None:
+    host.routes["/keep.png"] = Reply(
+        png_bytes(), "image/png", headers={"Cache-Control": "max-age=600"}
+    )
+    host.routes["/nostore.png"] = Reply(
+        png_bytes(), "image/png", headers={"Cache-Control": "no-store"}
+    )
+    fetcher = make(host.origin)
+    for _ in range(3):
+        await fetcher.get(host.url("/keep.png"), "image", soon())
+        await fetcher.get(host.url("/nostore.png"), "image", soon())
+    assert host.hits.count("/keep.png") == 1 and host.hits.count("/nostore.png") == 3
+
+
+async def test_a_stale_copy_stands_in_while_the_origin_fails(host: AssetHost, make: Any) -> None:
+    host.routes["/logo.png"] = Reply(
+        png_bytes(), "image/png", headers={"Cache-Control": "max-age=0"}
+    )
+    fetcher = make(host.origin)
+    await fetcher.get(host.url("/logo.png"), "image", soon())
+    host.routes["/logo.png"] = Reply(b"down", "text/plain", status=503)
+    assert (await fetcher.get(host.url("/logo.png"), "image", soon())).body == png_bytes()
+    assert fetcher.counts["stale"] == 1 and host.hits == ["/logo.png", "/logo.png"]
+    host.routes["/logo.png"] = Reply(b"gone", "text/plain", status=404)
+    with pytest.raises(AssetFailed, match="HTTP 404"):  # gone is gone: no stand-in
+        await fetcher.get(host.url("/logo.png"), "image", soon())
+
+
+async def test_concurrent_cards_fetch_one_logo_once(host: AssetHost, make: Any) -> None:
+    host.routes["/logo.png"] = Reply(png_bytes(), "image/png", delay=0.3)
+    fetcher = make(host.origin)
+    got = await asyncio.gather(
+        *(fetcher.get(host.url("/logo.png"), "image", soon()) for _ in range(50))
+    )
+    assert {a.body for a in got} == {png_bytes()} and host.hits == ["/logo.png"]
+
+
+def test_allow_list_entries() -> None:
+    allowed = AllowList(("https://*.example.com", "google-fonts", "http://127.0.0.1:8080"))
+    yes = [
+        "https://cdn.example.com/a.png",
+        "https://a.b.example.com/a.png",
+        "https://CDN.example.com./a.png",
+        "https://fonts.googleapis.com/css2?family=Inter",
+        "https://fonts.gstatic.com/s/inter/v1/x.woff2",
+        "http://127.0.0.1:8080/a.png",
+    ]
+    no = [
+        "https://example.com/a.png",
+        "http://cdn.example.com/a.png",
+        "https://cdn.example.com:8443/a.png",
+        "https://evilexample.com/a.png",
+        "https://example.com.evil.net/a.png",
+        "http://fonts.googleapis.com/css2",
+        "http://127.0.0.1:8081/a.png",
+        "http://localhost:8080/a.png",
+    ]
+    assert all(allowed.allows(parse_origin(u)) for u in yes)
+    assert not any(allowed.allows(parse_origin(u)) for u in no)
+
+
+@pytest.mark.parametrize(
+    "entry", ["cdn.example.com", "https://cdn.example.com/path", "https://*.10.0.0.1", "ftp://x"]
+)
+def test_a_bad_allow_list_entry_names_the_setting(entry: str) -> None:
+    with pytest.raises(ConfigError, match="OGPROXY_ASSET_ORIGINS"):
+        AllowList((entry,))
