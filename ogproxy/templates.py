@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import jinja2
-from markupsafe import escape
+from markupsafe import Markup, escape
 
 from .encoder import linear_gradient
 from .params import CardParams, ParamSpec, TemplateSpec, normalise_color
@@ -22,6 +22,41 @@ from .params import CardParams, ParamSpec, TemplateSpec, normalise_color
 _SLOT = "\ue000og-{}\ue001"
 _DEFAULTS_LINE = re.compile(r"^\{#\s*ogproxy:(?P<body>.*?)#\}")
 FALLBACK_ACCENT = "#2563eb"
+# The built-in font stack: templates and raw-HTML fragments both use it.
+FONT_STACK = (
+    '"Inter", "Noto Sans", "Noto Sans Arabic", "Noto Sans Hebrew", "Noto Sans CJK SC", '
+    '"Noto Sans CJK JP", "Noto Sans CJK KR", "Noto Color Emoji", sans-serif'
+)
+# A raw html parameter with one of these tags is a whole document; anything else is a
+# fragment, wrapped like the hosted API does.
+_DOCUMENT_TAG = re.compile(r"<(?:!doctype|html|head|body)[\s>/]", re.IGNORECASE)
+_FRAGMENT = """<!doctype html>
+<html><head><meta charset="utf-8"><style>
+html, body {{ margin: 0; padding: 0; }}
+body {{ font-family: {fonts}; -webkit-font-smoothing: antialiased; }}
+</style></head><body>{html}</body></html>"""
+# Scripts whose lines break at phrases rather than spaces; lang picks how (and, in the
+# CJK fonts, which regional glyph forms are used).
+_KANA = re.compile(r"[\u3040-\u30ff\u31f0-\u31ff\uff66-\uff9f]")
+_HANGUL = re.compile(r"[\u1100-\u11ff\u3130-\u318f\uac00-\ud7af]")
+_HAN = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
+
+
+def text_lang(*texts: str) -> str:
+    """The language a card's text is set in, as far as line breaking cares: ja, ko, zh, en."""
+    text = "".join(texts)
+    if _KANA.search(text):
+        return "ja"
+    if _HANGUL.search(text):
+        return "ko"
+    return "zh" if _HAN.search(text) else "en"
+
+
+def raw_document(html: str) -> str:
+    """A raw html parameter as a page: a fragment fills the card edge to edge."""
+    if _DOCUMENT_TAG.search(html):
+        return html
+    return _FRAGMENT.format(fonts=FONT_STACK, html=html)
 
 
 def _rgb(color: str) -> tuple[int, int, int]:
@@ -94,6 +129,7 @@ class TemplateSet:
         self.env.filters["mix"] = mix
         self.env.filters["readable_on"] = readable_on
         self.env.globals["linear_gradient"] = linear_gradient
+        self.env.globals["font_stack"] = Markup(FONT_STACK)
         files: dict[str, Path] = {}
         for directory in reversed(directories):  # earlier folders win
             files.update((p.name, p) for p in directory.glob("*.html"))
@@ -137,13 +173,14 @@ class TemplateSet:
         return {name: t.spec for name, t in self.templates.items()}
 
     def render(self, params: CardParams, *, width: int, height: int) -> Document:
-        if params.html is not None:  # a custom document: rendered as given
-            return Document(params.html, None, {})
+        if params.html is not None:
+            return Document(raw_document(params.html), None, {})
         template = self.env.get_template(f"{params.template}.html")
         context: dict[str, object] = {
             "accent": params.accent_color,
             "width": width,
             "height": height,
+            "lang": text_lang(params.title, params.subtitle or ""),
         }
         context.update((p.name, p.default) for p in self.templates[params.template].spec.params)
         context.update(params.extra)

@@ -17,7 +17,7 @@ from ogproxy.cachekey import cache_key
 from ogproxy.config import TEMPLATES_DIR
 from ogproxy.params import CardParams, Output
 from ogproxy.renderer import Tab
-from ogproxy.templates import Document, TemplateSet, readable_on
+from ogproxy.templates import Document, TemplateSet, raw_document, readable_on, text_lang
 
 pytestmark = pytest.mark.anyio
 TEMPLATES = ("default", "minimal", "gradient")
@@ -114,6 +114,7 @@ async def fit_report(page: Page) -> list[dict[str, Any]]:
                       && text.scrollWidth <= box.clientWidth + 1,
                 inside: r.left >= 0 && r.top >= 0 && r.right <= 1200 && r.bottom <= 630,
                 size: parseFloat(text.style.fontSize), max: +box.dataset.max,
+                maxShort: +(box.dataset.maxShort || 0),
                 clamped: box.classList.contains('clamp')};
     })""")
 
@@ -140,8 +141,8 @@ async def test_text_always_fits(page: Page, template: str, title: str, subtitle:
     report = await fit_report(page)
     assert report and all(box["fits"] and box["inside"] for box in report), report
     assert not report[0]["clamped"], "a 200-character title must fit without clamping"
-    if title == "Short":
-        assert report[0]["size"] == report[0]["max"]
+    if title == "Short":  # one word grows past the usual maximum, to fill the card
+        assert report[0]["size"] == report[0]["maxShort"] > report[0]["max"]
     else:
         assert report[0]["size"] < report[0]["max"]
 
@@ -271,3 +272,68 @@ def test_pre_rendered_gradient_runs_corner_to_corner_in_whole_pixel_steps(
         image = image.transpose(Image.Transpose.TRANSPOSE)
     rows = [image.crop((0, y, image.width, y + 1)).tobytes() for y in range(image.height)]
     assert all(rows[y + 1][: -3 * shift] == rows[y][3 * shift :] for y in range(len(rows) - 1))
+
+
+# Where each character of a word sits, one top per line it is on.
+_LINES_OF = """([word, width]) => {
+  const span = document.querySelector('h1 span');
+  span.style.width = width + 'px';
+  span.style.fontSize = '60px';
+  const node = span.firstChild, start = node.data.indexOf(word), tops = new Set();
+  for (let i = start; i < start + word.length; i++) {
+    const r = document.createRange();
+    r.setStart(node, i);
+    r.setEnd(node, i + 1);
+    tops.add(Math.round(r.getBoundingClientRect().top));
+  }
+  return tops.size;
+}"""
+
+
+@pytest.mark.parametrize("template", TEMPLATES)
+async def test_japanese_titles_break_between_phrases(page: Page, template: str) -> None:
+    title = "東京で一番おいしいラーメン屋さんを探して歩いた三日間の記録"
+    await load(page, template, title)
+    assert await page.evaluate("document.documentElement.lang") == "ja"
+    for width in range(240, 1000, 20):  # every place the line could end
+        assert await page.evaluate(_LINES_OF, ["ラーメン", width]) == 1, width
+
+
+def test_the_text_picks_the_language() -> None:
+    assert text_lang("Hello") == "en"
+    assert text_lang("東京で会いましょう") == "ja"
+    assert text_lang("東京") == "zh"  # no kana: Han only
+    assert text_lang("Title", "한국어 부제") == "ko"
+
+
+@pytest.mark.parametrize("template", TEMPLATES)
+async def test_a_short_title_fills_its_card(page: Page, template: str) -> None:
+    for title in ("Ship it", "Launch Week Three"):
+        await load(page, template, title, "A subtitle")
+        report = await fit_report(page)
+        assert report[0]["size"] > 1.4 * report[0]["max"], (title, report[0])
+        assert all(box["fits"] and box["inside"] for box in report), report
+    await load(page, template, "Six words make a normal title", "A subtitle")
+    assert (await fit_report(page))[0]["size"] <= (await fit_report(page))[0]["max"]
+
+
+GUIDE_FRAGMENT = (
+    '<div style="display:flex;width:1200px;height:630px;background:#1e3a8a;color:white;'
+    'align-items:center;justify-content:center"><h1 style="font-size:72px">Hello</h1></div>'
+)
+
+
+async def test_a_fragment_fills_the_card_edge_to_edge(client: httpx.AsyncClient) -> None:
+    response = await client.get(signed({"html": GUIDE_FRAGMENT}))
+    assert response.status_code == 200
+    image = png_image(response.content).convert("RGB")
+    for corner in [(0, 0), (1199, 0), (0, 629), (1199, 629)]:
+        assert image.getpixel(corner) == (0x1E, 0x3A, 0x8A), corner
+
+
+async def test_a_fragment_uses_the_built_in_fonts_and_a_document_is_kept(page: Page) -> None:
+    await page.set_content(raw_document(GUIDE_FRAGMENT))
+    assert any(f.startswith("Inter") for f in await fonts_used(page, "h1"))
+    whole = "<!doctype html><html><body style='margin:20px'><h1>As given</h1></body></html>"
+    assert raw_document(whole) == whole
+    assert raw_document("<BODY><p>x</p>") == "<BODY><p>x</p>"
