@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import threading
 import time
 from collections.abc import Iterator
@@ -90,3 +91,24 @@ def asset_host(host: str = "127.0.0.1") -> Iterator[AssetHost]:
     finally:
         server.server.shutdown()
         server.server.server_close()
+
+
+@functools.cache
+def woff2_font(family: str) -> bytes:
+    """A WOFF2 font (Noto Serif's ASCII, from fonts-noto-core) renamed ``family``, so a test can tell it was used."""
+    import io
+
+    from fontTools import subset
+    from fontTools.ttLib import TTFont
+
+    font = TTFont("/usr/share/fonts/truetype/noto/NotoSerif-Regular.ttf")
+    subsetter = subset.Subsetter()
+    subsetter.populate(text="".join(chr(c) for c in range(32, 127)))
+    subsetter.subset(font)
+    for record in font["name"].names:
+        if record.nameID in (1, 4, 6, 16):
+            record.string = family.replace(" ", "") if record.nameID == 6 else family
+    font.flavor = "woff2"
+    out = io.BytesIO()
+    font.save(out)
+    return out.getvalue()

@@ -1,0 +1,230 @@
+"""What a card's page loads, through CardFetch, in a real Chromium, from loopback origins."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from PIL import Image
+from playwright.async_api import Browser, Page, async_playwright
+
+from ogproxy.assetcache import AssetCache
+from ogproxy.browser import launch
+from ogproxy.errors import AssetFailed, AssetRefused
+from ogproxy.fetcher import CardFetch, Fetcher
+from ogproxy.origins import AllowList
+from tests.assethost import AssetHost, Reply, asset_host, woff2_font
+
+pytestmark = pytest.mark.anyio
+FAMILY = "Og Test Serif"
+
+# Everything a card waits for before capture: fonts, then every image decoded.
+_SETTLED = """async () => {
+  await document.fonts.ready;
+  await Promise.all([...document.images].map((i) => i.decode().catch(() => null)));
+}"""
+
+
+def png_bytes(color: tuple[int, int, int], size: int = 16) -> bytes:
+    out = io.BytesIO()
+    Image.new("RGB", (size, size), color).save(out, "PNG")
+    return out.getvalue()
+
+
+@pytest.fixture(scope="module")
+async def browser() -> AsyncIterator[Browser]:
+    async with async_playwright() as pw:
+        chromium = await launch(pw)
+        yield chromium
+        await chromium.close()
+
+
+@pytest.fixture
+def cdn() -> Iterator[AssetHost]:
+    """A loopback CDN with a PNG, a stylesheet with @font-face and the WOFF2 it names."""
+    with asset_host() as host:
+        host.routes["/red.png"] = Reply(png_bytes((255, 0, 0)), "image/png")
+        host.routes["/font.woff2"] = Reply(woff2_font(FAMILY), "font/woff2")
+        host.routes["/brand.css"] = Reply(
+            b'@font-face { font-family: "Brand"; src: url(/font.woff2) format("woff2"); }\n'
+            b"h1 { font-family: Brand, sans-serif; }\n",
+            "text/css",
+        )
+        yield host
+
+
+@pytest.fixture
+async def fetcher(tmp_path: Path) -> AsyncIterator[Any]:
+    made: list[Fetcher] = []
+
+    def build(*origins: str, **options: Any) -> Fetcher:
+        f = Fetcher(AllowList(origins), AssetCache(tmp_path / f"assets{len(made)}"), **options)
+        made.append(f)
+        return f
+
+    yield build
+    for f in made:
+        await f.close()
+
+
+async def open_card(browser: Browser, card: CardFetch, html: str) -> Page:
+    """The card's page the way the renderer sets it up: every request to ``card.handle``."""
+    context = await browser.new_context(viewport={"width": 1200, "height": 630})
+    await context.route("**/*", card.handle)
+    page = await context.new_page()
+    await page.set_content(html, wait_until="load")
+    await page.evaluate(_SETTLED)
+    return page
+
+
+async def fonts_used(page: Page, selector: str) -> set[str]:
+    cdp = await page.context.new_cdp_session(page)
+    await cdp.send("DOM.enable")
+    await cdp.send("CSS.enable")
+    root = await cdp.send("DOM.getDocument")
+    node = await cdp.send(
+        "DOM.querySelector", {"nodeId": root["root"]["nodeId"], "selector": selector}
+    )
+    fonts = await cdp.send("CSS.getPlatformFontsForNode", {"nodeId": node["nodeId"]})
+    return {f["familyName"] for f in fonts["fonts"]}
+
+
+async def pixel(page: Page, x: int, y: int) -> tuple[int, int, int]:
+    image = Image.open(io.BytesIO(await page.screenshot())).convert("RGB")
+    return image.getpixel((x, y))  # type: ignore[return-value]
+
+
+async def test_an_image_a_stylesheet_and_its_font_are_loaded(
+    browser: Browser, cdn: AssetHost, fetcher: Any
+) -> None:
+    card = fetcher(cdn.origin).card()
+    page = await open_card(
+        browser,
+        card,
+        f'<link rel="stylesheet" href="{cdn.url("/brand.css")}">'
+        f'<img src="{cdn.url("/red.png")}" style="position:absolute;left:0;top:0;'
+        'width:200px;height:200px"><h1 style="margin-top:300px">Brand font</h1>',
+    )
+    card.check()
+    assert await pixel(page, 100, 100) == (255, 0, 0)
+    assert await fonts_used(page, "h1") == {FAMILY}
+    assert sorted(cdn.hits) == ["/brand.css", "/font.woff2", "/red.png"]
+    await page.context.close()
+
+
+async def test_a_google_fonts_shaped_pair_of_origins(
+    browser: Browser, cdn: AssetHost, fetcher: Any
+) -> None:
+    with asset_host() as css_host:
+        css_host.routes["/css2"] = Reply(
+            b'@font-face { font-family: "Inter Test"; font-weight: 800; src: url('
+            + cdn.url("/font.woff2").encode()
+            + b') format("woff2"); }',
+            "text/css; charset=utf-8",
+        )
+        card = fetcher(css_host.origin, cdn.origin).card()
+        page = await open_card(
+            browser,
+            card,
+            f'<link href="{css_host.url("/css2?family=Inter+Test:wght@800")}" rel="stylesheet">'
+            "<h1 style=\"font: 800 60px 'Inter Test'\">Hello</h1>",
+        )
+        card.check()
+        assert await fonts_used(page, "h1") == {FAMILY}
+        assert "Chrome/" in css_host.headers[0]["user-agent"]
+        await page.context.close()
+
+
+async def test_every_way_a_page_asks_for_an_asset_goes_through_the_fetcher(
+    browser: Browser, cdn: AssetHost, fetcher: Any
+) -> None:
+    for name in ("srcset", "background", "svg", "imported", "picture"):
+        cdn.routes[f"/{name}.png"] = Reply(png_bytes((0, 0, 255)), "image/png")
+    cdn.routes["/import.css"] = Reply(b"@import url(/brand.css);", "text/css")
+    card = fetcher(cdn.origin).card()
+    u = cdn.url
+    page = await open_card(
+        browser,
+        card,
+        f'<style>@import url("{u("/import.css")}"); '
+        f'div {{ width: 50px; height: 50px; background: url("{u("/background.png")}") }}</style>'
+        f'<img srcset="{u("/srcset.png")} 1x" width=50 height=50><div></div>'
+        f'<svg width=50 height=50><image href="{u("/svg.png")}" width=50 height=50/></svg>'
+        f'<picture><source srcset="{u("/picture.png")}"><img width=50 height=50></picture>'
+        "<h1>Imported font</h1>",
+    )
+    card.check()
+    assert set(cdn.hits) >= {
+        "/import.css",
+        "/brand.css",
+        "/font.woff2",
+        "/background.png",
+        "/srcset.png",
+        "/svg.png",
+        "/picture.png",
+    }
+    assert await fonts_used(page, "h1") == {FAMILY}
+    await page.context.close()
+
+
+async def test_a_not_allowed_origin_fails_the_card_and_gets_no_connection(
+    browser: Browser, cdn: AssetHost, fetcher: Any
+) -> None:
+    with asset_host() as elsewhere:
+        elsewhere.routes["/x.png"] = Reply(png_bytes((0, 255, 0)), "image/png")
+        card = fetcher(cdn.origin).card()
+        page = await open_card(browser, card, f'<img src="{elsewhere.url("/x.png")}">')
+        with pytest.raises(AssetRefused) as refused:
+            card.check()
+        assert refused.value.status_code == 422
+        assert elsewhere.url("/x.png") in refused.value.public_message
+        assert "OGPROXY_ASSET_ORIGINS" in refused.value.public_message
+        assert elsewhere.connections == 0
+        await page.context.close()
+
+
+@pytest.mark.parametrize(
+    ("html", "status", "problem"),
+    [
+        ('<img src="{cdn}/missing.png">', 502, "answered HTTP 404"),
+        ('<link rel=stylesheet href="{cdn}/red.png">', 502, "is image/png, not a stylesheet"),
+        ('<script src="{cdn}/app.js"></script>', 422, "(this was a script request)"),
+        ("<script>fetch('{cdn}/red.png')</script>", 422, "(this was a fetch request)"),
+        ('<iframe src="{cdn}/red.png"></iframe>', 422, "(this was a document request)"),
+    ],
+)
+async def test_what_a_card_cannot_load_fails_it(
+    browser: Browser, cdn: AssetHost, fetcher: Any, html: str, status: int, problem: str
+) -> None:
+    card = fetcher(cdn.origin).card()
+    page = await open_card(browser, card, html.format(cdn=cdn.origin))
+    with pytest.raises(AssetRefused if status == 422 else AssetFailed) as failed:
+        card.check()
+    assert failed.value.status_code == status and problem in failed.value.public_message
+    assert "/app.js" not in cdn.hits and cdn.hits.count("/red.png") <= 1
+    await page.context.close()
+
+
+async def test_the_card_byte_budget(browser: Browser, cdn: AssetHost, fetcher: Any) -> None:
+    cdn.routes["/big.png"] = Reply(png_bytes((0, 255, 0), size=400), "image/png")
+    size = len(cdn.routes["/big.png"].body)
+    card = fetcher(cdn.origin, card_bytes=size + 10).card()
+    page = await open_card(
+        browser, card, f'<img src="{cdn.url("/big.png")}"><img src="{cdn.url("/red.png")}">'
+    )
+    with pytest.raises(AssetFailed, match="the card's assets exceed"):
+        card.check()
+    await page.context.close()
+
+
+async def test_asset_failure_render_lets_the_card_render_without_it(
+    browser: Browser, cdn: AssetHost, fetcher: Any
+) -> None:
+    card = fetcher(cdn.origin, failure="render").card()
+    page = await open_card(browser, card, f'<img src="{cdn.url("/missing.png")}">')
+    card.check()  # recorded, counted and logged, but not raised
+    assert len(card.failures) == 1 and card.fetcher.counts["failed"] == 1
+    await page.context.close()
