@@ -95,7 +95,10 @@ def asset_host(host: str = "127.0.0.1") -> Iterator[AssetHost]:
 
 @functools.cache
 def woff2_font(family: str) -> bytes:
-    """A WOFF2 font (Noto Serif's ASCII, from fonts-noto-core) renamed ``family``, so a test can tell it was used."""
+    """A WOFF2 font renamed ``family``, so a test can tell it was used.
+
+    Noto Serif's ASCII (fonts-noto-core, installed by setup.sh).
+    """
     import io
 
     from fontTools import subset
