@@ -186,7 +186,7 @@ class Fetcher:
 
     def card(self) -> CardFetch:
         """A fresh budget (bytes, deadline) and failure record for one render."""
-        return CardFetch(self, time.monotonic() + self.card_timeout)
+        return CardFetch(self)
 
     async def inline(self, name: str, url: str) -> str:
         """Template image parameter ``name`` as a data: URI; its errors name ``name``."""
@@ -213,10 +213,15 @@ class Fetcher:
         try:
             return await self._get(url, kind, deadline)
         except AssetError as exc:
-            outcome = {422: "refused", 504: "timeout"}.get(exc.status_code, "failed")
-            self.counts[outcome] += 1
-            log.warning("asset %s: %s", outcome, exc.detail.encode("unicode_escape").decode())
+            self.failed(exc)
             raise
+
+    def failed(self, exc: AssetError) -> None:
+        """Count and log a refused or failed asset (the one place both happen)."""
+        outcome = {422: "refused", 504: "timeout"}.get(exc.status_code, "failed")
+        self.counts[outcome] += 1
+        # Escaped: a URL must not be able to forge a second log line.
+        log.warning("asset %s: %s", outcome, exc.detail.encode("unicode_escape").decode())
 
     async def _get(self, url: str, kind: str, deadline: float) -> Asset:
         try:
@@ -342,11 +347,19 @@ def _same_origin(url: str, origin: Origin) -> bool:
 class CardFetch:
     """One card's view of the fetcher: its byte and time budget, and what went wrong."""
 
-    def __init__(self, fetcher: Fetcher, deadline: float) -> None:
+    def __init__(self, fetcher: Fetcher) -> None:
         self.fetcher = fetcher
-        self.deadline = deadline
+        self._deadline: float | None = None
         self.bytes = 0
         self.failures: list[AssetError] = []
+
+    @property
+    def deadline(self) -> float:
+        """When the card's assets must all be in; the clock starts at its first request
+        (time spent waiting for a free page is not the assets' fault)."""
+        if self._deadline is None:
+            self._deadline = time.monotonic() + self.fetcher.card_timeout
+        return self._deadline
 
     async def handle(self, route: Route) -> None:
         """Fulfil one request of the card's page from the fetcher, or abort it."""
@@ -369,18 +382,20 @@ class CardFetch:
     async def _asset(self, request: Request) -> Asset:
         url, kind = request.url, request.resource_type
         if request.method != "GET" or request.is_navigation_request() or kind not in KINDS:
-            self.fetcher.counts["refused"] += 1
-            raise AssetRefused(
+            refused = AssetRefused(
                 f"{_short(url)}: a card loads images, stylesheets and fonts only "
                 f"(this was a {kind} request)"
             )
+            self.fetcher.failed(refused)
+            raise refused
         asset = await self.fetcher.get(url, kind, self.deadline)
         self.bytes += len(asset.body)
         if self.bytes > self.fetcher.card_bytes:
-            self.fetcher.counts["failed"] += 1
-            raise AssetFailed(
+            over = AssetFailed(
                 f"{_short(url)}: the card's assets exceed {self.fetcher.card_bytes / 2**20:g} MiB"
             )
+            self.fetcher.failed(over)
+            raise over
         return asset
 
     def check(self) -> None:
