@@ -171,3 +171,39 @@ def test_warm_renders_every_og_image_of_a_sitemap(tmp_path: Path, site) -> None:
         (root / "list.txt").write_text(f"# pages\n{origin}/p1.html\n{origin}/missing.html\n")
         code, output = run("warm", str(root / "list.txt"))
         assert code == 1 and "page: HTTPStatusError" in output
+
+
+def test_render_reports_asset_failures_per_line(tmp_path: Path) -> None:
+    import io
+
+    from PIL import Image
+
+    from tests.assethost import Reply, asset_host
+
+    red = io.BytesIO()
+    Image.new("RGB", (32, 32), (255, 0, 0)).save(red, "PNG")
+    with asset_host() as host:
+        host.routes["/a.png"] = Reply(red.getvalue(), "image/png")
+        cards = tmp_path / "cards.jsonl"
+        lines = [
+            {"slug": "ok", "title": "Fetched", "avatar": host.url("/a.png")},
+            {"slug": "missing", "title": "404", "avatar": host.url("/missing.png")},
+            {"slug": "elsewhere", "title": "Refused", "logo": "http://127.0.0.1:9/a.png"},
+        ]
+        cards.write_text("".join(json.dumps(line) + "\n" for line in lines))
+        code, output = run(
+            "render",
+            "--input",
+            str(cards),
+            "--out-dir",
+            str(tmp_path / "out"),
+            "--cache-dir",
+            str(tmp_path / "cache"),
+            "--asset-origins",
+            host.origin,
+        )
+    assert code == 1, output
+    assert "1 rendered, 0 unchanged (skipped), 2 failed" in output
+    assert f"line 2: {host.url('/missing.png')} answered HTTP 404" in output
+    assert "line 3: Invalid parameter 'logo': http://127.0.0.1:9 is not an allowed" in output
+    assert sorted(p.name for p in (tmp_path / "out").glob("*.png")) == ["ok.png"]
