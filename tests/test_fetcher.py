@@ -14,7 +14,10 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
+import anyio
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from PIL import Image
 
 from ogproxy import fetcher as fetcher_module
@@ -345,3 +348,27 @@ def test_allow_list_entries() -> None:
 def test_a_bad_allow_list_entry_names_the_setting(entry: str) -> None:
     with pytest.raises(ConfigError, match="OGPROXY_ASSET_ORIGINS"):
         AllowList((entry,))
+
+
+_URLISH = st.from_regex(
+    r"(https?|ftp|data)://[\[\]0-9a-zA-Z.:@%_\-]{0,30}(/[ -~]{0,12})?", fullmatch=True
+)
+
+
+# Nothing allowed, so nothing is ever fetched: one client serves every example.
+_NOTHING_ALLOWED = Fetcher(AllowList(()), AssetCache(None))
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.one_of(_URLISH, st.text(max_size=40)))
+def test_any_image_url_shape_is_a_clear_error(url: str) -> None:
+    """Never anything but the URL back or a 400 naming the parameter."""
+
+    async def one() -> None:
+        try:
+            assert await _NOTHING_ALLOWED.inline("avatar", url) == url
+            assert not url or url.startswith("data:image/")
+        except InvalidParam as exc:
+            assert exc.status_code == 400 and exc.param == "avatar"
+
+    anyio.run(one)
