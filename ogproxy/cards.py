@@ -84,7 +84,7 @@ class Cards:
                 lambda: self.templates.render(card, width=output.width, height=output.height)
             )
             started = time.perf_counter()
-            png = await self.renderer.render(doc, output)
+            png = await self.renderer.render(doc, output, fetch=self.fetcher.card())
             seconds = time.perf_counter() - started
             if self.on_render is not None:
                 self.on_render(seconds)

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
+import base64
 import io
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from PIL import Image
+from conftest import make_settings, png_image, running, signed
+from PIL import Image, ImageChops
 from playwright.async_api import Browser, Page, async_playwright
 
 from ogproxy.assetcache import AssetCache
@@ -228,3 +231,167 @@ async def test_asset_failure_render_lets_the_card_render_without_it(
     card.check()  # recorded, counted and logged, but not raised
     assert len(card.failures) == 1 and card.fetcher.counts["failed"] == 1
     await page.context.close()
+
+
+# --- Through the app: signed URLs in, PNGs (or errors) out --------------------------------
+
+CARD_CSS = b"""@font-face { font-family: "Brand"; src: url(/font.woff2) format("woff2"); }
+h1 { font: 96px Brand, serif; margin: 0; position: absolute; left: 40px; top: 300px; }"""
+
+
+def card_html(origin: str, css_href: str | None = None) -> str:
+    """A fragment with a remote image (left 400 px) and a title in the remote font."""
+    return (
+        f'<link rel="stylesheet" href="{css_href or origin + "/card.css"}">'
+        '<div style="width:1200px;height:630px;background:#fff">'
+        f'<img src="{origin}/red.png" style="position:absolute;left:0;top:0;width:400px;'
+        'height:200px"><h1>Hamburgefonstiv</h1></div>'
+    )
+
+
+@pytest.fixture(scope="module")
+def hosts() -> Iterator[tuple[AssetHost, AssetHost, AssetHost]]:
+    """The CDN, a Google-Fonts-shaped CSS origin, and an origin nobody allowed."""
+    with asset_host() as cdn, asset_host() as fonts_css, asset_host() as elsewhere:
+        cdn.routes["/red.png"] = Reply(png_bytes((255, 0, 0)), "image/png")
+        cdn.routes["/logo.png"] = Reply(png_bytes((0, 0, 255)), "image/png")
+        cdn.routes["/font.woff2"] = Reply(woff2_font(FAMILY), "font/woff2")
+        cdn.routes["/card.css"] = Reply(CARD_CSS, "text/css")
+        fonts_css.routes["/css2"] = Reply(
+            CARD_CSS.replace(b"url(/font.woff2)", b"url(" + cdn.url("/font.woff2").encode() + b")"),
+            "text/css",
+        )
+        elsewhere.routes["/x.png"] = Reply(png_bytes((0, 255, 0)), "image/png")
+        yield cdn, fonts_css, elsewhere
+
+
+@pytest.fixture(scope="module")
+async def app(
+    tmp_path_factory: pytest.TempPathFactory, hosts: tuple[AssetHost, AssetHost, AssetHost]
+) -> AsyncIterator[tuple[Any, Any]]:
+    cdn, fonts_css, _ = hosts
+    templates = tmp_path_factory.mktemp("templates")
+    (templates / "brand.html").write_text(
+        '{% extends "_base.html" %}{% block body %}'
+        + card_html(cdn.origin).replace("Hamburgefonstiv", "{{ title }}")
+        + "{% endblock %}"
+    )
+    settings = make_settings(
+        tmp_path_factory.mktemp("cache"),
+        asset_origins=(cdn.origin, fonts_css.origin),
+        templates_dir=templates,
+        render_timeout=4.0,  # the card's assets get 3.2 s of it
+        api_keys=(API_KEY,),  # a reference card with its font inline is too long for a URL
+    )
+    async with running(settings) as pair:
+        yield pair
+
+
+API_KEY = "card-assets-test-key-0123456789"
+
+
+def screenshot(response: Any) -> Image.Image:
+    assert response.status_code == 200, response.text
+    return png_image(response.content).convert("RGB")
+
+
+async def reference(client: Any, origin: str) -> Image.Image:
+    """The card with its font as a data: URI, which involves no fetch of the font."""
+    font = base64.b64encode(woff2_font(FAMILY)).decode()
+    css = CARD_CSS.decode().replace("url(/font.woff2)", f"url(data:font/woff2;base64,{font})")
+    html = card_html(origin).replace(
+        f'<link rel="stylesheet" href="{origin}/card.css">', f"<style>{css}</style>"
+    )
+    return screenshot(
+        await client.post("/v1/og-image", json={"html": html}, headers={"x-api-key": API_KEY})
+    )
+
+
+async def test_raw_html_shows_the_remote_image_and_font(app: Any, hosts: Any) -> None:
+    cdn = hosts[0]
+    image = screenshot(await app[1].get(signed({"html": card_html(cdn.origin)})))
+    assert image.getpixel((200, 100)) == (255, 0, 0)
+    assert image.getpixel((600, 100)) == (255, 255, 255)
+    assert ImageChops.difference(image, await reference(app[1], cdn.origin)).getbbox() is None
+    # Without the font (same layout, fallback face) the card looks different.
+    h1_rule = CARD_CSS.decode().split("\n", 1)[1]
+    unfonted = card_html(cdn.origin).replace(
+        f'<link rel="stylesheet" href="{cdn.origin}/card.css">', f"<style>{h1_rule}</style>"
+    )
+    without = screenshot(
+        await app[1].post("/v1/og-image", json={"html": unfonted}, headers={"x-api-key": API_KEY})
+    )
+    assert ImageChops.difference(image, without).getbbox() is not None
+
+
+async def test_a_custom_template_shows_them_too(app: Any, hosts: Any) -> None:
+    cdn = hosts[0]
+    image = screenshot(await app[1].get(signed({"template": "brand", "title": "Hamburgefonstiv"})))
+    assert image.getpixel((200, 100)) == (255, 0, 0)
+    assert ImageChops.difference(image, await reference(app[1], cdn.origin)).getbbox() is None
+
+
+async def test_a_google_fonts_shaped_origin_pair(app: Any, hosts: Any) -> None:
+    cdn, fonts_css, _ = hosts
+    html = card_html(cdn.origin, css_href=fonts_css.url("/css2?family=Brand:wght@400"))
+    image = screenshot(await app[1].get(signed({"html": html})))
+    assert ImageChops.difference(image, await reference(app[1], cdn.origin)).getbbox() is None
+    assert "Chrome/" in fonts_css.headers[-1]["user-agent"]
+
+
+async def test_a_not_allowed_origin_is_422_and_gets_no_connection(app: Any, hosts: Any) -> None:
+    cdn, _, elsewhere = hosts
+    html = card_html(cdn.origin).replace(f"{cdn.origin}/red.png", elsewhere.url("/x.png"))
+    response = await app[1].get(signed({"html": html}))
+    assert response.status_code == 422, response.text
+    assert elsewhere.url("/x.png") in response.json()["error"]
+    assert f"add {elsewhere.origin} to OGPROXY_ASSET_ORIGINS" in response.json()["error"]
+    assert response.headers["cache-control"] == "no-store"
+    assert elsewhere.connections == 0
+    metrics = (await app[1].get("/metrics")).text
+    assert 'ogproxy_assets_total{outcome="refused"}' in metrics
+
+
+@pytest.mark.parametrize(
+    ("broken", "status", "problem"),
+    [
+        (Reply(b"no", "text/plain", 404), 502, "answered HTTP 404"),
+        (Reply(png_bytes((0, 0, 0)), "image/png", delay=5), 504, "did not arrive within"),
+        (Reply(bytes(6 * 2**20), "image/png"), 502, "is larger than 5 MiB"),
+        (Reply(status=302, headers={"Location": "http://127.0.0.1:9/x.png"}), 502, "redirects"),
+        (Reply(b"<html></html>", "text/html"), 502, "is text/html, not an image"),
+    ],
+    ids=["404", "slow", "oversized", "redirecting", "wrong-type"],
+)
+async def test_a_broken_asset_fails_the_card_until_it_is_fixed(
+    app: Any, hosts: Any, broken: Reply, status: int, problem: str
+) -> None:
+    cdn = hosts[0]
+    path = f"/broken-{status}-{problem[:6].replace(' ', '')}.png"
+    cdn.routes[path] = broken
+    html = card_html(cdn.origin).replace("/red.png", path)
+    response = await app[1].get(signed({"html": html}))
+    assert response.status_code == status, response.text
+    assert cdn.url(path) in response.json()["error"] and problem in response.json()["error"]
+    assert response.headers["cache-control"] == "no-store"
+    cdn.routes[path] = Reply(png_bytes((255, 0, 0)), "image/png")
+    if broken.delay:  # the fetch the card gave up on runs to its own 5 s deadline; new
+        await asyncio.sleep(2.5)  # requests for the URL share it until then
+    fixed = screenshot(await app[1].get(signed({"html": html})))
+    assert fixed.getpixel((200, 100)) == (255, 0, 0)
+
+
+async def test_fifty_cards_sharing_a_logo_fetch_it_once(app: Any, hosts: Any) -> None:
+    cdn = hosts[0]
+    before = cdn.hits.count("/logo.png")
+    responses = await asyncio.gather(
+        *(
+            app[1].get(
+                signed({"html": f'<img src="{cdn.url("/logo.png")}" width=100><h1>Card {i}</h1>'})
+            )
+            for i in range(50)
+        )
+    )
+    assert all(r.status_code == 200 for r in responses)
+    assert all(screenshot(r).getpixel((50, 50)) == (0, 0, 255) for r in responses)
+    assert before == 0 and cdn.hits.count("/logo.png") == 1
