@@ -119,9 +119,10 @@ async def readyz(request: Request) -> Response:
     A browser found dead is relaunched in the background: 503 until it is back.
     """
     cards: Cards | None = getattr(request.app.state, "cards", None)
-    checks = {
+    checks: dict[str, object] = {
         "browser": bool(cards and cards.renderer.ready),
         "disk_cache": bool(cards and cards.store.disk is not None),
+        "network_isolation": cards.renderer.network_isolation if cards else "none",
     }
     if cards is not None:
         cards.renderer.revive()  # a dead browser comes back without waiting for traffic
@@ -200,7 +201,7 @@ async def _flush_logs_every(seconds: float) -> None:
 def create_app(settings: Settings) -> Starlette:
     """The ASGI app. The cache is opened and the browser launched in its lifespan."""
     try:
-        templates = TemplateSet(*settings.template_dirs)
+        templates = TemplateSet(*settings.template_dirs, trust=settings.trusted_templates)
     except (ValueError, jinja2.TemplateError) as exc:
         raise ConfigError(f"templates: {exc}") from exc
 
@@ -213,6 +214,7 @@ def create_app(settings: Settings) -> Starlette:
             timeout=settings.render_timeout,
             queue=settings.queue,
             fonts_dir=settings.fonts_dir,
+            network_isolation=settings.network_isolation,
         )
         await renderer.start()
         store = Store(
@@ -232,6 +234,13 @@ def create_app(settings: Settings) -> Starlette:
         app.state.metrics.bind(app.state.cards)
         if settings.dev:
             print(dev_banner(settings), flush=True)
+            if settings.unsafe_dev:
+                log.warning(
+                    "--unsafe-dev: the playground signs anything for anyone who reaches "
+                    "%s:%d; never run this on a public address",
+                    settings.host,
+                    settings.port,
+                )
         flusher = asyncio.get_running_loop().create_task(_flush_logs_every(1.0))
         try:
             yield

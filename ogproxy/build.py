@@ -90,7 +90,7 @@ async def render_jobs(
     manifest: dict[str, str] = (
         json.loads(manifest_path.read_text()) if manifest_path.exists() else {}
     )
-    templates = TemplateSet(*settings.template_dirs)
+    templates = TemplateSet(*settings.template_dirs, trust=settings.trusted_templates)
     fonts = fingerprint(settings.fonts_dir)
     output = Output(format=fmt, palette=settings.png_palette and fmt == "png")  # type: ignore[arg-type]
     summary = Summary()
@@ -124,6 +124,7 @@ async def render_jobs(
             timeout=settings.render_timeout,
             queue=len(planned),
             fonts_dir=settings.fonts_dir,
+            network_isolation=settings.network_isolation,
         )
         # The server's cache dir: cards it already rendered are copied, not rendered again.
         store = Store(settings.cache_dir, size_limit=settings.cache_size, memory_bytes=0)

@@ -78,11 +78,16 @@ class Cards:
             if cached is not None:
                 return Result(cached, rendered=False)
             card = await self._inline_images(params)
-            doc = await anyio.to_thread.run_sync(
-                lambda: self.templates.render(card, width=output.width, height=output.height)
-            )
             started = time.perf_counter()
-            png = await self.renderer.render(doc, output)
+            # Template rendering counts against the render timeout: it runs the operator's
+            # templates, which can loop (they stop themselves at the deadline).
+            deadline = time.monotonic() + self.settings.render_timeout
+            doc = await anyio.to_thread.run_sync(
+                lambda: self.templates.render(
+                    card, width=output.width, height=output.height, deadline=deadline
+                )
+            )
+            png = await self.renderer.render(doc, output, deadline=deadline)
             seconds = time.perf_counter() - started
             if self.on_render is not None:
                 self.on_render(seconds)

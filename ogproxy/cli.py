@@ -96,6 +96,30 @@ def main() -> None:
     help="Development mode: generate and keep a local secret if none is given.",
 )
 @click.option(
+    "--unsafe-dev",
+    envvar="OGPROXY_UNSAFE_DEV",
+    is_flag=True,
+    show_envvar=True,
+    help="Allow --dev with a real OGPROXY_SECRET or on a non-loopback address.",
+)
+@click.option(
+    "--network-isolation",
+    envvar="OGPROXY_NETWORK_ISOLATION",
+    default="auto",
+    type=click.Choice(["auto", "namespace", "flags"]),
+    show_envvar=True,
+    help="How Chromium is kept off the network: an empty network namespace (namespace), "
+    "proxy and WebRTC flags only (flags), or namespace where available (auto).",
+)
+@click.option(
+    "--trusted-templates",
+    envvar="OGPROXY_TRUSTED_TEMPLATES",
+    is_flag=True,
+    show_envvar=True,
+    help="Render your templates in the shared page pool like the built-in ones (faster); "
+    "only for templates that never put caller input in markup or script.",
+)
+@click.option(
     "--dev-secret-file",
     envvar="OGPROXY_DEV_SECRET_FILE",
     default=DEFAULT_DEV_SECRET_FILE,
@@ -195,6 +219,9 @@ def serve(
     memory_cache: str,
     secret: str | None,
     dev: bool,
+    unsafe_dev: bool,
+    network_isolation: str,
+    trusted_templates: bool,
     dev_secret_file: Path,
     chromium: str | None,
     pages: int | None,
@@ -223,6 +250,9 @@ def serve(
             "port": port,
             "cache_dir": cache_dir,
             "dev": dev,
+            "unsafe_dev": unsafe_dev,
+            "network_isolation": network_isolation,
+            "trusted_templates": trusted_templates,
             "cache_size": parse_size(cache_size, "OGPROXY_CACHE_SIZE"),
             "memory_cache": parse_size(memory_cache, "OGPROXY_MEMORY_CACHE"),
             "secrets": split_secrets(secret or ""),

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .errors import ConfigError
+from .isolation import NETWORK_ISOLATION_CHOICES, NetworkIsolation
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8000
@@ -20,6 +21,7 @@ DEFAULT_MEMORY_CACHE = 64 * 2**20  # 64 MiB of hot PNGs kept in memory
 DEFAULT_RENDER_TIMEOUT = 10.0  # seconds
 DEFAULT_QUEUE = 64  # renders waiting for a page before new misses get 503
 TEMPLATES_DIR = Path(__file__).resolve().parent.parent / "templates"
+LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1", "[::1]")
 
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]i?b?|b)?\s*$", re.IGNORECASE)
 _UNITS = {"": 1, "b": 1, "k": 10**3, "m": 10**6, "g": 10**9, "t": 10**12}
@@ -59,6 +61,9 @@ class Settings:
     public_url: str | None = None  # the image endpoint as pages see it (for the playground)
     render_timeout: float = DEFAULT_RENDER_TIMEOUT
     dev_secret_file: Path = DEFAULT_DEV_SECRET_FILE
+    network_isolation: NetworkIsolation = "auto"  # how Chromium is kept off the network
+    trusted_templates: bool = False  # the operator's templates may share pages (fast path)
+    unsafe_dev: bool = False  # --dev with a real secret or a non-loopback bind
 
     def __post_init__(self) -> None:
         if not self.secrets and not self.dev:
@@ -68,6 +73,24 @@ class Settings:
             )
         if any(len(s) < 16 for s in self.secrets):
             raise ConfigError("OGPROXY_SECRET: each secret must be at least 16 characters")
+        if self.dev and not self.unsafe_dev:
+            if self.secrets:
+                raise ConfigError(
+                    "--dev signs anything for anyone from the playground, so it does not run "
+                    "with a real OGPROXY_SECRET: unset it (dev mode keeps a local secret), "
+                    "or add --unsafe-dev (OGPROXY_UNSAFE_DEV=1) if you really mean it"
+                )
+            if self.host not in LOOPBACK_HOSTS:
+                raise ConfigError(
+                    f"--dev listens on loopback only, not {self.host}: the playground would "
+                    "sign anything for anyone who can reach it; add --unsafe-dev "
+                    "(OGPROXY_UNSAFE_DEV=1) if you really mean it"
+                )
+        if self.network_isolation not in NETWORK_ISOLATION_CHOICES:
+            raise ConfigError(
+                f"OGPROXY_NETWORK_ISOLATION: {self.network_isolation!r} is not one of "
+                + ", ".join(NETWORK_ISOLATION_CHOICES)
+            )
         if not 1 <= self.port <= 65535:
             raise ConfigError(f"OGPROXY_PORT: {self.port} is not a port number")
         if self.cache_size < 2**20:
@@ -104,7 +127,7 @@ class Settings:
         values: dict[str, object] = {}
         if raw := env.get("OGPROXY_SECRET"):
             values["secrets"] = split_secrets(raw)
-        for name in ("dev", "png_palette"):
+        for name in ("dev", "png_palette", "trusted_templates", "unsafe_dev"):
             if raw := env.get(f"OGPROXY_{name.upper()}"):
                 values[name] = raw.lower() in ("1", "true", "yes", "on")
         for name, conv in (
@@ -117,6 +140,7 @@ class Settings:
             ("render_timeout", float),
             ("admin_token", str),
             ("public_url", str),
+            ("network_isolation", str),
         ):
             if raw := env.get(f"OGPROXY_{name.upper()}"):
                 values[name] = _convert(conv, raw, f"OGPROXY_{name.upper()}")
@@ -138,6 +162,9 @@ class Settings:
             "OGPROXY_SECRET": ",".join(self.signing_secrets),
             "OGPROXY_DEV": "1" if self.dev else "",
             "OGPROXY_PNG_PALETTE": "1" if self.png_palette else "",
+            "OGPROXY_TRUSTED_TEMPLATES": "1" if self.trusted_templates else "",
+            "OGPROXY_UNSAFE_DEV": "1" if self.unsafe_dev else "",
+            "OGPROXY_NETWORK_ISOLATION": self.network_isolation,
         }
         for name in (
             "host",
