@@ -64,3 +64,15 @@ def test_parse_size(text: str, expected: int) -> None:
 def test_bad_settings_name_the_setting(env: dict[str, str], name: str) -> None:
     with pytest.raises(ConfigError, match=name):
         Settings.from_env({"OGPROXY_SECRET": "x" * 20, **env})
+
+
+def test_dev_mode_refuses_a_real_secret_and_a_public_bind(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="--dev"):
+        Settings(dev=True, secrets=("production-secret-0123456789",))
+    with pytest.raises(ConfigError, match="--dev"):
+        Settings(dev=True, host="0.0.0.0", dev_secret_file=tmp_path / "s")
+    forced = Settings(
+        dev=True, host="0.0.0.0", secrets=("production-secret-0123456789",), unsafe_dev=True
+    )
+    assert forced.dev and forced.host == "0.0.0.0"
+    assert Settings(dev=True, host="localhost", dev_secret_file=tmp_path / "s").dev
