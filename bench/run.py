@@ -67,6 +67,27 @@ def rows(r: dict[str, Any]) -> list[tuple[str, str, str, str, str, str]]:
         mark = "—" if ok is None else ("yes" if ok else "**no**")
         table.append((what, str(ours), str(ref), "—" if rat is None else f"{rat}x", target, mark))
 
+    shipped, untrusted = r["render"]["gradient"], r["render"].get("gradient-untrusted")
+    if untrusted is not None:
+        # The price of isolation: a context of its own per untrusted card.
+        ru = ratio(untrusted["miss_ms_p50"], shipped["miss_ms_p50"])
+        add(
+            "untrusted card (same card, context per card): miss p50 ms vs built-in",
+            untrusted["miss_ms_p50"],
+            shipped["miss_ms_p50"],
+            ru,
+            "measured",
+            None,
+        )
+        rt = ratio(untrusted["throughput_per_s"], shipped["throughput_per_s"])
+        add(
+            "untrusted card: distinct misses/s vs built-in",
+            untrusted["throughput_per_s"],
+            shipped["throughput_per_s"],
+            rt,
+            "measured",
+            None,
+        )
     for card in ("gradient", "css-gradient"):
         c = r["render"][card]
         label = "shipped gradient card" if card == "gradient" else "CSS-gradient card (dithered)"
