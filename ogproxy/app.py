@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -276,8 +275,6 @@ def create_app(settings: Settings) -> Starlette:
 
 def app_from_env() -> Starlette:
     """App factory for worker processes (``ogproxy serve --workers N``): settings from env."""
-    configure_logging(
-        os.environ.get("OGPROXY_LOG_LEVEL", "info"),
-        os.environ.get("OGPROXY_ACCESS_LOG", "1") not in ("0", "false", ""),
-    )
-    return create_app(Settings.from_env())
+    settings = Settings.from_env()
+    configure_logging(settings.log_level, settings.access_log)
+    return create_app(settings)
