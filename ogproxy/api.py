@@ -15,7 +15,6 @@ from starlette.requests import Request
 from .errors import InvalidParam, NotFound, OgProxyError
 from .params import MAX_HTML
 
-FORMATS = ("png", "jpeg", "webp")
 MAX_BODY = MAX_HTML + 64 * 1024
 
 

@@ -1,4 +1,4 @@
-"""The HTTP application: signed image URLs in, cached PNG cards out.
+"""The HTTP application: signed image URLs in, cached cards (PNG, JPEG, WebP) out.
 
 The request path, top to bottom: bound the query -> verify the signature -> parse and
 check the parameters -> answer a matching If-None-Match -> cache -> render once ->
@@ -24,20 +24,20 @@ from starlette.routing import Route
 from . import playground
 from .accesslog import AccessLogMiddleware, flush_access_log
 from .accesslog import configure as configure_logging
-from .api import FORMATS, check_api_key, json_body, json_pairs
+from .api import check_api_key, json_body, json_pairs
 from .assets import Assets
 from .cachekey import cache_key
 from .cards import Cards
 from .config import Settings
 from .delivery import RawResponse, image_answer
-from .encoder import MEDIA_TYPES
 from .errors import ConfigError, InvalidParam, OgProxyError, QueryTooLong
 from .fonts import fingerprint
+from .formats import ENDPOINTS, FORMATS
 from .hits import HitMiddleware
 from .limits import LimitsMiddleware
 from .meta import meta_tags
 from .metrics import Metrics
-from .params import ENDPOINTS, MAX_QUERY_BYTES, CardParams, Output, parse_card
+from .params import MAX_QUERY_BYTES, CardParams, Output, parse_card
 from .renderer import Renderer
 from .signing import sign_url, verify_query
 from .store import Store
@@ -64,10 +64,11 @@ async def api_og_image(request: Request) -> Response:
     check_api_key(request.headers.get("x-api-key"), cards.settings.api_keys)
     body = await json_body(request)
     fmt = body.pop("format", "png")
-    if fmt not in FORMATS:
+    if not isinstance(fmt, str) or fmt not in FORMATS:  # a JSON list is not hashable
         raise InvalidParam("format", f"{str(fmt)[:20]!r} is not one of {', '.join(FORMATS)}")
     pairs = json_pairs(body)
-    params, output = parse_card(pairs, cards.templates.specs, cards.output_for(fmt))
+    output = cards.output_for(FORMATS[fmt].name)
+    params, output = parse_card(pairs, cards.templates.specs, output)
     return await _card_response(request, cards, params, output)
 
 
@@ -80,7 +81,7 @@ async def _card_response(
 ) -> Response:
     template = cards.templates.templates[params.template]
     key = cache_key(template, params, output, cards.fonts)
-    media_type = MEDIA_TYPES[output.format]
+    media_type = FORMATS[output.format].media_type
     if request.headers.get("if-none-match"):  # answered without looking at the image
         status, headers, body = image_answer(request.scope["headers"], "GET", key, b"", b"", b"")
         if status == 304:
@@ -94,7 +95,7 @@ async def _card_response(
         request.state.render_ms = result.render_ms
     cache = b"MISS" if result.rendered else b"HIT"
     answer = image_answer(
-        request.scope["headers"], request.method, key, media_type.encode(), result.png, cache
+        request.scope["headers"], request.method, key, media_type.encode(), result.body, cache
     )
     return RawResponse(*answer)
 
@@ -269,7 +270,8 @@ def create_app(settings: Settings) -> Starlette:
         ],
         lifespan=lifespan,
     )
-    app.state.metrics = Metrics()
+    # Requests are counted by route: each path the app serves, anything else as "other".
+    app.state.metrics = Metrics(route.path for route in app.routes if isinstance(route, Route))
     return app
 
 

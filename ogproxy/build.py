@@ -23,13 +23,13 @@ from .cards import Cards
 from .config import Settings
 from .errors import OgProxyError
 from .fonts import fingerprint
+from .formats import FORMATS, Format
 from .params import Output, parse_card
 from .renderer import Renderer
 from .store import Store
 from .templates import TemplateSet
 
 MANIFEST = ".ogproxy-manifest.json"
-SUFFIXES = {"png": ".png", "jpeg": ".jpg", "webp": ".webp"}
 NAME_FIELDS = ("name", "slug", "file")  # which field names the output file
 
 
@@ -73,15 +73,15 @@ def _file_name(job: Job, key: str, fmt: str) -> str:
         if value := job.fields.pop(name, None):
             stem = "".join(c if c.isalnum() or c in "-_." else "-" for c in str(value)).strip(".-")
             if stem:
-                return stem + SUFFIXES[fmt]
-    return key[:16] + SUFFIXES[fmt]
+                return stem + FORMATS[fmt].suffix
+    return key[:16] + FORMATS[fmt].suffix
 
 
 async def render_jobs(
     jobs: Iterable[Job],
     out_dir: Path,
     settings: Settings,
-    fmt: str = "png",
+    fmt: Format = "png",
     on_progress: Callable[[], None] = lambda: None,
 ) -> Summary:
     """Render ``jobs`` into ``out_dir``, skipping those whose content address is unchanged."""
@@ -92,7 +92,7 @@ async def render_jobs(
     )
     templates = TemplateSet(*settings.template_dirs)
     fonts = fingerprint(settings.fonts_dir)
-    output = Output(format=fmt, palette=settings.png_palette and fmt == "png")  # type: ignore[arg-type]
+    output = Output(palette=settings.png_palette).as_format(fmt)
     summary = Summary()
     started = time.monotonic()
 
@@ -139,7 +139,7 @@ async def render_jobs(
                 except OgProxyError as exc:
                     summary.failed.append((job.line, exc.public_message))
                 else:
-                    (out_dir / job.name).write_bytes(result.png)
+                    (out_dir / job.name).write_bytes(result.body)
                     manifest[job.name] = key
                     summary.rendered += 1
                 on_progress()

@@ -1,4 +1,4 @@
-"""Getting a card's PNG: from memory, from disk, or rendered exactly once.
+"""Getting a card's image: from memory, from disk, or rendered exactly once.
 
 Identical misses in this process share one render (single flight); other worker
 processes on the same cache dir wait for it through a lock in the cache itself.
@@ -14,6 +14,7 @@ import anyio.to_thread
 
 from .assets import Assets
 from .config import Settings
+from .formats import Format
 from .hits import KnownQueries
 from .params import CardParams, Output
 from .renderer import Renderer
@@ -24,7 +25,7 @@ from .templates import TemplateSet
 
 @dataclass(frozen=True)
 class Result:
-    png: bytes
+    body: bytes  # the encoded image, in the format the request asked for
     rendered: bool  # True for the one request that rendered it
     render_ms: float | None = None
 
@@ -45,9 +46,9 @@ class Cards:
     flights: SingleFlight[Result] = field(default_factory=SingleFlight)
     known: KnownQueries = field(default_factory=KnownQueries)
 
-    def output_for(self, fmt: str) -> Output:
-        """The server's output defaults for one format (palette applies to PNG only)."""
-        return replace(self.output, format=fmt, palette=self.output.palette and fmt == "png")  # type: ignore[arg-type]
+    def output_for(self, fmt: Format) -> Output:
+        """The server's output defaults for one format."""
+        return self.output.as_format(fmt)
 
     async def _inline_images(self, params: CardParams) -> CardParams:
         spec = self.templates.specs[params.template]
@@ -65,7 +66,7 @@ class Cards:
         if cached is not None:
             return Result(cached, rendered=False)
         result, leader = await self.flights.run(key, lambda: self._render_once(key, params, output))
-        return result if leader else Result(result.png, rendered=False)
+        return result if leader else Result(result.body, rendered=False)
 
     async def _render_once(self, key: str, params: CardParams, output: Output) -> Result:
         # Re-check inside the flight: another request may have stored it meanwhile, and
@@ -82,10 +83,10 @@ class Cards:
                 lambda: self.templates.render(card, width=output.width, height=output.height)
             )
             started = time.perf_counter()
-            png = await self.renderer.render(doc, output)
+            image = await self.renderer.render(doc, output)
             seconds = time.perf_counter() - started
             if self.on_render is not None:
                 self.on_render(seconds)
             render_ms = round(seconds * 1000, 1)
-            await self.store.put(key, png)
-        return Result(png, rendered=True, render_ms=render_ms)
+            await self.store.put(key, image)
+        return Result(image, rendered=True, render_ms=render_ms)

@@ -23,8 +23,9 @@ from .cli_options import (
     signing_options,
 )
 from .config import declarations
+from .formats import ENDPOINTS
 from .meta import meta_tags
-from .params import ENDPOINTS, Output
+from .params import Output
 from .signing import sign_url
 
 

@@ -18,7 +18,10 @@ from .cli_options import (
 )
 from .config import DEFAULT_CACHE_DIR, parse_size
 from .errors import ConfigError
+from .formats import FORMATS, Format, for_file
 
+*_FIRST, _LAST = (row.suffix for row in FORMATS.values())
+_SUFFIXES = f"{', '.join(_FIRST)} or {_LAST}"  # .png, .jpg or .webp
 # The cache commands work on a cache dir without building Settings: give them its default.
 _cache_dir_option = setting_option("cache_dir", default=DEFAULT_CACHE_DIR)
 
@@ -45,7 +48,7 @@ def _render_options(func: Any) -> Any:
     "--output",
     "output_file",
     type=click.Path(dir_okay=False, path_type=Path),
-    help="Render one card (from the flags) to this file; .png, .jpg or .webp.",
+    help=f"Render one card (from the flags) to this file; {_SUFFIXES}.",
 )
 @click.option(
     "--input",
@@ -62,7 +65,7 @@ def _render_options(func: Any) -> Any:
 @click.option(
     "--format",
     "fmt",
-    type=click.Choice(["png", "jpeg", "webp"]),
+    type=click.Choice(list(FORMATS)),
     default=None,
     help="Image format for --input (default png; -o takes it from the suffix).",
 )
@@ -76,7 +79,7 @@ def render(
     output_file: Path | None,
     input_file: Path | None,
     out_dir: Path,
-    fmt: str | None,
+    fmt: Format | None,
     cache_dir: Path | None,
     templates_dir: Path | None,
     fonts_dir: Path | None,
@@ -95,10 +98,10 @@ def render(
     if (output_file is None) == (input_file is None):
         raise click.UsageError("give either -o FILE (one card from flags) or --input FILE")
     if output_file is not None:
-        suffix = output_file.suffix.lower()
-        fmt = {".png": "png", ".jpg": "jpeg", ".jpeg": "jpeg", ".webp": "webp"}.get(suffix)
-        if fmt is None:
-            raise click.BadParameter("must end in .png, .jpg or .webp", param_hint="-o")
+        row = for_file(output_file.name)
+        if row is None:
+            raise click.BadParameter(f"must end in {_SUFFIXES}", param_hint="-o")
+        fmt = row.name
         fields = {
             k: v
             for k, v in card_params(title, subtitle, template, accent_color, extra).items()

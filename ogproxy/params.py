@@ -9,6 +9,7 @@ from dataclasses import asdict, dataclass, field, replace
 from typing import Literal
 
 from .errors import InvalidParam
+from .formats import Format
 
 MAX_QUERY_BYTES = 4096  # whole raw query; 414 beyond
 MAX_TITLE = 200  # characters, after trimming
@@ -18,14 +19,6 @@ MAX_IMAGE_URL = 2048  # avatar/logo: https URL (data: URLs are bounded by the re
 MAX_HTML = 512 * 1024  # a custom document (POST; a GET query stays under 4 KiB anyway)
 SIZE_RANGE = (200, 2400)  # width and height, CSS pixels
 SCALES = (1, 2)  # device pixel ratio: 2 for retina
-Format = Literal["png", "jpeg", "webp"]
-# Signed-URL endpoints and the format each produces; the path is part of the signature.
-ENDPOINTS: dict[str, Format] = {
-    "/og.png": "png",
-    "/og.jpeg": "jpeg",
-    "/og.jpg": "jpeg",
-    "/og.webp": "webp",
-}
 
 _COLOR = re.compile(r"^#(?:[0-9a-fA-F]{3}|[0-9a-fA-F]{6})$")
 # Control characters break layout and logs; tabs and newlines too (titles are one paragraph).
@@ -47,6 +40,10 @@ class Output:
     scale: int = 1  # device pixel ratio: the image is width*scale x height*scale pixels
     palette: bool = False  # PNG: 256 colours instead of lossless
     quality: int = 90  # JPEG and WebP
+
+    def as_format(self, fmt: Format) -> Output:
+        """These defaults for one format: a palette applies to PNG only."""
+        return replace(self, format=fmt, palette=self.palette and fmt == "png")
 
 
 @dataclass(frozen=True)

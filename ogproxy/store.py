@@ -1,4 +1,4 @@
-"""The render cache: a size-limited diskcache on disk, with the hottest PNGs in memory.
+"""The render cache: a size-limited diskcache on disk, with the hottest images in memory.
 
 Hits are served from memory when they can be (no thread hop, no disk read); a disk hit
 is promoted to memory. diskcache is synchronous, so disk I/O runs in a worker thread.
@@ -27,7 +27,7 @@ import diskcache
 
 log = logging.getLogger("ogproxy.store")
 
-_DIGEST = 16  # bytes of BLAKE2b in front of each stored PNG
+_DIGEST = 16  # bytes of BLAKE2b in front of each stored image
 # Every error the disk or SQLite can throw at us: full, read-only, gone, locked, corrupt.
 DISK_ERRORS = (OSError, sqlite3.Error, diskcache.Timeout)
 

@@ -311,7 +311,9 @@ async def test_readyz_and_metrics_follow_the_traffic(tmp_path: Path) -> None:
         for _ in range(3):
             await client.get(url)
         await client.get(url.split("&sig=")[0])
+        await client.get("/v1/templates")
         text = (await client.get("/metrics")).text
+        assert 'ogproxy_requests_total{cache="",route="/v1/templates",status="200"} 1.0' in text
         assert 'ogproxy_requests_total{cache="MISS",route="/og.png",status="200"} 1.0' in text
         assert 'ogproxy_requests_total{cache="HIT",route="/og.png",status="200"} 2.0' in text
         assert 'ogproxy_requests_total{cache="",route="/og.png",status="403"} 1.0' in text

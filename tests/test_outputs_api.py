@@ -233,6 +233,7 @@ async def test_post_api_like_a_hosted_og_api(tmp_path: Path) -> None:
             (b"[1, 2]", "body"),
             (b'{"title": {"nested": 1}}', "title"),
             (b'{"format": "gif", "title": "x"}', "format"),
+            (b'{"format": ["png"], "title": "x"}', "format"),
             (b'{"subtitle": "no title"}', "title"),
         ):
             bad = await client.post(
