@@ -93,9 +93,13 @@ async def _card_response(
         cards.known.remember(*known, key, media_type)
     if result.render_ms is not None:
         request.state.render_ms = result.render_ms
-    cache = b"MISS" if result.rendered else b"HIT"
     answer = image_answer(
-        request.scope["headers"], request.method, key, media_type.encode(), result.body, cache
+        request.scope["headers"],
+        request.method,
+        key,
+        media_type.encode(),
+        result.body,
+        result.source.encode(),
     )
     return RawResponse(*answer)
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from typing import Literal
 
 import anyio.to_thread
 
@@ -22,12 +23,16 @@ from .singleflight import SingleFlight
 from .store import Store
 from .templates import TemplateSet
 
+# Where a request's image came from, as X-Cache says it: the cache, its own render, or
+# a render it waited for (another request's here, or another worker process's).
+Source = Literal["HIT", "MISS", "WAIT"]
+
 
 @dataclass(frozen=True)
 class Result:
     body: bytes  # the encoded image, in the format the request asked for
-    rendered: bool  # True for the one request that rendered it
-    render_ms: float | None = None
+    source: Source
+    render_ms: float | None = None  # for the one request that rendered it
 
 
 @dataclass
@@ -64,20 +69,22 @@ class Cards:
     async def get_or_render(self, key: str, params: CardParams, output: Output) -> Result:
         cached = self.store.get_memory(key)
         if cached is not None:
-            return Result(cached, rendered=False)
+            return Result(cached, "HIT")
         result, leader = await self.flights.run(key, lambda: self._render_once(key, params, output))
-        return result if leader else Result(result.body, rendered=False)
+        if leader or result.source == "HIT":
+            return result
+        return Result(result.body, "WAIT")
 
     async def _render_once(self, key: str, params: CardParams, output: Output) -> Result:
         # Re-check inside the flight: another request may have stored it meanwhile, and
         # another worker process may be rendering it right now (the lock waits for it).
         cached = await self.store.get(key)
         if cached is not None:
-            return Result(cached, rendered=False)
+            return Result(cached, "HIT")
         async with self.store.render_lock(key, hold=self.settings.render_timeout * 3):
             cached = await self.store.get(key)
-            if cached is not None:
-                return Result(cached, rendered=False)
+            if cached is not None:  # another process rendered it while we waited
+                return Result(cached, "WAIT")
             card = await self._inline_images(params)
             doc = await anyio.to_thread.run_sync(
                 lambda: self.templates.render(card, width=output.width, height=output.height)
@@ -89,4 +96,4 @@ class Cards:
                 self.on_render(seconds)
             render_ms = round(seconds * 1000, 1)
             await self.store.put(key, image)
-        return Result(image, rendered=True, render_ms=render_ms)
+        return Result(image, "MISS", render_ms=render_ms)

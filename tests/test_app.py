@@ -173,7 +173,10 @@ async def test_single_flight_renders_once(client: httpx.AsyncClient, renders) ->
     url = signed({"title": "Stampede of crawlers", "template": "gradient"})
     responses = await asyncio.gather(*(client.get(url) for _ in range(12)))
     assert {r.status_code for r in responses} == {200}
-    assert sorted(r.headers["x-cache"] for r in responses) == ["HIT"] * 11 + ["MISS"]
+    sources = [r.headers["x-cache"] for r in responses]
+    # One rendered it; the others waited for that render (and say so), or came after it.
+    assert sources.count("MISS") == 1 and "WAIT" in sources
+    assert set(sources) <= {"MISS", "WAIT", "HIT"}
     assert len({r.content for r in responses}) == 1
     assert renders() == before + 1
 
