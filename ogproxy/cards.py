@@ -1,22 +1,24 @@
-"""Getting a card's image: from memory, from disk, or rendered exactly once.
+"""The render-once service: a card's image from memory, from disk, or rendered exactly once.
 
 Identical misses in this process share one render (single flight); other worker
-processes on the same cache dir wait for it through a lock in the cache itself.
+processes on the same cache dir wait for it through a lock in the cache itself. It knows
+nothing of HTTP: the server and ``ogproxy render`` both open it with ``Cards.open``.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field, replace
 from typing import Literal
 
 import anyio.to_thread
 
 from .assets import Assets
+from .cachekey import cache_key
 from .config import Settings
-from .formats import Format
-from .hits import KnownQueries
+from .fonts import fingerprint
 from .params import CardParams, Output
 from .renderer import Renderer
 from .singleflight import SingleFlight
@@ -35,38 +37,59 @@ class Result:
     render_ms: float | None = None  # for the one request that rendered it
 
 
+def card_key(templates: TemplateSet, fonts: str, params: CardParams, output: Output) -> str:
+    """The content address of a card: its template's source, the fonts, params, output."""
+    return cache_key(templates.templates[params.template], params, output, fonts)
+
+
 @dataclass
 class Cards:
-    """Everything a request needs, created in the lifespan and kept on app.state."""
-
-    settings: Settings
-    secrets: tuple[str, ...]
     templates: TemplateSet
     store: Store
     renderer: Renderer
-    output: Output  # server defaults for what a render produces
     assets: Assets
     fonts: str = ""  # fingerprint of OGPROXY_FONTS_DIR, part of every cache key
+    lock_hold: float = 30.0  # seconds another worker's render lock is waited for, at most
     on_render: Callable[[float], None] | None = None  # seconds of each render, for metrics
     flights: SingleFlight[Result] = field(default_factory=SingleFlight)
-    known: KnownQueries = field(default_factory=KnownQueries)
 
-    def output_for(self, fmt: Format) -> Output:
-        """The server's output defaults for one format."""
-        return self.output.as_format(fmt)
+    @classmethod
+    @asynccontextmanager
+    async def open(
+        cls,
+        settings: Settings,
+        templates: TemplateSet,
+        on_render: Callable[[float], None] | None = None,
+    ) -> AsyncIterator[Cards]:
+        """Launch the browser and open the cache and the asset fetcher; close them after."""
+        renderer = Renderer(
+            pages=settings.pages,
+            browsers=settings.browsers,
+            chromium=settings.chromium,
+            timeout=settings.render_timeout,
+            queue=settings.queue,
+            fonts_dir=settings.fonts_dir,
+        )
+        await renderer.start()
+        store = Store(
+            settings.cache_dir, size_limit=settings.cache_size, memory_bytes=settings.memory_cache
+        )
+        assets = Assets(settings.asset_origins)
+        # A render hung in another worker is cut off after the timeout: wait a few of those.
+        hold = settings.render_timeout * 3
+        try:
+            fonts = fingerprint(settings.fonts_dir)
+            yield cls(templates, store, renderer, assets, fonts, hold, on_render)
+        finally:
+            await renderer.stop()
+            await assets.close()
+            store.close()
 
-    async def _inline_images(self, params: CardParams) -> CardParams:
-        spec = self.templates.specs[params.template]
-        images = {p.name for p in spec.params if p.kind == "image"}
-        if not images or params.html is not None:
-            return params
-        extra = [
-            (name, await self.assets.inline(name, value) if name in images else value)
-            for name, value in params.extra
-        ]
-        return replace(params, extra=tuple(extra))
+    def key(self, params: CardParams, output: Output) -> str:
+        return card_key(self.templates, self.fonts, params, output)
 
     async def get_or_render(self, key: str, params: CardParams, output: Output) -> Result:
+        """The image of ``key`` (``self.key(params, output)``), rendered here at most once."""
         cached = self.store.get_memory(key)
         if cached is not None:
             return Result(cached, "HIT")
@@ -81,7 +104,7 @@ class Cards:
         cached = await self.store.get(key)
         if cached is not None:
             return Result(cached, "HIT")
-        async with self.store.render_lock(key, hold=self.settings.render_timeout * 3):
+        async with self.store.render_lock(key, hold=self.lock_hold):
             cached = await self.store.get(key)
             if cached is not None:  # another process rendered it while we waited
                 return Result(cached, "WAIT")
@@ -94,6 +117,16 @@ class Cards:
             seconds = time.perf_counter() - started
             if self.on_render is not None:
                 self.on_render(seconds)
-            render_ms = round(seconds * 1000, 1)
             await self.store.put(key, image)
-        return Result(image, "MISS", render_ms=render_ms)
+        return Result(image, "MISS", render_ms=round(seconds * 1000, 1))
+
+    async def _inline_images(self, params: CardParams) -> CardParams:
+        spec = self.templates.specs[params.template]
+        images = {p.name for p in spec.params if p.kind == "image"}
+        if not images or params.html is not None:
+            return params
+        extra = [
+            (name, await self.assets.inline(name, value) if name in images else value)
+            for name, value in params.extra
+        ]
+        return replace(params, extra=tuple(extra))

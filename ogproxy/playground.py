@@ -23,12 +23,12 @@ PAGE = (Path(__file__).parent / "static" / "playground.html").read_text(encoding
 
 
 def _enabled(request: Request) -> bool:
-    settings = request.app.state.cards.settings
+    settings = request.app.state.settings
     return bool(settings.dev or settings.admin_token)
 
 
 def _authorised(request: Request) -> bool:
-    settings = request.app.state.cards.settings
+    settings = request.app.state.settings
     if settings.admin_token:
         given = request.headers.get("x-admin-token", "")
         return hmac.compare_digest(given.encode(), settings.admin_token.encode())
@@ -47,12 +47,12 @@ async def sign(request: Request) -> Response:
         raise NotFound(detail="playground is off")
     if not _authorised(request):
         raise Unauthorized(detail="playground sign without a valid admin token")
-    cards = request.app.state.cards
+    state = request.app.state
     body = await json_body(request)
     params = {k: str(v) for k, v in body.items() if v not in (None, "")}
-    card, _ = parse_card(json_pairs(params), cards.templates.specs)  # 400 naming a bad field
-    base = str(cards.settings.public_url or request.url_for("og_png"))
-    url = sign_url(base, cards.secrets[-1], params)
+    card, _ = parse_card(json_pairs(params), state.cards.templates.specs)  # 400 naming a field
+    base = str(state.settings.public_url or request.url_for("og_png"))
+    url = sign_url(base, state.secrets[-1], params)
     return JSONResponse(
         {"url": url, "meta": meta_tags(url, alt=card.title)}, headers={"Cache-Control": "no-store"}
     )

@@ -245,7 +245,7 @@ async def test_repeat_hits_skip_the_framework_but_not_the_checks(served) -> None
     url = signed({"title": "Fast path", "template": "minimal"})
     query = url.split("?", 1)[1].encode()
     first = await client.get(url)
-    assert app.state.cards.known.get("/og.png", query) is not None
+    assert app.state.known.get("/og.png", query) is not None
     again = await client.get(url)
     full_path = await client.get("/og.png?" + "&".join(reversed(query.decode().split("&"))))
     assert again.headers["x-cache"] == full_path.headers["x-cache"] == "HIT"
