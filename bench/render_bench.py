@@ -102,7 +102,7 @@ def image_error(reference: bytes, other: bytes) -> dict[str, float]:
 
 async def browser_paths(templates: TemplateSet, template: str, n: int) -> dict[str, Any]:
     """naive screenshot and JPEG floor on one reused page, text changed in place."""
-    accent = templates.default_accents[template]
+    accent = templates.specs[template].accent_color
 
     def doc(i: int) -> Any:
         params = CardParams(template, title(i), SUBTITLE, accent)
@@ -146,7 +146,7 @@ async def browser_paths(templates: TemplateSet, template: str, n: int) -> dict[s
 
 async def naive_throughput(templates: TemplateSet, template: str, n: int, pages: int) -> float:
     """Distinct misses per second with the naive path: one browser, several pages."""
-    accent = templates.default_accents[template]
+    accent = templates.specs[template].accent_color
     async with async_playwright() as pw:
         browser = await launch(pw, naive=True)
         context = await browser.new_context(viewport={"width": 1200, "height": 630})

@@ -31,7 +31,7 @@ from starlette.routing import Route
 from . import playground
 from .accesslog import AccessLogMiddleware, flush_access_log
 from .accesslog import configure as configure_logging
-from .api import check_api_key, json_body, json_pairs
+from .api import check_api_key, json_body
 from .cards import Cards
 from .config import Settings
 from .delivery import RawResponse, image_answer, not_modified
@@ -41,7 +41,7 @@ from .hits import HitMiddleware, KnownQueries
 from .limits import LimitsMiddleware
 from .meta import meta_tags
 from .metrics import Metrics
-from .params import MAX_QUERY_BYTES, CardParams, Output, parse_card
+from .params import MAX_QUERY_BYTES, CardParams, Output, json_pairs, parse_card
 from .signing import sign_url, verify_query
 from .templates import TemplateSet
 

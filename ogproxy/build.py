@@ -16,13 +16,12 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from .api import json_pairs
 from .cards import Cards, card_key
 from .config import Settings
 from .errors import OgProxyError
 from .fonts import fingerprint
 from .formats import FORMATS, Format
-from .params import Output, parse_card
+from .params import Output, json_pairs, parse_card
 from .templates import TemplateSet
 
 MANIFEST = ".ogproxy-manifest.json"

@@ -13,10 +13,10 @@ from pathlib import Path
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 
-from .api import Unauthorized, json_body, json_pairs
-from .errors import NotFound
+from .api import json_body
+from .errors import NotFound, Unauthorized
 from .meta import meta_tags
-from .params import parse_card
+from .params import json_pairs, parse_card
 from .signing import sign_url
 
 PAGE = (Path(__file__).parent / "static" / "playground.html").read_text(encoding="utf-8")

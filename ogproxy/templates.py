@@ -83,7 +83,6 @@ class TemplateSet:
     """
 
     def __init__(self, *directories: Path) -> None:
-        self.directories = directories
         self.env = jinja2.Environment(
             loader=jinja2.FileSystemLoader(list(directories)),
             autoescape=True,
@@ -109,10 +108,6 @@ class TemplateSet:
             self.env.get_template(filename)  # fail at start-up, not on a request
         if "default" not in self.templates:
             raise ValueError(f"no default.html in {', '.join(map(str, directories))}")
-
-    @property
-    def default_accents(self) -> dict[str, str]:
-        return {name: t.accent_color for name, t in self.templates.items()}
 
     def describe(self) -> dict[str, dict[str, object]]:
         """Name -> version (changes with the template's source), accent, parameters."""

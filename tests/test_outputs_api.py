@@ -73,6 +73,8 @@ async def test_width_height_and_retina_scale(client: httpx.AsyncClient) -> None:
         ({"quality": "80"}, "quality"),
         ({"theme": "blue"}, "theme"),
         ({"avatar": "ftp://x/y.png"}, "avatar"),
+        ({"avatar": "http://x/" + "a" * 2100}, "avatar"),  # the URL bound holds for http too
+        ({"avatar": "https://x/" + "a" * 2100}, "avatar"),
         ({"author": "x" * 201}, "author"),
         ({"template": "gradient", "theme": "dark"}, "theme"),
     ],
