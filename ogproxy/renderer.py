@@ -96,10 +96,6 @@ class Chromium:
     def alive(self) -> bool:
         return self._browser is not None and self._browser.is_connected()
 
-    @property
-    def version(self) -> str:
-        return self._browser.version if self._browser else "not started"
-
     async def context(self) -> BrowserContext:
         async with self._lock:
             if not self.alive or self._context is None:
@@ -231,10 +227,6 @@ class Renderer:
         self._reviving: asyncio.Task[None] | None = None
         self.waiting = 0
         self.renders = 0
-
-    @property
-    def version(self) -> str:
-        return self._chromiums[0].version if self._chromiums else "not started"
 
     @property
     def restarts(self) -> int:
