@@ -14,9 +14,37 @@ from starlette.applications import Starlette
 from ogproxy import sign_url
 from ogproxy.app import create_app
 from ogproxy.config import Settings
+from ogproxy.renderer import Renderer
 
 SECRET = "test-secret-0123456789abcdef"
 BASE = "http://ogproxy.test/og.png"
+
+
+# Fixtures that start Chromium: a test using one is a `browser` test. Others that start
+# it (a server process, `running()`) carry the marker themselves.
+BROWSER_FIXTURES = {"served", "client", "renders", "tab", "page", "app_thread"}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if BROWSER_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.browser)
+
+
+@pytest.fixture(autouse=True)
+def _chromium_only_in_browser_tests(
+    request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A test that starts a renderer in this process must be marked `browser`.
+
+    So `pytest -m "not browser"` stays the fast loop it says it is.
+    """
+    if request.node.get_closest_marker("browser") is None:
+
+        async def refuse(self: Renderer) -> None:
+            raise AssertionError("this test starts Chromium: mark it @pytest.mark.browser")
+
+        monkeypatch.setattr(Renderer, "start", refuse)
 
 
 @pytest.fixture(scope="session")

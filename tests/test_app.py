@@ -181,6 +181,7 @@ async def test_single_flight_renders_once(client: httpx.AsyncClient, renders) ->
     assert renders() == before + 1
 
 
+@pytest.mark.browser
 async def test_cache_survives_a_restart_without_rendering(tmp_path: Path) -> None:
     url = signed({"title": "Persistent", "template": "minimal"})
     async with running(make_settings(tmp_path)) as (_, client):
@@ -193,6 +194,7 @@ async def test_cache_survives_a_restart_without_rendering(tmp_path: Path) -> Non
         assert app.state.cards.renderer.renders == 0
 
 
+@pytest.mark.browser
 async def test_errors_are_not_cached(tmp_path: Path) -> None:
     async with running(make_settings(tmp_path)) as (app, client):
         await client.get(signed({"title": ""}))
@@ -232,6 +234,7 @@ async def test_palette_must_be_a_boolean(client: httpx.AsyncClient) -> None:
     assert response.status_code == 400 and response.json()["param"] == "palette"
 
 
+@pytest.mark.browser
 async def test_server_default_palette(tmp_path: Path) -> None:
     async with running(make_settings(tmp_path, png_palette=True)) as (_, client):
         response = await client.get(signed({"title": "Default palette"}))
@@ -305,6 +308,7 @@ async def test_range_requests(client: httpx.AsyncClient, fast: bool) -> None:
     assert multi.status_code == 200 and multi.content == full
 
 
+@pytest.mark.browser
 async def test_readyz_and_metrics_follow_the_traffic(tmp_path: Path) -> None:
     async with running(make_settings(tmp_path)) as (app, client):
         ready = await client.get("/readyz")
@@ -341,6 +345,7 @@ async def test_readyz_and_metrics_follow_the_traffic(tmp_path: Path) -> None:
         assert (await client.get("/readyz")).status_code == 200
 
 
+@pytest.mark.browser
 async def test_readyz_brings_a_dead_browser_back_without_traffic(tmp_path: Path) -> None:
     # Behind a load balancer an instance that fails its probe gets no traffic, so no
     # render would ever relaunch its browser: the probe itself has to.

@@ -24,6 +24,7 @@ def run(*args: str, env: dict[str, str] | None = None) -> tuple[int, str]:
     return result.exit_code, result.output
 
 
+@pytest.mark.browser
 def test_render_many_from_jsonl_then_skip_unchanged(tmp_path: Path) -> None:
     cards = tmp_path / "cards.jsonl"
     lines = [
@@ -63,6 +64,7 @@ def test_render_many_from_jsonl_then_skip_unchanged(tmp_path: Path) -> None:
     assert "2 rendered, 22 unchanged (skipped), 0 failed" in output
 
 
+@pytest.mark.browser
 def test_render_from_csv_and_single_files(tmp_path: Path) -> None:
     csv_file = tmp_path / "cards.csv"
     csv_file.write_text(
@@ -144,6 +146,7 @@ def site(tmp_path: Path) -> Iterator[tuple[Path, str]]:
     server.server_close()
 
 
+@pytest.mark.browser
 def test_warm_renders_every_og_image_of_a_sitemap(tmp_path: Path, site) -> None:
     root, origin = site
     with serve(tmp_path, env={"OGPROXY_SECRET": SECRET}) as og:

@@ -18,7 +18,10 @@ from conftest import SECRET, png_image, signed
 from servers import Server, free_port, serve
 
 ROOT = Path(__file__).resolve().parent.parent
-pytestmark = pytest.mark.skipif(shutil.which("caddy") is None, reason="caddy is not installed")
+pytestmark = [
+    pytest.mark.skipif(shutil.which("caddy") is None, reason="caddy is not installed"),
+    pytest.mark.browser,
+]
 
 
 def counter(server: Server, name: str) -> int:

@@ -4,6 +4,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from click.testing import CliRunner
 
 from ogproxy import verify_url
@@ -87,6 +88,7 @@ def test_serve_reads_settings_from_env(tmp_path: Path) -> None:
     assert "OGPROXY_CACHE_SIZE" in result.output
 
 
+@pytest.mark.browser
 def test_missing_browser_is_a_clear_error(tmp_path: Path) -> None:
     proc = subprocess.run(
         [sys.executable, "-m", "ogproxy.browser", "--check", "--chromium", str(tmp_path / "nope")],

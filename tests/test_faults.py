@@ -17,7 +17,7 @@ from procs import browsers, zombies
 
 from ogproxy.config import TEMPLATES_DIR
 
-pytestmark = pytest.mark.anyio
+pytestmark = [pytest.mark.anyio, pytest.mark.browser]
 
 # A card that keeps its page busy for a while, so a fault can land mid-render.
 SLOW = "<h1>{{ title }}</h1><script>const t = Date.now(); while (Date.now() - t < 1500) {}</script>"

@@ -184,6 +184,7 @@ def test_oversized_url_is_refused(app_thread: AppThread) -> None:
     assert app_thread.request("/" + "p" * 9000, b"")[0] == 414
 
 
+@pytest.mark.browser
 def test_real_http_parser_refuses_garbage_without_500(tmp_path: Path) -> None:
     from servers import serve
 

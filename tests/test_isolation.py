@@ -14,7 +14,7 @@ from conftest import make_settings, png_image, running, signed
 
 from ogproxy.config import TEMPLATES_DIR
 
-pytestmark = pytest.mark.anyio
+pytestmark = [pytest.mark.anyio, pytest.mark.browser]
 
 # No Content-Security-Policy here, unlike the built-in templates: what blocks these is the
 # renderer itself (offline context, every request aborted, a page with no file origin).

@@ -15,6 +15,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "bench"))
 
 import serve_bench
 
+pytestmark = pytest.mark.browser
+
 
 @pytest.mark.skipif(shutil.which("wrk") is None, reason="wrk is not installed")
 def test_many_connections_on_warm_cards_get_no_errors(tmp_path: Path) -> None:

@@ -143,6 +143,7 @@ def image_host() -> Iterator[tuple[str, list[str]]]:
     server.server_close()
 
 
+@pytest.mark.browser
 async def test_avatar_fetched_only_from_allowed_origins(tmp_path: Path, image_host) -> None:
     origin, hits = image_host
     async with running(make_settings(tmp_path, asset_origins=(origin,))) as (_, client):
@@ -170,6 +171,7 @@ async def test_custom_html_in_a_signed_url(client: httpx.AsyncClient) -> None:
     assert image(response.content).convert("RGB").getpixel((1100, 600)) == (0, 255, 0)
 
 
+@pytest.mark.browser
 async def test_user_templates_override_and_add(tmp_path: Path) -> None:
     folder = tmp_path / "mine"
     folder.mkdir()
@@ -194,6 +196,7 @@ async def test_user_templates_override_and_add(tmp_path: Path) -> None:
 API_KEY = "api-key-0123456789"
 
 
+@pytest.mark.browser
 async def test_post_api_like_a_hosted_og_api(tmp_path: Path) -> None:
     async with running(make_settings(tmp_path, api_keys=(API_KEY,))) as (_, client):
         body = {
@@ -278,6 +281,7 @@ def make_block_font(path: Path, flavor: str | None = "woff2") -> None:
     builder.save(str(path))
 
 
+@pytest.mark.browser
 async def test_fonts_folder_is_used_by_family_name(tmp_path: Path) -> None:
     fonts = tmp_path / "fonts"
     fonts.mkdir()

@@ -14,7 +14,7 @@ from servers import serve
 from ogproxy import verify_url
 from ogproxy.browser import launch
 
-pytestmark = pytest.mark.anyio
+pytestmark = [pytest.mark.anyio, pytest.mark.browser]
 
 
 async def test_type_see_the_card_and_copy_a_signed_url(tmp_path: Path) -> None:

@@ -15,7 +15,7 @@ from ogproxy.params import CardParams, Output
 from ogproxy.renderer import Renderer
 from ogproxy.templates import TemplateSet
 
-pytestmark = pytest.mark.anyio
+pytestmark = [pytest.mark.anyio, pytest.mark.browser]
 
 
 def card(title: str, template: str = "default") -> CardParams:

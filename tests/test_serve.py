@@ -17,6 +17,8 @@ import httpx
 import pytest
 from conftest import png_image
 
+pytestmark = pytest.mark.browser
+
 
 def free_port() -> int:
     with socket.socket() as s:
