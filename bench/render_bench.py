@@ -96,7 +96,9 @@ def image_error(reference: bytes, other: bytes) -> dict[str, float]:
     total = sum(sum(i * n for i, n in enumerate(diff.getchannel(c).histogram())) for c in range(3))
     return {
         "mean_channel_error": round(total / (a.width * a.height * 3), 3),
-        "max_channel_error": max(hi for _, hi in diff.getextrema()),
+        "max_channel_error": max(
+            int(band[1]) for band in diff.getextrema() if isinstance(band, tuple)
+        ),
     }
 
 
@@ -110,8 +112,8 @@ async def browser_paths(templates: TemplateSet, template: str, n: int) -> dict[s
 
     async with async_playwright() as pw:
         tabs = []
-        for naive in (True, False):
-            browser = await launch(pw, naive=naive)
+        for untuned in (True, False):
+            browser = await launch(pw, naive=untuned)
             context = await browser.new_context(viewport={"width": 1200, "height": 630})
             page = await context.new_page()
             tabs.append(Tab(page, await context.new_cdp_session(page)))

@@ -64,6 +64,23 @@ def png_image(data: bytes) -> Image.Image:
     return image
 
 
+def rgb_at(image: Image.Image, xy: tuple[int, int]) -> tuple[int, ...]:
+    """The colour of one pixel of an RGB(A) image."""
+    pixel = image.getpixel(xy)
+    assert isinstance(pixel, tuple)
+    return pixel
+
+
+def max_channel(diff: Image.Image) -> int:
+    """The largest value in any channel of a (difference) image."""
+    extrema = diff.getextrema()
+    return max(int(band[1]) for band in extrema if isinstance(band, tuple))
+
+
+Served = tuple[Starlette, httpx.AsyncClient]
+Renders = Callable[[], int]
+
+
 @asynccontextmanager
 async def running(settings: Settings) -> AsyncIterator[tuple[Starlette, httpx.AsyncClient]]:
     """The app with its lifespan entered (real Chromium), and a client bound to it."""

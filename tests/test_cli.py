@@ -118,9 +118,9 @@ def test_serve_with_a_missing_browser_fails_before_starting(tmp_path: Path) -> N
     assert "does not exist" in result.output and "chromium-headless-shell" in result.output
 
 
-def test_no_browser_anywhere_says_how_to_install(tmp_path: Path, monkeypatch) -> None:
-    import pytest
-
+def test_no_browser_anywhere_says_how_to_install(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from ogproxy import browser
     from ogproxy.errors import ConfigError
 

@@ -9,10 +9,13 @@ import threading
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 from conftest import make_settings, png_image, running, signed
 
 from ogproxy.config import TEMPLATES_DIR
+
+Listener = tuple[int, list[bytes]]
 
 pytestmark = [pytest.mark.anyio, pytest.mark.browser]
 
@@ -49,7 +52,7 @@ HOSTILE = """<!doctype html><html><head>
 
 
 @pytest.fixture
-def listener() -> Iterator[tuple[int, list[bytes]]]:
+def listener() -> Iterator[Listener]:
     """A loopback TCP listener that records every connection it gets."""
     server = socket.socket()
     server.bind(("127.0.0.1", 0))
@@ -79,7 +82,7 @@ def listener() -> Iterator[tuple[int, list[bytes]]]:
     server.close()
 
 
-async def test_hostile_template_reaches_nothing(tmp_path: Path, listener) -> None:
+async def test_hostile_template_reaches_nothing(tmp_path: Path, listener: Listener) -> None:
     port, seen = listener
     folder = tmp_path / "templates"
     shutil.copytree(TEMPLATES_DIR, folder)
@@ -98,7 +101,7 @@ async def test_hostile_template_reaches_nothing(tmp_path: Path, listener) -> Non
     assert image.getpixel((5, 5)) != (255, 0, 0), "a request or file read succeeded"
 
 
-async def test_parameters_cannot_inject_markup(client) -> None:
+async def test_parameters_cannot_inject_markup(client: httpx.AsyncClient) -> None:
     evil = (
         '"><img src=http://127.0.0.1:9/x onerror=alert(1)><script>document.body.remove()</script>'
     )
@@ -116,7 +119,7 @@ async def test_parameters_cannot_inject_markup(client) -> None:
     ],
 )
 async def test_a_page_that_navigates_away_is_refused_and_goes_nowhere(
-    tmp_path: Path, listener, escape: str
+    tmp_path: Path, listener: Listener, escape: str
 ) -> None:
     port, seen = listener
     folder = tmp_path / "templates"
@@ -135,7 +138,7 @@ async def test_a_page_that_navigates_away_is_refused_and_goes_nowhere(
     assert seen == []
 
 
-async def test_custom_html_gets_the_same_sandbox(tmp_path: Path, listener) -> None:
+async def test_custom_html_gets_the_same_sandbox(tmp_path: Path, listener: Listener) -> None:
     port, seen = listener
     settings = make_settings(tmp_path, api_keys=("api-key-0123456789",))
     async with running(settings) as (_, client):

@@ -26,10 +26,13 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+DevServer = tuple[str, "subprocess.Popen[str]", Path]
+
+
 @pytest.fixture(scope="module")
 def dev_server(
     tmp_path_factory: pytest.TempPathFactory,
-) -> Iterator[tuple[str, subprocess.Popen[str], Path]]:
+) -> Iterator[DevServer]:
     tmp = tmp_path_factory.mktemp("serve")
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("OGPROXY_")}
@@ -71,7 +74,7 @@ def dev_server(
         log.close()
 
 
-def test_dev_banner_url_serves_a_card(dev_server) -> None:
+def test_dev_banner_url_serves_a_card(dev_server: DevServer) -> None:
     url, _, tmp = dev_server
     assert (tmp / "dev-secret").exists()
     response = httpx.get(url, timeout=30)
@@ -95,7 +98,7 @@ def test_dev_banner_url_serves_a_card(dev_server) -> None:
     assert "sig=" not in (tmp / "serve.log").read_text().split("Uvicorn running")[1]
 
 
-def test_shutdown_leaves_no_browser(dev_server) -> None:
+def test_shutdown_leaves_no_browser(dev_server: DevServer) -> None:
     _, proc, _ = dev_server
     children = subprocess.run(
         ["pgrep", "-P", str(proc.pid)], capture_output=True, text=True

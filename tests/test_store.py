@@ -39,7 +39,7 @@ async def test_corrupted_entry_is_dropped_not_served(tmp_path: Path, damage: str
     files[0].write_bytes(data[:-100] if damage == "truncate" else data[:500] + b"X" + data[501:])
     assert await s.get("k") is None
     assert s.corrupt == 1
-    assert "k" not in s.disk
+    assert s.disk is not None and "k" not in s.disk
 
 
 @pytest.mark.parametrize(
@@ -89,12 +89,12 @@ async def test_render_lock_excludes_other_holders(tmp_path: Path) -> None:
         order.append("a")
     await asyncio.wait_for(task, 5)
     assert order == ["a", "b"]
-    assert "ogproxy-lock:k" not in a.disk
+    assert a.disk is not None and "ogproxy-lock:k" not in a.disk
 
 
 async def test_render_lock_on_an_empty_cache_is_taken_at_once(tmp_path: Path) -> None:
     s = store(tmp_path)
-    assert len(s.disk) == 0
+    assert s.disk is not None and len(s.disk) == 0
     async with s.render_lock("k", hold=30):
         assert s.disk.get("ogproxy-lock:k") is not None
 
