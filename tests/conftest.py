@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import io
+import sys
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -10,6 +11,9 @@ import httpx
 import pytest
 from PIL import Image
 from starlette.applications import Starlette
+
+# bench/harness.py: the process harness the bench and the tests share.
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "bench"))
 
 from ogproxy import sign_url
 from ogproxy.app import create_app
