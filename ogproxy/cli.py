@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -70,53 +69,34 @@ def serve(**values: Any) -> None:
     uvicorn.run("ogproxy.app:app_from_env", factory=True, workers=workers, **options)
 
 
+def _signed(options: dict[str, Any]) -> tuple[str, dict[str, str | None]]:
+    """The signed URL and the parameters of the card that ``sign`` and ``meta`` describe."""
+    card = [options[name] for name in ("title", "subtitle", "template", "accent_color", "extra")]
+    params = card_params(*card)
+    secret = secret_for_signing(options["secrets"], options["dev"], options["dev_secret_file"])
+    return sign_url(options["base_url"], secret, params), params
+
+
 @main.command()
 @card_options
 @signing_options
 @click.option("--alt", default=None, help="og:image:alt text (default: the title).")
-def meta(
-    title: str | None,
-    subtitle: str | None,
-    template: str | None,
-    accent_color: str | None,
-    extra: tuple[str, ...],
-    base_url: str,
-    secrets: tuple[str, ...] | None,
-    dev: bool | None,
-    dev_secret_file: Path | None,
-    alt: str | None,
-) -> None:
+def meta(alt: str | None, **options: Any) -> None:
     """Print the <meta> tags (og:image, twitter:image, size) for a signed card."""
-    params = card_params(title, subtitle, template, accent_color, extra)
-    url = sign_url(base_url, secret_for_signing(secrets, dev, dev_secret_file), params)
+    url, params = _signed(options)
     width = int(params.get("width") or 1200) * int(params.get("scale") or 1)
     height = int(params.get("height") or 630) * int(params.get("scale") or 1)
-    fmt = ENDPOINTS.get("/" + urlsplit(base_url).path.rsplit("/", 1)[-1], "png")
-    click.echo(meta_tags(url, Output(width=width, height=height, format=fmt), alt=alt or title))
+    fmt = ENDPOINTS.get("/" + urlsplit(options["base_url"]).path.rsplit("/", 1)[-1], "png")
+    output = Output(width=width, height=height, format=fmt)
+    click.echo(meta_tags(url, output, alt=alt or options["title"]))
 
 
 @main.command()
 @card_options
 @signing_options
-def sign(
-    title: str | None,
-    subtitle: str | None,
-    template: str | None,
-    accent_color: str | None,
-    extra: tuple[str, ...],
-    base_url: str,
-    secrets: tuple[str, ...] | None,
-    dev: bool | None,
-    dev_secret_file: Path | None,
-) -> None:
+def sign(**options: Any) -> None:
     """Print a signed image URL."""
-    click.echo(
-        sign_url(
-            base_url,
-            secret_for_signing(secrets, dev, dev_secret_file),
-            card_params(title, subtitle, template, accent_color, extra),
-        )
-    )
+    click.echo(_signed(options)[0])
 
 
 for command in (render, warm, templates, cache):
