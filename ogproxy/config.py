@@ -4,6 +4,10 @@ Each setting is declared once, as a field of ``Settings`` made by ``setting()``:
 of value, default, bounds and help text. The environment variable (``OGPROXY_<NAME>``),
 the CLI flag (``--<name>``), ``from_env``, ``to_env``, the click options and the README's
 table are all derived from that declaration.
+
+Adding a setting is one ``setting()`` field below plus its row in the README's table
+(``tests/test_config.py`` checks that the two agree); commands that take it list its
+name in ``cli_options.setting_options`` (``serve`` takes every setting).
 """
 
 from __future__ import annotations
