@@ -98,13 +98,15 @@ def image_error(reference: bytes, other: bytes) -> dict[str, float]:
     total = sum(sum(i * n for i, n in enumerate(diff.getchannel(c).histogram())) for c in range(3))
     return {
         "mean_channel_error": round(total / (a.width * a.height * 3), 3),
-        "max_channel_error": max(hi for _, hi in diff.getextrema()),
+        "max_channel_error": max(
+            int(band[1]) for band in diff.getextrema() if isinstance(band, tuple)
+        ),
     }
 
 
 async def browser_paths(templates: TemplateSet, template: str, n: int) -> dict[str, Any]:
     """naive screenshot and JPEG floor on one reused page, text changed in place."""
-    accent = templates.default_accents[template]
+    accent = templates.specs[template].accent_color
 
     def doc(i: int) -> Any:
         params = CardParams(template, title(i), SUBTITLE, accent)
@@ -112,8 +114,8 @@ async def browser_paths(templates: TemplateSet, template: str, n: int) -> dict[s
 
     async with async_playwright() as pw:
         tabs = []
-        for naive in (True, False):
-            browser = await launch(pw, naive=naive)
+        for untuned in (True, False):
+            browser = await launch(pw, naive=untuned)
             context = await browser.new_context(viewport={"width": 1200, "height": 630})
             page = await context.new_page()
             tabs.append(Tab(page, await context.new_cdp_session(page)))
@@ -148,7 +150,7 @@ async def browser_paths(templates: TemplateSet, template: str, n: int) -> dict[s
 
 async def naive_throughput(templates: TemplateSet, template: str, n: int, pages: int) -> float:
     """Distinct misses per second with the naive path: one browser, several pages."""
-    accent = templates.default_accents[template]
+    accent = templates.specs[template].accent_color
     async with async_playwright() as pw:
         browser = await launch(pw, naive=True)
         context = await browser.new_context(viewport={"width": 1200, "height": 630})

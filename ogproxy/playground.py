@@ -19,11 +19,11 @@ from urllib.parse import urlsplit
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 
-from .api import Unauthorized, json_body, json_pairs
+from .api import json_body
 from .config import LOOPBACK_HOSTS, Settings
-from .errors import NotFound, OgProxyError
+from .errors import NotFound, OgProxyError, Unauthorized
 from .meta import meta_tags
-from .params import parse_card
+from .params import json_pairs, parse_card
 from .signing import sign_url
 
 PAGE = (Path(__file__).parent / "static" / "playground.html").read_text(encoding="utf-8")
@@ -54,12 +54,12 @@ def image_base(settings: Settings) -> str:
 
 
 def _enabled(request: Request) -> bool:
-    settings = request.app.state.cards.settings
+    settings = request.app.state.settings
     return bool(settings.dev or settings.admin_token)
 
 
 def _authorised(request: Request) -> bool:
-    settings = request.app.state.cards.settings
+    settings = request.app.state.settings
     if settings.admin_token:
         given = request.headers.get("x-admin-token", "")
         return hmac.compare_digest(given.encode(), settings.admin_token.encode())
@@ -76,16 +76,16 @@ async def sign(request: Request) -> Response:
     """POST /playground/sign: the signed URL and meta tags for the posted parameters."""
     if not _enabled(request):
         raise NotFound(detail="playground is off")
-    cards = request.app.state.cards
+    state = request.app.state
     host = request.headers.get("host", "").lower()
-    if host not in allowed_hosts(cards.settings):
+    if host not in allowed_hosts(state.settings):
         raise WrongHost(detail=f"playground sign for Host {host[:100]!r}")
     if not _authorised(request):
         raise Unauthorized(detail="playground sign without a valid admin token")
     body = await json_body(request)
     params = {k: str(v) for k, v in body.items() if v not in (None, "")}
-    card, _ = parse_card(json_pairs(params), cards.templates.specs)  # 400 naming a bad field
-    url = sign_url(image_base(cards.settings), cards.secrets[-1], params)
+    card, _ = parse_card(json_pairs(params), state.cards.templates.specs)  # 400 naming a field
+    url = sign_url(image_base(state.settings), state.secrets[-1], params)
     return JSONResponse(
         {"url": url, "meta": meta_tags(url, alt=card.title)}, headers={"Cache-Control": "no-store"}
     )

@@ -66,6 +66,7 @@ def test_a_template_that_cannot_render_is_refused_at_start(tmp_path: Path, sourc
         create_app(make_settings(tmp_path, templates_dir=folder))
 
 
+@pytest.mark.browser
 async def test_the_sandbox_holds_at_request_time(tmp_path: Path) -> None:
     folder = folder_with(
         tmp_path,
@@ -82,6 +83,7 @@ async def test_the_sandbox_holds_at_request_time(tmp_path: Path) -> None:
         ).status_code == 200
 
 
+@pytest.mark.browser
 async def test_template_rendering_is_inside_the_render_timeout(tmp_path: Path) -> None:
     folder = folder_with(
         tmp_path,

@@ -9,12 +9,15 @@ import threading
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 from conftest import make_settings, png_image, running, signed
 
 from ogproxy.config import TEMPLATES_DIR
 
-pytestmark = pytest.mark.anyio
+Listener = tuple[int, list[bytes]]
+
+pytestmark = [pytest.mark.anyio, pytest.mark.browser]
 
 # Both isolation levels are tested: the browser in an empty network namespace, and the
 # defence that also holds where namespaces are not available (interception, a proxy to
@@ -54,7 +57,7 @@ HOSTILE = """<!doctype html><html><head>
 
 
 @pytest.fixture
-def listener() -> Iterator[tuple[int, list[bytes]]]:
+def listener() -> Iterator[Listener]:
     """A loopback TCP listener that records every connection it gets."""
     server = socket.socket()
     server.bind(("127.0.0.1", 0))
@@ -85,7 +88,9 @@ def listener() -> Iterator[tuple[int, list[bytes]]]:
 
 
 @LEVELS
-async def test_hostile_template_reaches_nothing(tmp_path: Path, listener, level: str) -> None:
+async def test_hostile_template_reaches_nothing(
+    tmp_path: Path, listener: Listener, level: str
+) -> None:
     port, seen = listener
     folder = tmp_path / "templates"
     shutil.copytree(TEMPLATES_DIR, folder)
@@ -106,7 +111,7 @@ async def test_hostile_template_reaches_nothing(tmp_path: Path, listener, level:
     assert image.getpixel((5, 5)) != (255, 0, 0), "a request or file read succeeded"
 
 
-async def test_parameters_cannot_inject_markup(client) -> None:
+async def test_parameters_cannot_inject_markup(client: httpx.AsyncClient) -> None:
     evil = (
         '"><img src=http://127.0.0.1:9/x onerror=alert(1)><script>document.body.remove()</script>'
     )
@@ -124,7 +129,7 @@ async def test_parameters_cannot_inject_markup(client) -> None:
     ],
 )
 async def test_a_page_that_navigates_away_is_refused_and_goes_nowhere(
-    tmp_path: Path, listener, escape: str
+    tmp_path: Path, listener: Listener, escape: str
 ) -> None:
     port, seen = listener
     folder = tmp_path / "templates"
@@ -144,7 +149,9 @@ async def test_a_page_that_navigates_away_is_refused_and_goes_nowhere(
 
 
 @LEVELS
-async def test_custom_html_gets_the_same_sandbox(tmp_path: Path, listener, level: str) -> None:
+async def test_custom_html_gets_the_same_sandbox(
+    tmp_path: Path, listener: Listener, level: str
+) -> None:
     port, seen = listener
     settings = make_settings(tmp_path, api_keys=("api-key-0123456789",), network_isolation=level)
     async with running(settings) as (_, client):
@@ -219,7 +226,7 @@ ESCAPES = """<!doctype html><html><head>
 
 @LEVELS
 async def test_speculation_rules_and_webrtc_reach_nothing(
-    tmp_path: Path, listener, udp_listener, level: str
+    tmp_path: Path, listener: Listener, udp_listener: Listener, level: str
 ) -> None:
     port, seen = listener
     udp, datagrams = udp_listener

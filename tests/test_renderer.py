@@ -17,7 +17,7 @@ from ogproxy.params import CardParams, Output
 from ogproxy.renderer import Renderer
 from ogproxy.templates import TemplateSet
 
-pytestmark = pytest.mark.anyio
+pytestmark = [pytest.mark.anyio, pytest.mark.browser]
 
 
 def card(title: str, template: str = "default") -> CardParams:
@@ -32,7 +32,8 @@ async def test_pages_are_recycled_and_keep_rendering(monkeypatch: pytest.MonkeyP
     try:
         pages = set()
         for i in range(5):
-            tab = renderer._pool._queue[0]  # the one tab, as the next render will get it
+            # The one tab, as the next render will get it (asyncio.Queue keeps a deque).
+            tab = renderer._pool._queue[0]  # type: ignore[attr-defined]
             pages.add(id(tab.page))
             doc = templates.render(card(f"Card {i}"), width=1200, height=630)
             png = await renderer.render(doc, Output())

@@ -19,7 +19,7 @@ import pytest
 from conftest import make_settings, running, signed
 from procs import chromium, cpu_seconds, rss_bytes
 
-pytestmark = pytest.mark.anyio
+pytestmark = [pytest.mark.anyio, pytest.mark.browser]
 
 API_KEY = "api-key-0123456789"
 
