@@ -5,16 +5,21 @@ PY := $(VENV)/bin/python
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: help setup setup-test setup-bench run test check format bench bench-quick clean
+.PHONY: help setup setup-venv setup-test setup-bench run test test-fast check format bench bench-quick clean
 
 help:
 	@echo "make run     set up (venv, Chromium, fonts) and serve on http://$(HOST):$(PORT) in dev mode"
 	@echo "make test    set up (plus caddy) and run the whole test suite"
-	@echo "make check   ruff format --check, ruff check, mypy"
+	@echo "make test-fast  the tests that need no Chromium (pytest -m 'not browser'), in seconds"
+	@echo "make check   ruff format --check, ruff check, mypy (no browser needed)"
 	@echo "make bench   full benchmark (~5 min); make bench-quick (< 2 min)"
 
 setup:
 	@bash scripts/setup.sh
+
+# The checks and the fast tests need the virtualenv only: no Chromium, no fonts.
+setup-venv:
+	@bash scripts/setup.sh --venv
 
 setup-test:
 	@bash scripts/setup.sh --test
@@ -24,6 +29,9 @@ run: setup
 
 test: setup-test
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+test-fast: setup-venv
+	$(PY) -m pytest -m "not browser" $(PYTEST_ARGS)
 
 # The benchmark also needs wrk, caddy and the Node peers (installed into bench/peers).
 setup-bench:
@@ -35,12 +43,12 @@ bench: setup-bench
 bench-quick: setup-bench
 	$(PY) bench/run.py --quick
 
-check: setup
-	$(VENV)/bin/ruff format --check ogproxy tests
-	$(VENV)/bin/ruff check ogproxy tests
-	$(VENV)/bin/mypy ogproxy
+check: setup-venv
+	$(VENV)/bin/ruff format --check ogproxy tests bench
+	$(VENV)/bin/ruff check ogproxy tests bench
+	$(VENV)/bin/mypy ogproxy tests bench
 
-format: setup
+format: setup-venv
 	$(VENV)/bin/ruff format ogproxy tests
 	$(VENV)/bin/ruff check --fix ogproxy tests
 

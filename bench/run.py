@@ -15,6 +15,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -67,6 +68,27 @@ def rows(r: dict[str, Any]) -> list[tuple[str, str, str, str, str, str]]:
         mark = "—" if ok is None else ("yes" if ok else "**no**")
         table.append((what, str(ours), str(ref), "—" if rat is None else f"{rat}x", target, mark))
 
+    shipped, untrusted = r["render"]["gradient"], r["render"].get("gradient-untrusted")
+    if untrusted is not None:
+        # The price of isolation: a context of its own per untrusted card.
+        ru = ratio(untrusted["miss_ms_p50"], shipped["miss_ms_p50"])
+        add(
+            "untrusted card (same card, context per card): miss p50 ms vs built-in",
+            untrusted["miss_ms_p50"],
+            shipped["miss_ms_p50"],
+            ru,
+            "measured",
+            None,
+        )
+        rt = ratio(untrusted["throughput_per_s"], shipped["throughput_per_s"])
+        add(
+            "untrusted card: distinct misses/s vs built-in",
+            untrusted["throughput_per_s"],
+            shipped["throughput_per_s"],
+            rt,
+            "measured",
+            None,
+        )
     for card in ("gradient", "css-gradient"):
         c = r["render"][card]
         label = "shipped gradient card" if card == "gradient" else "CSS-gradient card (dithered)"
@@ -185,7 +207,7 @@ def rows(r: dict[str, Any]) -> list[tuple[str, str, str, str, str, str]]:
     return table
 
 
-def markdown(table: list[tuple[str, ...]], meta: dict[str, Any]) -> str:
+def markdown(table: Sequence[tuple[str, ...]], meta: dict[str, Any]) -> str:
     lines = [
         f"Measured {meta['date']} on {meta['machine']} ({meta['mode']} run, {meta['seconds']} s).",
         "",
@@ -206,13 +228,14 @@ def main() -> None:
         print("render scenarios ...", file=sys.stderr)
         results["render"] = asyncio.run(render_bench.run(quick, RESULTS))
         print("server scenarios ...", file=sys.stderr)
-        for name, fn in (
+        scenarios: list[tuple[str, Callable[[Path], Any]]] = [
             ("startup", lambda d: serve_bench.startup_time(d)),
             ("hits", lambda d: serve_bench.hits_vs_caddy(d, quick)),
             ("mixed", lambda d: serve_bench.mixed_load(d, quick)),
             ("load", lambda d: serve_bench.load_zero_errors(d, 20_000, 64)),
             ("memory", lambda d: serve_bench.memory_growth(d, quick)),
-        ):
+        ]
+        for name, fn in scenarios:
             folder = root / name
             folder.mkdir()
             results[name] = fn(folder)

@@ -32,13 +32,11 @@ in quick mode, printed as JSON.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -51,13 +49,13 @@ from pathlib import Path
 from typing import IO, Any, TypeVar
 
 import httpx
+from harness import HOST, descendants, free_port, running, stop_tree, tail, wait_http
 
 from ogproxy import sign_url
 
 REPO = Path(__file__).resolve().parent.parent
 OGPROXY = REPO / ".venv" / "bin" / "ogproxy"
 SECRET = "bench-secret-0123456789abcdef"
-HOST = "127.0.0.1"
 READY_TIMEOUT_S = 30.0
 
 T = TypeVar("T")
@@ -70,83 +68,6 @@ CARD = {
 
 
 # --------------------------------------------------------------------------- processes
-
-
-def free_port() -> int:
-    """A port that was free on 127.0.0.1 a moment ago."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((HOST, 0))
-        return int(s.getsockname()[1])
-
-
-def _stat(pid: int) -> tuple[int, int] | None:
-    """``(ppid, starttime)`` of a live process; None if it is gone or a zombie."""
-    try:
-        raw = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    fields = raw[raw.rindex(")") + 2 :].split()  # after "pid (comm) "
-    if fields[0] in ("Z", "X"):  # exited, not yet reaped (orphans wait for init)
-        return None
-    return int(fields[1]), int(fields[19])
-
-
-def descendants(root: int) -> list[tuple[int, int]]:
-    """``(pid, starttime)`` of every live descendant of ``root`` (via /proc ppid links)."""
-    children: dict[int, list[tuple[int, int]]] = {}
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            st = _stat(int(entry))
-            if st is not None:
-                children.setdefault(st[0], []).append((int(entry), st[1]))
-    found: list[tuple[int, int]] = []
-    todo = [root]
-    while todo:
-        for child in children.get(todo.pop(), []):
-            found.append(child)
-            todo.append(child[0])
-    return found
-
-
-def _alive(pid: int, starttime: int) -> bool:
-    st = _stat(pid)
-    return st is not None and st[1] == starttime
-
-
-def _stop_tree(proc: subprocess.Popen[bytes], grace_s: float = 15.0) -> None:
-    """SIGTERM the process group, wait, SIGKILL it; then end any descendant that left
-    the group (Playwright starts each Chromium in its own session) and outlived it.
-
-    Survivors get SIGTERM after 0.3 s and SIGKILL 0.5 s later; exited ones that only
-    wait to be reaped (zombies) count as gone.
-    """
-    tree = descendants(proc.pid)  # snapshot first: orphans get re-parented
-    if proc.poll() is None:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=grace_s)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=10)
-    for sig, wait_s in ((signal.SIGTERM, 0.3), (signal.SIGKILL, 0.5), (None, 2.0)):
-        deadline = time.monotonic() + wait_s
-        while any(_alive(*p) for p in tree) and time.monotonic() < deadline:
-            time.sleep(0.02)
-        if sig is None:
-            break
-        for pid, starttime in tree:
-            if _alive(pid, starttime):
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(pid, sig)
-
-
-def _tail(path: Path, lines: int = 30) -> str:
-    try:
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-    except OSError:
-        return "(no log)"
 
 
 @dataclass
@@ -210,24 +131,9 @@ def start_server(
 
 def _wait_ready(server: Server) -> None:
     url = f"http://{HOST}:{server.port}/healthz"
-    deadline = server.spawned_at + READY_TIMEOUT_S
-    with httpx.Client(timeout=2.0, trust_env=False) as client:
-        while time.monotonic() < deadline:
-            if server.proc.poll() is not None:
-                raise RuntimeError(
-                    f"ogproxy exited with {server.proc.returncode} before it was ready:\n"
-                    + _tail(server.log_path)
-                )
-            try:
-                if client.get(url).status_code == 200:
-                    server.ready_at = time.monotonic()
-                    return
-            except httpx.TransportError:
-                pass
-            time.sleep(0.02)
-    raise RuntimeError(
-        f"ogproxy not ready after {READY_TIMEOUT_S:.0f} s:\n" + _tail(server.log_path)
-    )
+    remaining = server.spawned_at + READY_TIMEOUT_S - time.monotonic()
+    wait_http(server.proc, url, server.log_path, remaining)
+    server.ready_at = time.monotonic()
 
 
 def stop_server(server: Server) -> None:
@@ -238,7 +144,7 @@ def stop_server(server: Server) -> None:
     """
     profiles = _profile_dirs(server.pid)
     try:
-        _stop_tree(server.proc)
+        stop_tree(server.proc)
     finally:
         server.log_file.close()
         left = [d for d in profiles if d.exists()]
@@ -251,7 +157,7 @@ def _profile_dirs(root: int) -> list[Path]:
     """The temporary ``--user-data-dir`` folders of the Chromium processes below ``root``."""
     found = set()
     tmp = Path(tempfile.gettempdir())
-    for pid, _ in descendants(root):
+    for pid in descendants(root):
         try:
             args = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
         except OSError:
@@ -297,31 +203,16 @@ def start_caddy(root: Path, port: int, workdir: Path) -> Caddy:
     )  # fmt: skip
     caddy = Caddy(proc, port, log_file)
     try:
-        _wait_http(proc, f"http://{HOST}:{port}/card.png", workdir / "caddy.log")
+        wait_http(proc, f"http://{HOST}:{port}/card.png", workdir / "caddy.log", 15)
     except BaseException:
         stop_caddy(caddy)
         raise
     return caddy
 
 
-def _wait_http(proc: subprocess.Popen[bytes], url: str, log: Path, timeout: float = 15) -> None:
-    deadline = time.monotonic() + timeout
-    with httpx.Client(timeout=2.0, trust_env=False) as client:
-        while time.monotonic() < deadline:
-            if proc.poll() is not None:
-                raise RuntimeError(f"{url}: server exited early:\n" + _tail(log))
-            try:
-                if client.get(url).status_code == 200:
-                    return
-            except httpx.TransportError:
-                pass
-            time.sleep(0.05)
-    raise RuntimeError(f"{url} not ready after {timeout:.0f} s:\n" + _tail(log))
-
-
 def stop_caddy(caddy: Caddy) -> None:
     try:
-        _stop_tree(caddy.proc, grace_s=5)
+        stop_tree(caddy.proc, grace_s=5)
     finally:
         caddy.log_file.close()
 
@@ -455,10 +346,10 @@ def get_card(server: Server, url: str, client: httpx.Client) -> httpx.Response:
     try:
         resp = client.get(url)
     except httpx.HTTPError as exc:
-        raise RuntimeError(f"GET {url}: {exc!r}\n" + _tail(server.log_path)) from exc
+        raise RuntimeError(f"GET {url}: {exc!r}\n" + tail(server.log_path)) from exc
     if resp.status_code != 200:
         raise RuntimeError(
-            f"GET {url}: {resp.status_code} {resp.text[:200]}\n" + _tail(server.log_path)
+            f"GET {url}: {resp.status_code} {resp.text[:200]}\n" + tail(server.log_path)
         )
     return resp
 
@@ -725,7 +616,7 @@ def process_memory_mb(root: int) -> tuple[float, float, bool]:
     """``(pss_or_rss_mb, rss_mb, is_pss)`` summed over ``root`` and its descendants."""
     pss_kb = rss_kb = 0
     is_pss = True
-    for pid in [root] + [p for p, _ in descendants(root)]:
+    for pid in [root, *descendants(root)]:
         rss = _kb_field(Path(f"/proc/{pid}/status"), "VmRSS:")
         pss = _kb_field(Path(f"/proc/{pid}/smaps_rollup"), "Pss:")
         if rss is None:
@@ -774,7 +665,7 @@ def memory_growth(
         rest = fetch_urls(_take(titles, target - 100), 4, deadline)
         time.sleep(0.5)
         mem_n, rss_n, pss_n = process_memory_mb(server.pid)
-        procs = 1 + len(descendants(server.pid))
+        procs = 1 + sum(running(pid) for pid in descendants(server.pid))
     finally:
         stop_server(server)
     done = first.ok + rest.ok

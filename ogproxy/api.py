@@ -12,21 +12,11 @@ from typing import Any
 
 from starlette.requests import Request
 
-from .errors import InvalidParam, NotFound, OgProxyError
+from .errors import BodyTooLarge, InvalidParam, NotFound, Unauthorized
 from .params import MAX_HTML
 
-FORMATS = ("png", "jpeg", "webp")
 MAX_BODY = MAX_HTML + 64 * 1024
-
-
-class Unauthorized(OgProxyError):
-    status_code = 401
-    public_message = "Missing or invalid API key (x-api-key)."
-
-
-class BodyTooLarge(OgProxyError):
-    status_code = 413
-    public_message = f"Request body larger than {MAX_BODY} bytes."
+_TOO_LARGE = f"Request body larger than {MAX_BODY} bytes."
 
 
 def check_api_key(given: str | None, keys: tuple[str, ...]) -> None:
@@ -42,12 +32,12 @@ def check_api_key(given: str | None, keys: tuple[str, ...]) -> None:
 async def json_body(request: Request) -> dict[str, Any]:
     declared = request.headers.get("content-length")
     if declared and declared.isdigit() and int(declared) > MAX_BODY:
-        raise BodyTooLarge()
+        raise BodyTooLarge(_TOO_LARGE)
     raw = b""
     async for chunk in request.stream():
         raw += chunk
         if len(raw) > MAX_BODY:
-            raise BodyTooLarge()
+            raise BodyTooLarge(_TOO_LARGE)
     try:
         body = json.loads(raw)
     except (ValueError, UnicodeDecodeError):
@@ -55,19 +45,3 @@ async def json_body(request: Request) -> dict[str, Any]:
     if not isinstance(body, dict):
         raise InvalidParam("body", "must be a JSON object")
     return body
-
-
-def json_pairs(body: dict[str, Any]) -> list[tuple[bytes, bytes]]:
-    """JSON fields as the (name, value) pairs a query would give; nulls are left out."""
-    pairs = []
-    for name, value in body.items():
-        if value is None:
-            continue
-        if isinstance(value, bool):
-            value = "true" if value else "false"
-        elif isinstance(value, int | float):
-            value = str(value)
-        elif not isinstance(value, str):
-            raise InvalidParam(str(name)[:40], "must be a string, number or boolean")
-        pairs.append((str(name).encode(), value.encode("utf-8", "surrogatepass")))
-    return pairs

@@ -1,16 +1,22 @@
-"""The HTTP application: signed image URLs in, cached PNG cards out.
+"""The HTTP application: signed image URLs in, cached cards (PNG, JPEG, WebP) out.
 
-The request path, top to bottom: bound the query -> verify the signature -> parse and
-check the parameters -> answer a matching If-None-Match -> cache -> render once ->
-respond with immutable headers. Nothing is parsed, cached or rendered before the
-signature has been verified.
+The request path, top to bottom:
+
+1. In front of routing (``hits.py``): a path and query whose exact bytes were verified
+   and served before, with the image in memory, is answered at once.
+2. ``og_image``: bound the query -> verify the signature -> parse and check the
+   parameters against the template.
+3. ``_card_response``: the content address -> answer a matching If-None-Match (304) ->
+   the image from the cache, or rendered once (``cards.py``) -> respond with immutable
+   headers (``delivery.py``) -> remember the query for step 1.
+
+Nothing is parsed, cached or rendered before the signature has been verified.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -25,77 +31,70 @@ from starlette.routing import Route
 from . import playground
 from .accesslog import AccessLogMiddleware, flush_access_log
 from .accesslog import configure as configure_logging
-from .api import FORMATS, check_api_key, json_body, json_pairs
-from .cachekey import cache_key
+from .api import check_api_key, json_body
 from .cards import Cards
 from .config import Settings
-from .delivery import RawResponse, image_answer
-from .encoder import MEDIA_TYPES
+from .delivery import RawResponse, image_answer, not_modified
 from .errors import AssetError, ConfigError, InvalidParam, OgProxyError, QueryTooLong
-from .fetcher import Fetcher
-from .fonts import fingerprint
-from .hits import HitMiddleware
+from .formats import ENDPOINTS, FORMATS
+from .hits import HitMiddleware, KnownQueries
 from .limits import LimitsMiddleware
 from .meta import meta_tags
 from .metrics import Metrics
-from .params import ENDPOINTS, MAX_QUERY_BYTES, CardParams, Output, parse_card
-from .renderer import Renderer
+from .params import MAX_QUERY_BYTES, CardParams, Output, json_pairs, parse_card
 from .signing import sign_url, verify_query
-from .store import Store
 from .templates import TemplateSet
 
 log = logging.getLogger("ogproxy")
 
 
 async def og_image(request: Request) -> Response:
-    """GET/HEAD /og.png, /og.jpeg, /og.webp: a signed URL."""
-    cards: Cards = request.app.state.cards
+    """GET/HEAD /og.png, /og.jpeg, /og.jpg, /og.webp: a signed URL (see the module doc)."""
+    state = request.app.state
     path, raw_query = request.scope["path"], request.scope["query_string"]
     if len(raw_query) > MAX_QUERY_BYTES:
         raise QueryTooLong(detail=f"query of {len(raw_query)} bytes")
-    pairs = verify_query(path, raw_query, cards.secrets)
-    output = cards.output_for(ENDPOINTS[path])
-    params, output = parse_card(pairs, cards.templates.specs, output)
-    return await _card_response(request, cards, params, output, known=(path, raw_query))
+    pairs = verify_query(path, raw_query, state.secrets)
+    defaults = Output(palette=state.settings.png_palette).as_format(ENDPOINTS[path])
+    params, output = parse_card(pairs, state.cards.templates.specs, defaults)
+    return await _card_response(request, params, output, known=(path, raw_query))
 
 
 async def api_og_image(request: Request) -> Response:
     """POST /v1/og-image: the hosted-API shape, a JSON body and an ``x-api-key`` header."""
-    cards: Cards = request.app.state.cards
-    check_api_key(request.headers.get("x-api-key"), cards.settings.api_keys)
+    state = request.app.state
+    check_api_key(request.headers.get("x-api-key"), state.settings.api_keys)
     body = await json_body(request)
     fmt = body.pop("format", "png")
-    if fmt not in FORMATS:
+    if not isinstance(fmt, str) or fmt not in FORMATS:  # a JSON list is not hashable
         raise InvalidParam("format", f"{str(fmt)[:20]!r} is not one of {', '.join(FORMATS)}")
-    pairs = json_pairs(body)
-    params, output = parse_card(pairs, cards.templates.specs, cards.output_for(fmt))
-    return await _card_response(request, cards, params, output)
+    defaults = Output(palette=state.settings.png_palette).as_format(FORMATS[fmt].name)
+    params, output = parse_card(json_pairs(body), state.cards.templates.specs, defaults)
+    return await _card_response(request, params, output)
 
 
 async def _card_response(
-    request: Request,
-    cards: Cards,
-    params: CardParams,
-    output: Output,
-    known: tuple[str, bytes] | None = None,
+    request: Request, params: CardParams, output: Output, known: tuple[str, bytes] | None = None
 ) -> Response:
-    template = cards.templates.templates[params.template]
-    key = cache_key(template, params, output, cards.fonts)
-    media_type = MEDIA_TYPES[output.format]
-    if request.headers.get("if-none-match"):  # answered without looking at the image
-        status, headers, body = image_answer(request.scope["headers"], "GET", key, b"", b"", b"")
-        if status == 304:
-            return RawResponse(status, headers, body)
+    cards: Cards = request.app.state.cards
+    key = cards.key(params, output)
+    if not_modified(request.scope["headers"], key):  # answered without looking at the image
+        return RawResponse(*image_answer(request.scope["headers"], "GET", key, b"", b"", b""))
 
     request.state.key = key[:12]
     result = await cards.get_or_render(key, params, output)
+    media_type = FORMATS[output.format].media_type
     if known is not None:
-        cards.known.remember(*known, key, media_type)
+        request.app.state.known.remember(*known, key, media_type)
     if result.render_ms is not None:
         request.state.render_ms = result.render_ms
-    cache = b"MISS" if result.rendered else b"HIT"
     answer = image_answer(
-        request.scope["headers"], request.method, key, media_type.encode(), result.png, cache
+        request.scope["headers"],
+        request.method,
+        key,
+        media_type.encode(),
+        result.body,
+        result.source.encode(),
     )
     return RawResponse(*answer)
 
@@ -119,9 +118,10 @@ async def readyz(request: Request) -> Response:
     A browser found dead is relaunched in the background: 503 until it is back.
     """
     cards: Cards | None = getattr(request.app.state, "cards", None)
-    checks = {
+    checks: dict[str, object] = {
         "browser": bool(cards and cards.renderer.ready),
         "disk_cache": bool(cards and cards.store.disk is not None),
+        "network_isolation": cards.renderer.network_isolation if cards else "none",
     }
     if cards is not None:
         cards.renderer.revive()  # a dead browser comes back without waiting for traffic
@@ -200,48 +200,33 @@ async def _flush_logs_every(seconds: float) -> None:
 def create_app(settings: Settings) -> Starlette:
     """The ASGI app. The cache is opened and the browser launched in its lifespan."""
     try:
-        templates = TemplateSet(*settings.template_dirs)
+        templates = TemplateSet(*settings.template_dirs, trust=settings.trusted_templates)
     except (ValueError, jinja2.TemplateError) as exc:
         raise ConfigError(f"templates: {exc}") from exc
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        renderer = Renderer(
-            pages=settings.pages,
-            browsers=settings.browsers,
-            chromium=settings.chromium,
-            timeout=settings.render_timeout,
-            queue=settings.queue,
-            fonts_dir=settings.fonts_dir,
-        )
-        await renderer.start()
-        store = Store(
-            settings.cache_dir, size_limit=settings.cache_size, memory_bytes=settings.memory_cache
-        )
-        app.state.cards = Cards(
-            settings,
-            settings.signing_secrets,
-            templates,
-            store,
-            renderer,
-            Output(palette=settings.png_palette),
-            Fetcher.for_settings(settings),
-            fonts=fingerprint(settings.fonts_dir),
-            on_render=app.state.metrics.render_seconds.observe,
-        )
-        app.state.metrics.bind(app.state.cards)
-        if settings.dev:
-            print(dev_banner(settings), flush=True)
-        flusher = asyncio.get_running_loop().create_task(_flush_logs_every(1.0))
-        try:
-            yield
-        finally:
-            flusher.cancel()
-            flush_access_log()
-            app.state.metrics.bind(None)
-            await renderer.stop()
-            await app.state.cards.fetcher.close()
-            store.close()
+        on_render = app.state.metrics.render_seconds.observe
+        async with Cards.open(settings, templates, on_render) as cards:
+            app.state.secrets = settings.signing_secrets
+            app.state.cards = cards
+            app.state.metrics.bind(cards)
+            if settings.dev:
+                print(dev_banner(settings), flush=True)
+                if settings.unsafe_dev:
+                    log.warning(
+                        "--unsafe-dev: the playground signs anything for anyone who reaches "
+                        "%s:%d; never run this on a public address",
+                        settings.host,
+                        settings.port,
+                    )
+            flusher = asyncio.get_running_loop().create_task(_flush_logs_every(1.0))
+            try:
+                yield
+            finally:
+                flusher.cancel()
+                flush_access_log()
+                app.state.metrics.bind(None)
 
     app = Starlette(
         routes=[
@@ -270,14 +255,16 @@ def create_app(settings: Settings) -> Starlette:
         ],
         lifespan=lifespan,
     )
-    app.state.metrics = Metrics()
+    app.state.settings = settings
+    # The fast path's map of verified queries (hits.py), filled by _card_response.
+    app.state.known = KnownQueries()
+    # Requests are counted by route: each path the app serves, anything else as "other".
+    app.state.metrics = Metrics(route.path for route in app.routes if isinstance(route, Route))
     return app
 
 
 def app_from_env() -> Starlette:
     """App factory for worker processes (``ogproxy serve --workers N``): settings from env."""
-    configure_logging(
-        os.environ.get("OGPROXY_LOG_LEVEL", "info"),
-        os.environ.get("OGPROXY_ACCESS_LOG", "1") not in ("0", "false", ""),
-    )
-    return create_app(Settings.from_env())
+    settings = Settings.from_env()
+    configure_logging(settings.log_level, settings.access_log)
+    return create_app(settings)

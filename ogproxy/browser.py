@@ -1,27 +1,41 @@
-"""Finding and launching a Chromium for Playwright.
+"""Finding and launching a Chromium for Playwright, and keeping it running.
 
 Order: an explicit path (``OGPROXY_CHROMIUM``), else Playwright's own browser if it is
 installed, else a system Chromium (Debian's ``chromium-headless-shell``, then
 ``chromium``). ``python -m ogproxy.browser --check`` launches it and prints what it found.
+Every launch gets an environment without secrets and, given a ``NetworkJail``, no network
+(see isolation.py).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import shutil
 import sys
 from pathlib import Path
-from typing import Any
 
-from playwright.async_api import Browser, Playwright, async_playwright
+from playwright.async_api import (
+    Browser,
+    BrowserContext,
+    Playwright,
+    Route,
+    async_playwright,
+)
 from playwright.async_api import Error as PlaywrightError
 
 from .errors import ConfigError
+from .isolation import NetworkJail, child_env
+from .params import Output
+from .priority import lower_children
 
 LAUNCH_ARGS = [
-    "--no-sandbox",  # required as root; the page itself is locked down instead (no network)
+    # Chromium's own sandbox needs user namespaces or a setuid helper, and refuses to start
+    # as root; the browser is confined from outside instead: no network (isolation.py), no
+    # secrets in its environment, one browser context per untrusted card (renderer.py).
+    "--no-sandbox",
     "--disable-gpu",
     "--disable-quic",
     "--no-first-run",
@@ -82,28 +96,109 @@ def preflight(explicit: str | None) -> None:
         raise ConfigError(INSTALL_HELP)
 
 
-async def launch(
-    playwright: Playwright, explicit: str | None = None, env: dict[str, str] | None = None
-) -> Browser:
-    """Launch headless Chromium, or raise ConfigError saying how to install one.
-
-    ``env`` is added to this process's environment for the browser (fontconfig, say).
-    """
+def executable_for(playwright: Playwright, explicit: str | None = None) -> str:
+    """The Chromium binary to run, or ConfigError saying how to install one."""
     preflight(explicit)
-    options: dict[str, Any] = {"args": LAUNCH_ARGS}
-    if env:
-        options["env"] = {**os.environ, **env}
     if explicit:
-        return await playwright.chromium.launch(executable_path=explicit, **options)
-    try:
-        return await playwright.chromium.launch(**options)
-    except PlaywrightError as exc:
-        if "Executable doesn't exist" not in str(exc):
-            raise
+        return explicit
+    own = playwright.chromium.executable_path
+    if own and Path(own).is_file():
+        return own
     path = system_chromium()
     if path is None:
         raise ConfigError(INSTALL_HELP)
-    return await playwright.chromium.launch(executable_path=path, **options)
+    return path
+
+
+async def launch(
+    playwright: Playwright,
+    explicit: str | None = None,
+    env: dict[str, str] | None = None,
+    jail: NetworkJail | None = None,
+) -> Browser:
+    """Launch headless Chromium, or raise ConfigError saying how to install one.
+
+    Its environment is ours without secrets, plus ``env`` (fontconfig, say).
+    """
+    executable = executable_for(playwright, explicit)
+    return await playwright.chromium.launch(
+        executable_path=jail.executable(executable) if jail else executable,
+        args=LAUNCH_ARGS + (jail.args if jail else []),
+        env={**child_env(), **(env or {})},
+    )
+
+
+async def _abort(route: Route) -> None:
+    await route.abort("blockedbyclient")
+
+
+class Chromium:
+    """One browser process; relaunched when it has died.
+
+    It has one long-lived context for the trusted pool (built-in templates), and makes a
+    fresh context for every untrusted card, closed with it.
+    """
+
+    def __init__(
+        self,
+        playwright: Playwright,
+        executable: str | None,
+        env: dict[str, str] | None = None,
+        jail: NetworkJail | None = None,
+    ) -> None:
+        self._pw = playwright
+        self._executable = executable
+        self._env = env
+        self._jail = jail
+        self._browser: Browser | None = None
+        self._context: BrowserContext | None = None
+        self._lock = asyncio.Lock()
+        self.generation = 0  # bumped at every launch; tabs of an older one are stale
+        self.launches = 0
+
+    @property
+    def alive(self) -> bool:
+        return self._browser is not None and self._browser.is_connected()
+
+    async def context(self) -> BrowserContext:
+        """The pool's context, launching the browser first if it is not running."""
+        async with self._lock:
+            if not self.alive or self._context is None:
+                await self._close()
+                self._browser = await launch(self._pw, self._executable, self._env, self._jail)
+                self._context = await self._new_context(Output())
+                lower_children()
+                self.generation += 1
+                self.launches += 1
+            return self._context
+
+    async def isolated(self, output: Output) -> BrowserContext:
+        """A new context of its own for one card: a new realm, and a renderer process that
+        ends when the context is closed."""
+        await self.context()
+        return await self._new_context(output)
+
+    async def _new_context(self, output: Output) -> BrowserContext:
+        assert self._browser is not None
+        context = await self._browser.new_context(
+            viewport={"width": output.width, "height": output.height},
+            device_scale_factor=output.scale,
+            offline=True,
+            service_workers="block",
+            accept_downloads=False,
+        )
+        await context.route("**/*", _abort)
+        return context
+
+    async def _close(self) -> None:
+        if self._browser is not None:
+            with contextlib.suppress(PlaywrightError):
+                await self._browser.close()
+        self._browser = self._context = None
+
+    async def close(self) -> None:
+        async with self._lock:
+            await self._close()
 
 
 async def _check(explicit: str | None) -> str:

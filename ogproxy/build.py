@@ -12,24 +12,19 @@ import csv
 import json
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from .api import json_pairs
-from .cachekey import cache_key
-from .cards import Cards
+from .cards import Cards, card_key
 from .config import Settings
 from .errors import OgProxyError
-from .fetcher import Fetcher
 from .fonts import fingerprint
-from .params import Output, parse_card
-from .renderer import Renderer
-from .store import Store
+from .formats import FORMATS, Format
+from .params import Output, json_pairs, parse_card
 from .templates import TemplateSet
 
 MANIFEST = ".ogproxy-manifest.json"
-SUFFIXES = {"png": ".png", "jpeg": ".jpg", "webp": ".webp"}
 NAME_FIELDS = ("name", "slug", "file")  # which field names the output file
 
 
@@ -73,15 +68,15 @@ def _file_name(job: Job, key: str, fmt: str) -> str:
         if value := job.fields.pop(name, None):
             stem = "".join(c if c.isalnum() or c in "-_." else "-" for c in str(value)).strip(".-")
             if stem:
-                return stem + SUFFIXES[fmt]
-    return key[:16] + SUFFIXES[fmt]
+                return stem + FORMATS[fmt].suffix
+    return key[:16] + FORMATS[fmt].suffix
 
 
 async def render_jobs(
     jobs: Iterable[Job],
     out_dir: Path,
     settings: Settings,
-    fmt: str = "png",
+    fmt: Format = "png",
     on_progress: Callable[[], None] = lambda: None,
 ) -> Summary:
     """Render ``jobs`` into ``out_dir``, skipping those whose content address is unchanged."""
@@ -90,9 +85,9 @@ async def render_jobs(
     manifest: dict[str, str] = (
         json.loads(manifest_path.read_text()) if manifest_path.exists() else {}
     )
-    templates = TemplateSet(*settings.template_dirs)
+    templates = TemplateSet(*settings.template_dirs, trust=settings.trusted_templates)
     fonts = fingerprint(settings.fonts_dir)
-    output = Output(format=fmt, palette=settings.png_palette and fmt == "png")  # type: ignore[arg-type]
+    output = Output(palette=settings.png_palette).as_format(fmt)
     summary = Summary()
     started = time.monotonic()
 
@@ -103,7 +98,7 @@ async def render_jobs(
                 raise ValueError(job.fields["__error__"])
             name_fields = {k: job.fields.pop(k) for k in NAME_FIELDS if k in job.fields}
             params, out = parse_card(json_pairs(job.fields), templates.specs, output)
-            key = cache_key(templates.templates[params.template], params, out, fonts)
+            key = card_key(templates, fonts, params, out)
             job.fields.update(name_fields)
             job.name = _file_name(job, key, fmt)
         except (OgProxyError, ValueError) as exc:
@@ -117,38 +112,25 @@ async def render_jobs(
         planned.append((job, params, out, key))
 
     if planned:
-        renderer = Renderer(
-            pages=settings.pages,
-            browsers=settings.browsers,
-            chromium=settings.chromium,
-            timeout=settings.render_timeout,
-            queue=len(planned),
-            fonts_dir=settings.fonts_dir,
-        )
         # The server's cache dir: cards it already rendered are copied, not rendered again.
-        store = Store(settings.cache_dir, size_limit=settings.cache_size, memory_bytes=0)
-        cards = Cards(
-            settings, (), templates, store, renderer, output, Fetcher.for_settings(settings), fonts
-        )
-        await renderer.start()
-        try:
+        # Every card waits its turn (no 503s) and none is kept in memory once written.
+        own = replace(settings, queue=min(len(planned), 100_000), memory_cache=0)
+        waiting = asyncio.Semaphore(own.queue)  # never more than the queue takes
+        async with Cards.open(own, templates) as cards:
 
             async def one(job: Job, params: Any, out: Output, key: str) -> None:
                 try:
-                    result = await cards.get_or_render(key, params, out)
+                    async with waiting:
+                        result = await cards.get_or_render(key, params, out)
                 except OgProxyError as exc:
                     summary.failed.append((job.line, exc.public_message))
                 else:
-                    (out_dir / job.name).write_bytes(result.png)
+                    (out_dir / job.name).write_bytes(result.body)
                     manifest[job.name] = key
                     summary.rendered += 1
                 on_progress()
 
             await asyncio.gather(*(one(*item) for item in planned))
-        finally:
-            await renderer.stop()
-            await cards.fetcher.close()
-            store.close()
     manifest_path.write_text(json.dumps(manifest, indent=1, sort_keys=True))
     summary.seconds = time.monotonic() - started
     summary.failed.sort()

@@ -1,53 +1,135 @@
-"""Getting a card's PNG: from memory, from disk, or rendered exactly once.
+"""The render-once service: a card's image from memory, from disk, or rendered exactly once.
 
 Identical misses in this process share one render (single flight); other worker
-processes on the same cache dir wait for it through a lock in the cache itself.
+processes on the same cache dir wait for it through a lock in the cache itself. It knows
+nothing of HTTP: the server and ``ogproxy render`` both open it with ``Cards.open``.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field, replace
+from typing import Literal
 
 import anyio.to_thread
 
+from .cachekey import cache_key
 from .config import Settings
 from .fetcher import Fetcher
-from .hits import KnownQueries
+from .fonts import fingerprint
 from .params import CardParams, Output
 from .renderer import Renderer
 from .singleflight import SingleFlight
 from .store import Store
 from .templates import TemplateSet
 
+# Where a request's image came from, as X-Cache says it: the cache, its own render, or
+# a render it waited for (another request's here, or another worker process's).
+Source = Literal["HIT", "MISS", "WAIT"]
+
 
 @dataclass(frozen=True)
 class Result:
-    png: bytes
-    rendered: bool  # True for the one request that rendered it
-    render_ms: float | None = None
+    body: bytes  # the encoded image, in the format the request asked for
+    source: Source
+    render_ms: float | None = None  # for the one request that rendered it
+
+
+def card_key(templates: TemplateSet, fonts: str, params: CardParams, output: Output) -> str:
+    """The content address of a card: its template's source, the fonts, params, output."""
+    return cache_key(templates.templates[params.template], params, output, fonts)
 
 
 @dataclass
 class Cards:
-    """Everything a request needs, created in the lifespan and kept on app.state."""
-
-    settings: Settings
-    secrets: tuple[str, ...]
     templates: TemplateSet
     store: Store
     renderer: Renderer
-    output: Output  # server defaults for what a render produces
     fetcher: Fetcher  # everything a card loads, template images included
     fonts: str = ""  # fingerprint of OGPROXY_FONTS_DIR, part of every cache key
+    lock_hold: float = 30.0  # seconds another worker's render lock is waited for, at most
     on_render: Callable[[float], None] | None = None  # seconds of each render, for metrics
+    render_timeout: float = 10.0  # seconds for the template and the browser together
     flights: SingleFlight[Result] = field(default_factory=SingleFlight)
-    known: KnownQueries = field(default_factory=KnownQueries)
 
-    def output_for(self, fmt: str) -> Output:
-        """The server's output defaults for one format (palette applies to PNG only)."""
-        return replace(self.output, format=fmt, palette=self.output.palette and fmt == "png")  # type: ignore[arg-type]
+    @classmethod
+    @asynccontextmanager
+    async def open(
+        cls,
+        settings: Settings,
+        templates: TemplateSet,
+        on_render: Callable[[float], None] | None = None,
+    ) -> AsyncIterator[Cards]:
+        """Launch the browser and open the cache and the asset fetcher; close them after."""
+        renderer = Renderer(
+            pages=settings.pages,
+            browsers=settings.browsers,
+            chromium=settings.chromium,
+            timeout=settings.render_timeout,
+            queue=settings.queue,
+            fonts_dir=settings.fonts_dir,
+            network_isolation=settings.network_isolation,
+        )
+        await renderer.start()
+        store = Store(
+            settings.cache_dir, size_limit=settings.cache_size, memory_bytes=settings.memory_cache
+        )
+        fetcher = Fetcher.for_settings(settings)
+        # A render hung in another worker is cut off after the timeout: wait a few of those.
+        hold = settings.render_timeout * 3
+        try:
+            fonts = fingerprint(settings.fonts_dir)
+            timeout = settings.render_timeout
+            yield cls(templates, store, renderer, fetcher, fonts, hold, on_render, timeout)
+        finally:
+            await renderer.stop()
+            await fetcher.close()
+            store.close()
+
+    def key(self, params: CardParams, output: Output) -> str:
+        return card_key(self.templates, self.fonts, params, output)
+
+    async def get_or_render(self, key: str, params: CardParams, output: Output) -> Result:
+        """The image of ``key`` (``self.key(params, output)``), rendered here at most once."""
+        cached = self.store.get_memory(key)
+        if cached is not None:
+            return Result(cached, "HIT")
+        result, leader = await self.flights.run(key, lambda: self._render_once(key, params, output))
+        if leader or result.source == "HIT":
+            return result
+        return Result(result.body, "WAIT")
+
+    async def _render_once(self, key: str, params: CardParams, output: Output) -> Result:
+        # Re-check inside the flight: another request may have stored it meanwhile, and
+        # another worker process may be rendering it right now (the lock waits for it).
+        cached = await self.store.get(key)
+        if cached is not None:
+            return Result(cached, "HIT")
+        # Fetched before taking the lock: a slow image origin must not hold the key
+        # against the other workers.
+        card = await self._inline_images(params)
+        async with self.store.render_lock(key, hold=self.lock_hold):
+            cached = await self.store.get(key)
+            if cached is not None:  # another process rendered it while we waited
+                return Result(cached, "WAIT")
+            started = time.perf_counter()
+            # Template rendering counts against the render timeout: it runs the operator's
+            # templates, which can loop (they stop themselves at the deadline).
+            deadline = time.monotonic() + self.render_timeout
+            doc = await anyio.to_thread.run_sync(
+                lambda: self.templates.render(
+                    card, width=output.width, height=output.height, deadline=deadline
+                )
+            )
+            fetch = self.fetcher.card()
+            image = await self.renderer.render(doc, output, fetch=fetch, deadline=deadline)
+            seconds = time.perf_counter() - started
+            if self.on_render is not None:
+                self.on_render(seconds)
+            await self.store.put(key, image)
+        return Result(image, "MISS", render_ms=round(seconds * 1000, 1))
 
     async def _inline_images(self, params: CardParams) -> CardParams:
         spec = self.templates.specs[params.template]
@@ -59,35 +141,3 @@ class Cards:
             for name, value in params.extra
         ]
         return replace(params, extra=tuple(extra))
-
-    async def get_or_render(self, key: str, params: CardParams, output: Output) -> Result:
-        cached = self.store.get_memory(key)
-        if cached is not None:
-            return Result(cached, rendered=False)
-        result, leader = await self.flights.run(key, lambda: self._render_once(key, params, output))
-        return result if leader else Result(result.png, rendered=False)
-
-    async def _render_once(self, key: str, params: CardParams, output: Output) -> Result:
-        # Re-check inside the flight: another request may have stored it meanwhile, and
-        # another worker process may be rendering it right now (the lock waits for it).
-        cached = await self.store.get(key)
-        if cached is not None:
-            return Result(cached, rendered=False)
-        # Fetched before taking the lock: a slow image origin must not hold the key
-        # against the other workers.
-        card = await self._inline_images(params)
-        async with self.store.render_lock(key, hold=self.settings.render_timeout * 3):
-            cached = await self.store.get(key)
-            if cached is not None:
-                return Result(cached, rendered=False)
-            doc = await anyio.to_thread.run_sync(
-                lambda: self.templates.render(card, width=output.width, height=output.height)
-            )
-            started = time.perf_counter()
-            png = await self.renderer.render(doc, output, fetch=self.fetcher.card())
-            seconds = time.perf_counter() - started
-            if self.on_render is not None:
-                self.on_render(seconds)
-            render_ms = round(seconds * 1000, 1)
-            await self.store.put(key, png)
-        return Result(png, rendered=True, render_ms=render_ms)

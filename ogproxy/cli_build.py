@@ -7,30 +7,30 @@ from typing import Any
 
 import click
 
+from .browser import preflight
 from .cli_options import (
-    asset_failure_option,
-    asset_origins_option,
-    cache_dir_option,
     card_options,
     card_params,
-    chromium_option,
-    fonts_dir_option,
-    preflight_or_exit,
+    config_errors,
+    setting_option,
+    setting_options,
     settings_or_exit,
-    templates_dir_option,
 )
-from .config import parse_size, split_secrets
+from .config import DEFAULT_CACHE_DIR, parse_size
 from .errors import ConfigError
+from .formats import FORMATS, Format, for_file
+
+*_FIRST, _LAST = (row.suffix for row in FORMATS.values())
+_SUFFIXES = f"{', '.join(_FIRST)} or {_LAST}"  # .png, .jpg or .webp
+# The cache commands work on a cache dir without building Settings: give them its default.
+_cache_dir_option = setting_option("cache_dir", default=DEFAULT_CACHE_DIR)
 
 
 def _render_options(func: Any) -> Any:
     options = [
-        cache_dir_option,
-        templates_dir_option,
-        fonts_dir_option,
-        asset_origins_option,
-        asset_failure_option,
-        chromium_option,
+        setting_options(
+            "cache_dir", "templates_dir", "fonts_dir", "asset_origins", "asset_failure", "chromium"
+        ),
         click.option(
             "--concurrency",
             default=None,
@@ -50,7 +50,7 @@ def _render_options(func: Any) -> Any:
     "--output",
     "output_file",
     type=click.Path(dir_okay=False, path_type=Path),
-    help="Render one card (from the flags) to this file; .png, .jpg or .webp.",
+    help=f"Render one card (from the flags) to this file; {_SUFFIXES}.",
 )
 @click.option(
     "--input",
@@ -67,7 +67,7 @@ def _render_options(func: Any) -> Any:
 @click.option(
     "--format",
     "fmt",
-    type=click.Choice(["png", "jpeg", "webp"]),
+    type=click.Choice(list(FORMATS)),
     default=None,
     help="Image format for --input (default png; -o takes it from the suffix).",
 )
@@ -81,12 +81,12 @@ def render(
     output_file: Path | None,
     input_file: Path | None,
     out_dir: Path,
-    fmt: str | None,
-    cache_dir: Path,
+    fmt: Format | None,
+    cache_dir: Path | None,
     templates_dir: Path | None,
     fonts_dir: Path | None,
-    asset_origins: str,
-    asset_failure: str,
+    asset_origins: tuple[str, ...] | None,
+    asset_failure: str | None,
     chromium: str | None,
     concurrency: int | None,
 ) -> None:
@@ -101,10 +101,10 @@ def render(
     if (output_file is None) == (input_file is None):
         raise click.UsageError("give either -o FILE (one card from flags) or --input FILE")
     if output_file is not None:
-        suffix = output_file.suffix.lower()
-        fmt = {".png": "png", ".jpg": "jpeg", ".jpeg": "jpeg", ".webp": "webp"}.get(suffix)
-        if fmt is None:
-            raise click.BadParameter("must end in .png, .jpg or .webp", param_hint="-o")
+        row = for_file(output_file.name)
+        if row is None:
+            raise click.BadParameter(f"must end in {_SUFFIXES}", param_hint="-o")
+        fmt = row.name
         fields = {
             k: v
             for k, v in card_params(title, subtitle, template, accent_color, extra).items()
@@ -120,12 +120,13 @@ def render(
         cache_dir=cache_dir,
         templates_dir=templates_dir,
         fonts_dir=fonts_dir,
-        asset_origins=split_secrets(asset_origins),
+        asset_origins=asset_origins,
         asset_failure=asset_failure,
         chromium=chromium,
-        **({"pages": concurrency} if concurrency else {}),
+        pages=concurrency,
     )
-    preflight_or_exit(settings.chromium)
+    with config_errors():
+        preflight(settings.chromium)
     console = Console(stderr=True)
     with Progress(
         "[progress.description]{task.description}",
@@ -196,14 +197,13 @@ def warm(source: str, concurrency: int, timeout: float) -> None:
 
 
 @click.command()
-@templates_dir_option
+@setting_option("templates_dir")
 def templates(templates_dir: Path | None) -> None:
     """List templates with their version (use it as `v` to bust caches) and parameters."""
-    from .config import TEMPLATES_DIR
+    from .config import template_dirs
     from .templates import TemplateSet
 
-    folders = (templates_dir, TEMPLATES_DIR) if templates_dir else (TEMPLATES_DIR,)
-    for name, info in TemplateSet(*folders).describe().items():
+    for name, info in TemplateSet(*template_dirs(templates_dir)).describe().items():
         params = ", ".join(str(p["name"]) for p in info["params"])  # type: ignore[attr-defined]
         click.echo(
             f"{name:<16} v={info['version']}  accentColor={info['accentColor']}"
@@ -225,7 +225,7 @@ def _open_store(cache_dir: Path) -> Any:
 
 
 @cache.command("stats")
-@cache_dir_option
+@_cache_dir_option
 def cache_stats(cache_dir: Path) -> None:
     """Entries and bytes in the cache."""
     store = _open_store(cache_dir)
@@ -240,7 +240,7 @@ def cache_stats(cache_dir: Path) -> None:
 
 
 @cache.command("clear")
-@cache_dir_option
+@_cache_dir_option
 @click.option("--yes", is_flag=True, help="Do not ask.")
 def cache_clear(cache_dir: Path, yes: bool) -> None:
     """Delete every cached image (they are rendered again on demand)."""
@@ -254,13 +254,13 @@ def cache_clear(cache_dir: Path, yes: bool) -> None:
 
 
 @cache.command("prune")
-@cache_dir_option
+@_cache_dir_option
 @click.option("--to", "target", required=True, help="Size to shrink to, e.g. 500MB.")
 def cache_prune(cache_dir: Path, target: str) -> None:
     """Evict the oldest images until the cache is at most --to."""
     try:
         to_bytes = parse_size(target, "--to")
-    except ConfigError as exc:
+    except ConfigError as exc:  # an argument, not a setting: a usage error
         raise click.BadParameter(str(exc), param_hint="--to") from None
     store = _open_store(cache_dir)
     try:

@@ -2,21 +2,21 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
 import click
 
-from .browser import preflight
 from .config import (
-    DEFAULT_CACHE_DIR,
     DEFAULT_DEV_SECRET_FILE,
     DEFAULT_HOST,
     DEFAULT_PORT,
+    Declared,
     Settings,
+    declarations,
     dev_secret,
-    split_secrets,
 )
 from .errors import ConfigError
 
@@ -26,63 +26,59 @@ DEFAULT_BASE_URL = f"http://{DEFAULT_HOST}:{DEFAULT_PORT}/og.png"
 F = TypeVar("F", bound=Callable[..., Any])
 
 
-def env_option(*decls: str, env: str, **kwargs: Any) -> Callable[[F], F]:
-    """A click option that can also be set by ``OGPROXY_<env>``."""
-    return click.option(*decls, envvar=f"OGPROXY_{env}", show_envvar=True, **kwargs)
+class _SettingType(click.ParamType):  # type: ignore[type-arg]
+    """A flag's or variable's text read by the setting's own parser."""
+
+    def __init__(self, declared: Declared) -> None:
+        self.declared = declared
+        self.name = declared.kind
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        if not isinstance(value, str):
+            return value
+        with config_errors():  # a bad setting is a configuration error (exit 1), not usage
+            parsed = self.declared.parse(value)
+            self.declared.check(parsed)
+        return parsed
 
 
-_folder = click.Path(file_okay=False, exists=True, path_type=Path)
-# Options that serve, render, templates and cache share.
-cache_dir_option = env_option(
-    "--cache-dir",
-    env="CACHE_DIR",
-    default=DEFAULT_CACHE_DIR,
-    type=click.Path(file_okay=False, path_type=Path),
-    help="Directory of the persistent render cache (render reuses what serve rendered).",
-)
-templates_dir_option = env_option(
-    "--templates-dir",
-    env="TEMPLATES_DIR",
-    default=None,
-    type=_folder,
-    help="Your templates, searched before the built-in ones.",
-)
-fonts_dir_option = env_option(
-    "--fonts-dir",
-    env="FONTS_DIR",
-    default=None,
-    type=_folder,
-    help="Folder of extra fonts (woff2, woff, ttf, otf) usable by family name.",
-)
-asset_origins_option = env_option(
-    "--asset-origins",
-    env="ASSET_ORIGINS",
-    default="",
-    help="Comma-separated origins (https://host, https://*.host, google-fonts) a card's "
-    "images, stylesheets and fonts may be fetched from.",
-)
-asset_failure_option = env_option(
-    "--asset-failure",
-    env="ASSET_FAILURE",
-    default="fail",
-    type=click.Choice(["fail", "render"]),
-    show_default=True,
-    help="What an asset that cannot be loaded does: fail the render (502/504/422), "
-    "or render the card without it.",
-)
-chromium_option = env_option(
-    "--chromium",
-    env="CHROMIUM",
-    default=None,
-    help="Chromium binary (default: Playwright's, else the system's).",
-)
+def setting_option(name: str, **overrides: Any) -> Callable[[F], F]:
+    """The click option of a ``Settings`` field, with its variable, help and default text.
+
+    It is None when neither the flag nor the variable is given, so the declared default
+    applies (``settings_or_exit`` leaves it out).
+    """
+    declared = {d.name: d for d in declarations()}[name]
+    flag = declared.flag
+    if declared.kind == "bool":
+        flag = f"{flag}/--no-{flag[2:]}"
+    options: dict[str, Any] = {
+        "envvar": declared.env,
+        "show_envvar": True,
+        "default": None,
+        "show_default": declared.shown.replace("`", "") or False,
+        "help": declared.help,
+    }
+    if declared.kind != "bool":
+        options["type"] = _SettingType(declared)
+    return click.option(flag, name, **{**options, **overrides})
+
+
+def setting_options(*names: str) -> Callable[[F], F]:
+    """``setting_option`` for each of ``names``, in that order in ``--help``."""
+
+    def decorate(func: F) -> F:
+        for name in reversed(names):
+            func = setting_option(name)(func)
+        return func
+
+    return decorate
 
 
 def settings_or_exit(**values: object) -> Settings:
-    try:
-        return Settings(**values)  # type: ignore[arg-type]
-    except ConfigError as exc:
-        raise click.ClickException(str(exc)) from None
+    """Settings from the command's options; an unset option keeps the declared default."""
+    with config_errors():
+        return Settings(**{k: v for k, v in values.items() if v is not None})  # type: ignore[arg-type]
 
 
 def card_options(func: Any) -> Any:
@@ -110,42 +106,23 @@ def card_options(func: Any) -> Any:
 
 def signing_options(func: Any) -> Any:
     """--base-url, --secret, --dev, --dev-secret-file: how a URL is signed."""
-    for option in reversed(
-        [
-            click.option(
-                "--base-url",
-                envvar="OGPROXY_BASE_URL",
-                default=DEFAULT_BASE_URL,
-                show_envvar=True,
-                help="Public URL of the image endpoint.",
-            ),
-            click.option(
-                "--secret",
-                envvar="OGPROXY_SECRET",
-                default=None,
-                show_envvar=True,
-                show_default=False,
-                help="Signing secret(s); the last one signs.",
-            ),
-            click.option(
-                "--dev", is_flag=True, help="Sign with the local secret that `serve --dev` keeps."
-            ),
-            click.option(
-                "--dev-secret-file",
-                envvar="OGPROXY_DEV_SECRET_FILE",
-                default=DEFAULT_DEV_SECRET_FILE,
-                show_envvar=True,
-                type=click.Path(dir_okay=False, path_type=Path),
-            ),
-        ]
-    ):
-        func = option(func)
-    return func
+    func = setting_option("dev_secret_file")(func)
+    func = setting_option("dev", help="Sign with the local secret that `serve --dev` keeps.")(func)
+    func = setting_option("secrets", help="Signing secret(s); the last one signs.")(func)
+    return click.option(
+        "--base-url",
+        envvar="OGPROXY_BASE_URL",
+        default=DEFAULT_BASE_URL,
+        show_envvar=True,
+        help="Public URL of the image endpoint.",
+    )(func)
 
 
-def preflight_or_exit(chromium: str | None) -> None:
+@contextmanager
+def config_errors() -> Iterator[None]:
+    """A ConfigError (it names the setting) as the command's error message, exit status 1."""
     try:
-        preflight(chromium)
+        yield
     except ConfigError as exc:
         raise click.ClickException(str(exc)) from None
 
@@ -173,9 +150,11 @@ def card_params(
     return params
 
 
-def secret_for_signing(secret: str | None, dev: bool, dev_secret_file: Path) -> str:
-    if secret:
-        return split_secrets(secret)[-1]
+def secret_for_signing(
+    secrets: tuple[str, ...] | None, dev: bool | None, dev_secret_file: Path | None
+) -> str:
+    if secrets:
+        return secrets[-1]
     if dev:
-        return dev_secret(dev_secret_file)
+        return dev_secret(dev_secret_file or DEFAULT_DEV_SECRET_FILE)
     raise click.UsageError("no secret: set OGPROXY_SECRET (or --secret), or pass --dev")

@@ -1,30 +1,45 @@
-"""Settings, built once from CLI flags and ``OGPROXY_*`` variables and validated at start-up."""
+"""Settings, built once from CLI flags and ``OGPROXY_*`` variables and validated at start-up.
+
+Each setting is declared once, as a field of ``Settings`` made by ``setting()``: its type
+of value, default, bounds and help text. The environment variable (``OGPROXY_<NAME>``),
+the CLI flag (``--<name>``), ``from_env``, ``to_env``, the click options and the README's
+table are all derived from that declaration.
+
+Adding a setting is one ``setting()`` field below plus its row in the README's table
+(``tests/test_config.py`` checks that the two agree); commands that take it list its
+name in ``cli_options.setting_options`` (``serve`` takes every setting).
+"""
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import os
 import re
 import secrets as _secrets
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from .errors import ConfigError
+from .isolation import NETWORK_ISOLATION_CHOICES, NetworkIsolation
 from .origins import AllowList
 
 DEFAULT_HOST = "127.0.0.1"
+LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1", "[::1]")
 DEFAULT_PORT = 8000
 DEFAULT_CACHE_DIR = Path(".ogproxy/cache")
 DEFAULT_DEV_SECRET_FILE = Path(".ogproxy/dev-secret")
 DEFAULT_CACHE_SIZE = 2**30  # 1 GiB on disk
-DEFAULT_MEMORY_CACHE = 64 * 2**20  # 64 MiB of hot PNGs kept in memory
+DEFAULT_MEMORY_CACHE = 64 * 2**20  # 64 MiB of hot images kept in memory
 DEFAULT_RENDER_TIMEOUT = 10.0  # seconds
 DEFAULT_QUEUE = 64  # renders waiting for a page before new misses get 503
 TEMPLATES_DIR = Path(__file__).resolve().parent.parent / "templates"
 
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]i?b?|b)?\s*$", re.IGNORECASE)
 _UNITS = {"": 1, "b": 1, "k": 10**3, "m": 10**6, "g": 10**9, "t": 10**12}
+_TRUE, _FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
 
 
 def parse_size(text: str, setting: str) -> int:
@@ -38,32 +53,266 @@ def parse_size(text: str, setting: str) -> int:
     return int(number * scale)
 
 
+def split_secrets(raw: str) -> tuple[str, ...]:
+    return tuple(s.strip() for s in raw.split(",") if s.strip())
+
+
+Kind = Literal["text", "int", "float", "bool", "size", "list", "path", "folder", "choice"]
+
+
+@dataclass(frozen=True)
+class Declared:
+    """How one setting is read from outside: its variable, flag, parser and help."""
+
+    name: str
+    kind: Kind
+    help: str
+    shown: str  # the default as the README's table says it (and --help, without backticks)
+    env: str
+    flag: str
+    bounds: tuple[float, float] | None = None
+    choices: tuple[str, ...] = ()
+    secret: bool = False
+
+    def parse(self, raw: str) -> object:
+        """The text of a variable or flag as this setting's value; errors name the variable."""
+        text = raw.strip()
+        if self.kind == "bool":
+            if text.lower() not in _TRUE + _FALSE:
+                raise ConfigError(f"{self.env}: {raw!r} is not one of 1, 0, true, false")
+            return text.lower() in _TRUE
+        if self.kind in ("int", "float"):
+            try:
+                return int(text) if self.kind == "int" else float(text)
+            except ValueError:
+                raise ConfigError(f"{self.env}: cannot read {raw!r} as {self.kind}") from None
+        if self.kind == "size":
+            return parse_size(text, self.env)
+        if self.kind == "list":
+            return split_secrets(raw)
+        if self.kind in ("path", "folder"):
+            return Path(text)
+        if self.kind == "choice" and text not in self.choices:
+            raise ConfigError(f"{self.env}: {raw!r} is not one of {', '.join(self.choices)}")
+        return text
+
+    def format(self, value: object) -> str | None:
+        """The text ``parse`` turns back into ``value``; None for an unset setting."""
+        if value is None:
+            return None
+        if self.kind == "bool":
+            return "1" if value else "0"
+        if self.kind == "list":
+            return ",".join(value)  # type: ignore[arg-type]
+        return str(value)
+
+    def check(self, value: object) -> None:
+        """Bounds and existence, with an error that names the variable."""
+        if self.bounds is not None:
+            low, high = self.bounds
+            if not low <= value <= high:  # type: ignore[operator]
+                within = f"between {_n(low)} and {_n(high)}" if high < float("inf") else ""
+                raise ConfigError(f"{self.env}: {value} is not {within or f'at least {_n(low)}'}")
+        if self.kind == "folder" and value is not None and not Path(str(value)).is_dir():
+            raise ConfigError(f"{self.env}: {value} is not a directory")
+
+
+def _n(number: float) -> str:
+    return str(int(number)) if float(number).is_integer() else str(number)
+
+
+def setting(
+    default: object = None,
+    *,
+    help: str,
+    kind: Kind,
+    shown: str | None = None,
+    factory: Any = None,
+    env: str | None = None,
+    flag: str | None = None,
+    bounds: tuple[float, float] | None = None,
+    choices: tuple[str, ...] = (),
+    secret: bool = False,
+) -> Any:
+    """A field of ``Settings``: the one place a setting is declared."""
+    meta = {
+        "kind": kind,
+        "help": help,
+        "shown": shown if shown is not None else ("" if default is None else f"`{default}`"),
+        "env": env,
+        "flag": flag,
+        "bounds": bounds,
+        "choices": choices,
+        "secret": secret,
+    }
+    if factory is not None:
+        return dataclasses.field(default_factory=factory, repr=not secret, metadata=meta)
+    return dataclasses.field(default=default, repr=not secret, metadata=meta)
+
+
+def _cpus() -> int:
+    return max(1, os.cpu_count() or 1)
+
+
 @dataclass(frozen=True)
 class Settings:
-    secrets: tuple[str, ...] = field(default=(), repr=False)
-    dev: bool = False
-    host: str = DEFAULT_HOST
-    port: int = DEFAULT_PORT
-    cache_dir: Path = DEFAULT_CACHE_DIR
-    cache_size: int = DEFAULT_CACHE_SIZE
-    memory_cache: int = DEFAULT_MEMORY_CACHE
-    chromium: str | None = None
-    templates_dir: Path | None = None  # the user's templates, over the built-in ones
+    secrets: tuple[str, ...] = setting(
+        (),
+        kind="list",
+        env="OGPROXY_SECRET",
+        flag="--secret",
+        secret=True,
+        shown="none: required unless `--dev`",
+        help="Signing secret(s), comma-separated: the last signs, all verify.",
+    )
+    dev: bool = setting(
+        False,
+        kind="bool",
+        shown="off; generates a secret once and keeps it in `OGPROXY_DEV_SECRET_FILE`",
+        help="Development mode: generate and keep a local secret if none is given.",
+    )
+    dev_secret_file: Path = setting(
+        DEFAULT_DEV_SECRET_FILE, kind="path", help="Where --dev keeps its generated secret."
+    )
+    host: str = setting(DEFAULT_HOST, kind="text", help="Interface to listen on.")
+    port: int = setting(DEFAULT_PORT, kind="int", bounds=(1, 65535), help="Port to listen on.")
+    cache_dir: Path = setting(
+        DEFAULT_CACHE_DIR,
+        kind="path",
+        help="Directory of the persistent render cache (render reuses what serve rendered).",
+    )
+    cache_size: int = setting(
+        DEFAULT_CACHE_SIZE,
+        kind="size",
+        shown="`1GiB`",
+        bounds=(2**20, float("inf")),
+        help="Disk cache size limit (e.g. 1GiB, 500MB); at least 1MiB.",
+    )
+    memory_cache: int = setting(
+        DEFAULT_MEMORY_CACHE, kind="size", shown="`64MiB`", help="Hot images kept in memory."
+    )
+    chromium: str | None = setting(
+        kind="text",
+        shown="Playwright's browser, else `chromium-headless-shell`, else `chromium`",
+        help="Chromium binary (default: Playwright's, else the system's).",
+    )
+    templates_dir: Path | None = setting(
+        kind="folder",
+        shown="none: the built-in `templates/` only",
+        help="Your templates, searched before the built-in ones.",
+    )
+    fonts_dir: Path | None = setting(
+        kind="folder",
+        shown="none",
+        help="Folder of extra fonts (woff2, woff, ttf, otf) usable by family name.",
+    )
     # Chromium encodes and rasterises serially per process: two processes use two cores.
-    browsers: int = field(default_factory=lambda: min(2, os.cpu_count() or 1))
-    pages: int = field(default_factory=lambda: 2 * max(1, os.cpu_count() or 1))
-    png_palette: bool = False
-    queue: int = DEFAULT_QUEUE
-    asset_origins: tuple[
-        str, ...
-    ] = ()  # where a card's images, stylesheets and fonts may come from
-    asset_failure: Literal["fail", "render"] = "fail"  # a failed asset fails the render
-    api_keys: tuple[str, ...] = field(default=(), repr=False)  # for POST /v1/og-image
-    fonts_dir: Path | None = None
-    admin_token: str | None = field(default=None, repr=False)  # turns the playground on
-    public_url: str | None = None  # the image endpoint as pages see it (for the playground)
-    render_timeout: float = DEFAULT_RENDER_TIMEOUT
-    dev_secret_file: Path = DEFAULT_DEV_SECRET_FILE
+    browsers: int = setting(
+        kind="int",
+        factory=lambda: min(2, _cpus()),
+        bounds=(1, 16),
+        shown="up to two Chromium processes (one per worker with `--workers`)",
+        help="Chromium processes the pages are spread over.",
+    )
+    pages: int = setting(
+        kind="int",
+        factory=lambda: 2 * _cpus(),
+        bounds=(1, 64),
+        shown="two per core (concurrent renders)",
+        help="Concurrent renders (browser pages).",
+    )
+    queue: int = setting(
+        DEFAULT_QUEUE,
+        kind="int",
+        bounds=(0, 100_000),
+        shown="`64` renders waiting; beyond, 503 + `Retry-After`",
+        help="Renders that may wait for a page; beyond it new misses get 503 + Retry-After.",
+    )
+    png_palette: bool = setting(
+        False,
+        kind="bool",
+        shown="off: lossless PNGs unless a URL says `palette=1`",
+        help="Default to 256-colour PNGs (URLs can still choose with palette=0/1).",
+    )
+    render_timeout: float = setting(
+        DEFAULT_RENDER_TIMEOUT,
+        kind="float",
+        bounds=(0.5, 120),
+        shown="`10` seconds",
+        help="Seconds before a render is cut off.",
+    )
+    asset_origins: tuple[str, ...] = setting(
+        (),
+        kind="list",
+        shown="none: only `data:` images and fonts (see *Images and fonts in cards*)",
+        help="Comma-separated origins (https://host, https://*.host, google-fonts) a card's "
+        "images, stylesheets and fonts may be fetched from.",
+    )
+    asset_failure: Literal["fail", "render"] = setting(
+        "fail",
+        kind="choice",
+        choices=("fail", "render"),
+        shown="`fail`: an asset that cannot be loaded fails the render; `render` renders "
+        "without it",
+        help="What an image, stylesheet or font that cannot be loaded does: fail the render "
+        "(422/502/504, not cached) or render the card without it.",
+    )
+    api_keys: tuple[str, ...] = setting(
+        (),
+        kind="list",
+        secret=True,
+        shown="none: `POST /v1/og-image` off",
+        help="Comma-separated keys for POST /v1/og-image (x-api-key); unset disables it.",
+    )
+    admin_token: str | None = setting(
+        kind="text",
+        secret=True,
+        shown="none: the playground only in `--dev`",
+        help="Turns on the playground at / in production (open it as /?token=...).",
+    )
+    public_url: str | None = setting(
+        kind="text",
+        shown="the bound address: what the playground signs for",
+        help="The image endpoint as your pages see it, e.g. https://og.example.com/og.png.",
+    )
+    workers: int = setting(
+        1,
+        kind="int",
+        bounds=(1, 64),
+        shown="`1`; more processes share the port and the cache dir",
+        help="Worker processes sharing the port and the cache dir, each with its own browser.",
+    )
+    access_log: bool = setting(
+        True,
+        kind="bool",
+        shown="on",
+        help="One JSON line per request on stderr (never the query string).",
+    )
+    log_level: Literal["debug", "info", "warning", "error"] = setting(
+        "info", kind="choice", choices=("debug", "info", "warning", "error"), help="Log level."
+    )
+    network_isolation: NetworkIsolation = setting(
+        "auto",
+        kind="choice",
+        choices=NETWORK_ISOLATION_CHOICES,
+        shown="`auto`: Chromium in an empty network namespace where possible, else `flags`; "
+        "`namespace` requires one",
+        help="How Chromium is kept off the network: an empty network namespace (namespace), "
+        "proxy and WebRTC flags only (flags), or namespace where available (auto).",
+    )
+    trusted_templates: bool = setting(
+        False,
+        kind="bool",
+        shown="off: your templates render in a browser context of their own per card",
+        help="Render your templates in the shared page pool like the built-in ones (faster); "
+        "only for templates that never put caller input into markup or script.",
+    )
+    unsafe_dev: bool = setting(
+        False,
+        kind="bool",
+        shown="off: `--dev` refuses a real secret and non-loopback addresses",
+        help="Allow --dev with a real OGPROXY_SECRET or on a non-loopback address.",
+    )
 
     def __post_init__(self) -> None:
         if not self.secrets and not self.dev:
@@ -73,30 +322,15 @@ class Settings:
             )
         if any(len(s) < 16 for s in self.secrets):
             raise ConfigError("OGPROXY_SECRET: each secret must be at least 16 characters")
-        if not 1 <= self.port <= 65535:
-            raise ConfigError(f"OGPROXY_PORT: {self.port} is not a port number")
-        if self.cache_size < 2**20:
-            raise ConfigError("OGPROXY_CACHE_SIZE: must be at least 1MiB")
-        if not 1 <= self.pages <= 64:
-            raise ConfigError("OGPROXY_PAGES: must be between 1 and 64")
-        if not 0 <= self.queue <= 100_000:
-            raise ConfigError("OGPROXY_QUEUE: must be between 0 and 100000")
-        if not 1 <= self.browsers <= 16:
-            raise ConfigError("OGPROXY_BROWSERS: must be between 1 and 16")
-        if not 0.5 <= self.render_timeout <= 120:
-            raise ConfigError("OGPROXY_RENDER_TIMEOUT: must be between 0.5 and 120 seconds")
+        for declared in declarations():
+            declared.check(getattr(self, declared.name))
         AllowList(self.asset_origins)  # raises a ConfigError naming the setting
-        if self.asset_failure not in ("fail", "render"):
-            raise ConfigError("OGPROXY_ASSET_FAILURE: must be fail or render")
-        if self.templates_dir is not None and not self.templates_dir.is_dir():
-            raise ConfigError(f"OGPROXY_TEMPLATES_DIR: {self.templates_dir} is not a directory")
-        if self.fonts_dir is not None and not self.fonts_dir.is_dir():
-            raise ConfigError(f"OGPROXY_FONTS_DIR: {self.fonts_dir} is not a directory")
+        if self.dev and not self.unsafe_dev:
+            _check_dev(self)
 
     @property
     def template_dirs(self) -> tuple[Path, ...]:
-        """Where templates are looked up, first match wins."""
-        return (self.templates_dir, TEMPLATES_DIR) if self.templates_dir else (TEMPLATES_DIR,)
+        return template_dirs(self.templates_dir)
 
     @property
     def signing_secrets(self) -> tuple[str, ...]:
@@ -109,83 +343,54 @@ class Settings:
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: object) -> Settings:
         """Settings from ``OGPROXY_*`` variables; explicit ``overrides`` win over them."""
         env = os.environ if environ is None else environ
-        values: dict[str, object] = {}
-        if raw := env.get("OGPROXY_SECRET"):
-            values["secrets"] = split_secrets(raw)
-        for name in ("dev", "png_palette"):
-            if raw := env.get(f"OGPROXY_{name.upper()}"):
-                values[name] = raw.lower() in ("1", "true", "yes", "on")
-        for name, conv in (
-            ("host", str),
-            ("port", int),
-            ("chromium", str),
-            ("pages", int),
-            ("browsers", int),
-            ("queue", int),
-            ("render_timeout", float),
-            ("admin_token", str),
-            ("public_url", str),
-            ("asset_failure", str),
-        ):
-            if raw := env.get(f"OGPROXY_{name.upper()}"):
-                values[name] = _convert(conv, raw, f"OGPROXY_{name.upper()}")
-        for name in ("asset_origins", "api_keys"):
-            if raw := env.get(f"OGPROXY_{name.upper()}"):
-                values[name] = split_secrets(raw)
-        for name in ("cache_dir", "templates_dir", "dev_secret_file", "fonts_dir"):
-            if raw := env.get(f"OGPROXY_{name.upper()}"):
-                values[name] = Path(raw)
-        for name in ("cache_size", "memory_cache"):
-            if raw := env.get(f"OGPROXY_{name.upper()}"):
-                values[name] = parse_size(raw, f"OGPROXY_{name.upper()}")
+        values = {d.name: d.parse(env[d.env]) for d in declarations() if env.get(d.env)}
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)  # type: ignore[arg-type]
 
     def to_env(self) -> dict[str, str]:
-        """``OGPROXY_*`` variables that ``from_env`` turns back into these settings."""
-        env = {
-            "OGPROXY_SECRET": ",".join(self.signing_secrets),
-            "OGPROXY_DEV": "1" if self.dev else "",
-            "OGPROXY_PNG_PALETTE": "1" if self.png_palette else "",
-        }
-        for name in (
-            "host",
-            "port",
-            "pages",
-            "browsers",
-            "queue",
-            "render_timeout",
-            "cache_dir",
-            "dev_secret_file",
-            "cache_size",
-            "memory_cache",
-        ):
-            env[f"OGPROXY_{name.upper()}"] = str(getattr(self, name))
-        if self.chromium:
-            env["OGPROXY_CHROMIUM"] = self.chromium
-        if self.fonts_dir:
-            env["OGPROXY_FONTS_DIR"] = str(self.fonts_dir)
-        if self.templates_dir:
-            env["OGPROXY_TEMPLATES_DIR"] = str(self.templates_dir)
-        if self.admin_token:
-            env["OGPROXY_ADMIN_TOKEN"] = self.admin_token
-        if self.public_url:
-            env["OGPROXY_PUBLIC_URL"] = self.public_url
-        env["OGPROXY_ASSET_ORIGINS"] = ",".join(self.asset_origins)
-        env["OGPROXY_ASSET_FAILURE"] = self.asset_failure
-        env["OGPROXY_API_KEYS"] = ",".join(self.api_keys)
-        return env
+        """``OGPROXY_*`` variables that ``from_env`` turns back into these settings.
+
+        The secret is the one that verifies: with ``--dev`` the generated one, so that
+        every worker process started from these variables uses the same.
+        """
+        values = {d.env: d.format(getattr(self, d.name)) for d in declarations()}
+        values["OGPROXY_SECRET"] = ",".join(self.signing_secrets)
+        return {name: text for name, text in values.items() if text is not None}
 
 
-def _convert(conv: type, raw: str, setting: str) -> object:
-    try:
-        return conv(raw)
-    except ValueError:
-        raise ConfigError(f"{setting}: cannot read {raw!r} as {conv.__name__}") from None
+@functools.cache
+def declarations() -> tuple[Declared, ...]:
+    """Every setting, in declaration order, from the fields of ``Settings``."""
+    return tuple(
+        Declared(
+            name=f.name,
+            env=f.metadata["env"] or f"OGPROXY_{f.name.upper()}",
+            flag=f.metadata["flag"] or "--" + f.name.replace("_", "-"),
+            **{k: v for k, v in f.metadata.items() if k not in ("env", "flag")},
+        )
+        for f in dataclasses.fields(Settings)
+    )
 
 
-def split_secrets(raw: str) -> tuple[str, ...]:
-    return tuple(s.strip() for s in raw.split(",") if s.strip())
+def _check_dev(settings: Settings) -> None:
+    """The playground in dev mode signs anything for anyone who reaches it."""
+    if settings.secrets:
+        raise ConfigError(
+            "--dev signs anything for anyone from the playground, so it does not run "
+            "with a real OGPROXY_SECRET: unset it (dev mode keeps a local secret), "
+            "or add --unsafe-dev (OGPROXY_UNSAFE_DEV=1) if you really mean it"
+        )
+    if settings.host not in LOOPBACK_HOSTS:
+        raise ConfigError(
+            f"--dev listens on loopback only, not {settings.host}: the playground would "
+            "sign anything for anyone who can reach it; add --unsafe-dev "
+            "(OGPROXY_UNSAFE_DEV=1) if you really mean it"
+        )
+
+
+def template_dirs(templates_dir: Path | None) -> tuple[Path, ...]:
+    """Where templates are looked up, first match wins: the user's, then the built-in ones."""
+    return (templates_dir, TEMPLATES_DIR) if templates_dir else (TEMPLATES_DIR,)
 
 
 def dev_secret(path: Path) -> str:

@@ -47,6 +47,13 @@ def _byte_range(header: bytes, size: int) -> tuple[int, int] | None:
     return (first, last) if first <= last and first < size else UNSATISFIABLE
 
 
+def not_modified(request_headers: Headers, key: str) -> bool:
+    """The request's If-None-Match names this image: a 304 without reading the image."""
+    return (seen := _header(request_headers, b"if-none-match")) is not None and _etag_matches(
+        seen, etag(key).encode()
+    )
+
+
 def image_answer(
     request_headers: Headers, method: str, key: str, media_type: bytes, body: bytes, cache: bytes
 ) -> tuple[int, Headers, bytes]:
@@ -58,8 +65,7 @@ def image_answer(
         (b"cdn-cache-control", _IMMUTABLE),
         (b"accept-ranges", b"bytes"),
     ]
-    conditional = _header(request_headers, b"if-none-match")
-    if conditional is not None and _etag_matches(conditional, tag):
+    if not_modified(request_headers, key):
         return 304, common, b""
     status, part = 200, body
     headers = [(b"content-type", media_type), *common, (b"x-cache", cache)]

@@ -1,4 +1,4 @@
-"""PNG encoding outside Chromium, with libvips.
+"""Image encoding outside Chromium, with libvips: PNG, JPEG or WebP from the capture.
 
 Chromium captures fast when told to (``optimizeForSpeed``) but then writes big PNGs;
 its careful encoder is slow and runs serially inside the browser. We take the fast
@@ -15,32 +15,25 @@ import functools
 import pyvips
 from markupsafe import Markup
 
-# zlib level 6 without row filters: measured on cards it is both the fastest and the
-# smallest of the lossless settings (filters help photos, not flat colours and text).
-LOSSLESS = {"compression": 6, "filter": "none"}
+from .formats import FORMATS
+
 # 256-colour palette (libimagequant) at full quality with Floyd-Steinberg dithering:
 # indistinguishable by eye on cards (mean channel error ~0.15). Lower Q or no dithering
 # gives visible bands across gradients.
 PALETTE = {"compression": 9, "palette": True, "Q": 100, "dither": 1.0}
 
 
-MEDIA_TYPES = {"png": "image/png", "jpeg": "image/jpeg", "webp": "image/webp"}
-
-
 def encode(png: bytes, fmt: str, *, palette: bool = False, quality: int = 90) -> bytes:
-    """A captured PNG written as ``fmt`` (png, jpeg or webp)."""
+    """A captured PNG written as ``fmt``, with that format's options from ``FORMATS``."""
+    row = FORMATS[fmt]
     image = pyvips.Image.new_from_buffer(png, "", access="sequential")
     if image.hasalpha():
         image = image.flatten(background=[255, 255, 255])
-    if fmt == "jpeg":
-        # 4:4:4 chroma: cards are text and flat colour, where 4:2:0 smears edges.
-        return bytes(
-            image.jpegsave_buffer(Q=quality, optimize_coding=True, strip=True, subsample_mode="off")
-        )
-    if fmt == "webp":
-        return bytes(image.webpsave_buffer(Q=quality, strip=True, smart_subsample=True))
-    options = PALETTE if palette else LOSSLESS
-    return bytes(image.pngsave_buffer(strip=True, **options))
+    if fmt == "png":
+        options = PALETTE if palette else row.options
+    else:
+        options = {**row.options, "Q": quality}
+    return bytes(getattr(image, row.save)(strip=True, **options))
 
 
 @functools.lru_cache(maxsize=256)

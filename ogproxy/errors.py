@@ -37,6 +37,16 @@ class InvalidParam(OgProxyError):
         super().__init__(f"Invalid parameter '{name}': {problem}")
 
 
+class Unauthorized(OgProxyError):
+    status_code = 401
+    public_message = "Missing or invalid API key (x-api-key)."
+
+
+class BodyTooLarge(OgProxyError):
+    status_code = 413
+    public_message = "Request body too large."
+
+
 class QueryTooLong(OgProxyError):
     status_code = 414
     public_message = "Query string too long."

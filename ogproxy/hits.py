@@ -40,7 +40,7 @@ class HitMiddleware:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["method"] in ("GET", "HEAD"):
             cards = getattr(scope["app"].state, "cards", None)
-            known = cards.known.get(scope["path"], scope["query_string"]) if cards else None
+            known = scope["app"].state.known.get(scope["path"], scope["query_string"])
             if cards is not None and known is not None:
                 key, media_type = known
                 body = cards.store.get_memory(key)

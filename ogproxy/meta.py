@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from html import escape
 
+from .formats import FORMATS
 from .params import Output
 
 
@@ -13,7 +14,7 @@ def meta_tags(image_url: str, output: Output | None = None, alt: str | None = No
     url = escape(image_url, quote=True)
     tags = [
         f'<meta property="og:image" content="{url}">',
-        f'<meta property="og:image:type" content="image/{out.format}">',
+        f'<meta property="og:image:type" content="{FORMATS[out.format].media_type}">',
         f'<meta property="og:image:width" content="{out.width}">',
         f'<meta property="og:image:height" content="{out.height}">',
     ]

@@ -8,7 +8,7 @@ single-worker instances behind a load balancer is the shape to monitor.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
@@ -17,18 +17,6 @@ from prometheus_client.registry import Collector
 
 if TYPE_CHECKING:
     from .cards import Cards
-
-ROUTES = (
-    "/og.png",
-    "/og.jpeg",
-    "/og.jpg",
-    "/og.webp",
-    "/v1/og-image",
-    "/healthz",
-    "/readyz",
-    "/metrics",
-    "/",
-)
 
 
 class _Live(Collector):
@@ -52,7 +40,9 @@ class _Live(Collector):
             "ogproxy_renders", "Cards rendered by this process.", value=renderer.renders
         )
         yield GaugeMetricFamily(
-            "ogproxy_memory_cache_bytes", "Bytes of PNGs held in memory.", value=store.memory.bytes
+            "ogproxy_memory_cache_bytes",
+            "Bytes of images held in memory.",
+            value=store.memory.bytes,
         )
         if store.disk is not None:
             yield GaugeMetricFamily(
@@ -78,7 +68,9 @@ class _Live(Collector):
 
 
 class Metrics:
-    def __init__(self) -> None:
+    def __init__(self, routes: Iterable[str]) -> None:
+        """``routes``: the paths requests are counted under; any other path is "other"."""
+        self.routes = frozenset(routes)
         self.registry = CollectorRegistry()
         self.requests = Counter(
             "ogproxy_requests",
@@ -99,7 +91,7 @@ class Metrics:
         self._live.cards = cards
 
     def request(self, path: str, status: int, cache: str | None) -> None:
-        route = path if path in ROUTES else "other"
+        route = path if path in self.routes else "other"
         self.requests.labels(route, str(status), cache or "").inc()
 
     def exposition(self) -> bytes:

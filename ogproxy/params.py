@@ -6,26 +6,19 @@ import re
 import unicodedata
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field, replace
-from typing import Literal
+from typing import Any, Literal
 
 from .errors import InvalidParam
+from .formats import Format
 
 MAX_QUERY_BYTES = 4096  # whole raw query; 414 beyond
 MAX_TITLE = 200  # characters, after trimming
 MAX_SUBTITLE = 300
 MAX_EXTRA = 200  # a template's own text parameters (author, ...)
-MAX_IMAGE_URL = 2048  # avatar/logo: https URL (data: URLs are bounded by the request size)
+MAX_IMAGE_URL = 2048  # avatar/logo: http(s) URL (data: URLs are bounded by the request size)
 MAX_HTML = 512 * 1024  # a custom document (POST; a GET query stays under 4 KiB anyway)
 SIZE_RANGE = (200, 2400)  # width and height, CSS pixels
 SCALES = (1, 2)  # device pixel ratio: 2 for retina
-Format = Literal["png", "jpeg", "webp"]
-# Signed-URL endpoints and the format each produces; the path is part of the signature.
-ENDPOINTS: dict[str, Format] = {
-    "/og.png": "png",
-    "/og.jpeg": "jpeg",
-    "/og.jpg": "jpeg",
-    "/og.webp": "webp",
-}
 
 _COLOR = re.compile(r"^#(?:[0-9a-fA-F]{3}|[0-9a-fA-F]{6})$")
 # Control characters break layout and logs; tabs and newlines too (titles are one paragraph).
@@ -47,6 +40,10 @@ class Output:
     scale: int = 1  # device pixel ratio: the image is width*scale x height*scale pixels
     palette: bool = False  # PNG: 256 colours instead of lossless
     quality: int = 90  # JPEG and WebP
+
+    def as_format(self, fmt: Format) -> Output:
+        """These defaults for one format: a palette applies to PNG only."""
+        return replace(self, format=fmt, palette=self.palette and fmt == "png")
 
 
 @dataclass(frozen=True)
@@ -139,8 +136,8 @@ def _extra(spec: ParamSpec, raw: bytes) -> str:
     if spec.kind == "image":
         value = text(spec.name, raw, MAX_QUERY_BYTES, required=False)
         if value and not value.startswith(("https://", "http://", "data:image/")):
-            raise InvalidParam(spec.name, "must be an https:// URL or a data:image/ URL")
-        if value.startswith("https://") and len(value) > MAX_IMAGE_URL:
+            raise InvalidParam(spec.name, "must be an http(s):// URL or a data:image/ URL")
+        if not value.startswith("data:") and len(value) > MAX_IMAGE_URL:
             raise InvalidParam(spec.name, f"URL longer than {MAX_IMAGE_URL} characters")
         return value
     return text(spec.name, raw, MAX_EXTRA, required=False)
@@ -212,3 +209,22 @@ def _output(values: dict[str, bytes], output: Output) -> Output:
             raise InvalidParam("quality", "only applies to JPEG and WebP")
         changes["quality"] = _integer("quality", values["quality"], 1, 100)
     return replace(output, **changes)  # type: ignore[arg-type]
+
+
+def json_pairs(body: dict[str, Any]) -> list[tuple[bytes, bytes]]:
+    """JSON fields (a POST body, a row of `ogproxy render`) as the pairs a query would give.
+
+    Nulls are left out; anything but a string, number or boolean is an InvalidParam.
+    """
+    pairs = []
+    for name, value in body.items():
+        if value is None:
+            continue
+        if isinstance(value, bool):
+            value = "true" if value else "false"
+        elif isinstance(value, int | float):
+            value = str(value)
+        elif not isinstance(value, str):
+            raise InvalidParam(str(name)[:40], "must be a string, number or boolean")
+        pairs.append((str(name).encode(), value.encode("utf-8", "surrogatepass")))
+    return pairs

@@ -3,32 +3,63 @@
 On in dev mode; in production only when ``OGPROXY_ADMIN_TOKEN`` is set, and then the
 signing endpoint behind it wants that token (``/?token=...`` hands it to the page). The
 page itself holds no secret: it asks the server to sign each URL.
+
+The signing endpoint answers only requests addressed to this server (the ``Host`` is the
+bound address, ``localhost`` on it, or the public URL's host): a web page whose name an
+attacker re-points at 127.0.0.1 (DNS rebinding) cannot make a developer's server sign for
+it. The URLs it returns are built from the configuration, never from the request.
 """
 
 from __future__ import annotations
 
 import hmac
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 
-from .api import Unauthorized, json_body, json_pairs
-from .errors import NotFound
+from .api import json_body
+from .config import LOOPBACK_HOSTS, Settings
+from .errors import NotFound, OgProxyError, Unauthorized
 from .meta import meta_tags
-from .params import parse_card
+from .params import json_pairs, parse_card
 from .signing import sign_url
 
 PAGE = (Path(__file__).parent / "static" / "playground.html").read_text(encoding="utf-8")
 
 
+class WrongHost(OgProxyError):
+    status_code = 403
+    public_message = (
+        "The playground signs only for requests addressed to this server: open it on the "
+        "address it listens on, or set OGPROXY_PUBLIC_URL to the address you use."
+    )
+
+
+def allowed_hosts(settings: Settings) -> set[str]:
+    """``Host`` values (lower case, with port) that address this server."""
+    hosts = {f"{settings.host}:{settings.port}".lower()}
+    if settings.host in LOOPBACK_HOSTS:
+        hosts |= {f"{h}:{settings.port}" for h in ("127.0.0.1", "localhost", "[::1]")}
+    if settings.public_url:
+        public = urlsplit(settings.public_url)
+        hosts.add(public.netloc.lower())
+    return hosts
+
+
+def image_base(settings: Settings) -> str:
+    """The image endpoint that signed URLs point at: the public URL, else the bound one."""
+    return settings.public_url or f"http://{settings.host}:{settings.port}/og.png"
+
+
 def _enabled(request: Request) -> bool:
-    settings = request.app.state.cards.settings
+    settings = request.app.state.settings
     return bool(settings.dev or settings.admin_token)
 
 
 def _authorised(request: Request) -> bool:
-    settings = request.app.state.cards.settings
+    settings = request.app.state.settings
     if settings.admin_token:
         given = request.headers.get("x-admin-token", "")
         return hmac.compare_digest(given.encode(), settings.admin_token.encode())
@@ -45,14 +76,16 @@ async def sign(request: Request) -> Response:
     """POST /playground/sign: the signed URL and meta tags for the posted parameters."""
     if not _enabled(request):
         raise NotFound(detail="playground is off")
+    state = request.app.state
+    host = request.headers.get("host", "").lower()
+    if host not in allowed_hosts(state.settings):
+        raise WrongHost(detail=f"playground sign for Host {host[:100]!r}")
     if not _authorised(request):
         raise Unauthorized(detail="playground sign without a valid admin token")
-    cards = request.app.state.cards
     body = await json_body(request)
     params = {k: str(v) for k, v in body.items() if v not in (None, "")}
-    card, _ = parse_card(json_pairs(params), cards.templates.specs)  # 400 naming a bad field
-    base = str(cards.settings.public_url or request.url_for("og_png"))
-    url = sign_url(base, cards.secrets[-1], params)
+    card, _ = parse_card(json_pairs(params), state.cards.templates.specs)  # 400 naming a field
+    url = sign_url(image_base(state.settings), state.secrets[-1], params)
     return JSONResponse(
         {"url": url, "meta": meta_tags(url, alt=card.title)}, headers={"Cache-Control": "no-store"}
     )

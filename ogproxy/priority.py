@@ -1,6 +1,6 @@
 """Renders yield the CPU to cache hits.
 
-On a small machine Chromium and the PNG encoder compete with the event loop for the
+On a small machine Chromium and the image encoder compete with the event loop for the
 same cores: a hit then waits for CPU, not for a lock. Linux niceness is per thread and
 inherited by new threads and processes, so renicing every thread of the browser
 processes (and the encoder threads) once makes all later render work background work.

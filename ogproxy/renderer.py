@@ -1,11 +1,28 @@
-"""Rendering cards to PNG in long-lived headless Chromium processes.
+"""Rendering cards in long-lived headless Chromium processes, one card never touching another.
 
-Browsers are launched once (in the app's lifespan), each with a few pages ("tabs") that
-are reused. A tab keeps the last template shell it loaded; a card from the same shell
-only has its text changed in place, which skips parsing and styling a new document.
+Isolation model (measured, see README "Security"):
+
+- A document never shares a JavaScript realm with another document. ``set_content`` on a
+  reused page keeps the same ``window``: globals, patched prototypes, timers, workers and
+  memory of one document survive into the next (a hostile card defaced every later card
+  of its tab that way). So:
+- **Untrusted documents** (raw ``html``, and custom templates unless the operator marks
+  them trusted) each render in a browser context of their own, closed right after the
+  capture. Chromium never shares a renderer process between contexts, so closing it ends
+  the card's timers, workers, CPU and memory with it. Cost: a new context and page per
+  card (measured in bench/, about +40 ms on a miss).
+- **Trusted documents** (the built-in templates: our own markup and script, the caller's
+  text set as text-node data, never parsed) keep the fast path: a pool of tabs in one
+  long-lived context that no untrusted document ever enters. A tab keeps the template
+  shell it loaded and only has its text changed in place; every update is verified (each
+  slot holds exactly its text, the window has exactly the globals it had) or the card is
+  loaded again in a new window. A different shell is loaded over the old one with
+  ``set_content``: only built-in code has run in that window, and a new page per shell
+  switch measured 2.3x slower on cards that alternate shells (bench/, 2026-11-25).
+- The browser itself has no network (isolation.py), and its environment holds no secret.
+
 Capture uses Chromium's fast PNG mode and the pixels are re-encoded outside the browser
-(see encoder.py). Contexts are offline and abort every request: a render never fetches
-anything.
+(see encoder.py).
 """
 
 from __future__ import annotations
@@ -14,26 +31,21 @@ import asyncio
 import base64
 import contextlib
 import logging
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 import anyio
 import anyio.to_thread
-from playwright.async_api import (
-    Browser,
-    BrowserContext,
-    CDPSession,
-    Page,
-    Playwright,
-    Route,
-    async_playwright,
-)
+from playwright.async_api import BrowserContext, CDPSession, Page, Playwright, Route
 from playwright.async_api import Error as PlaywrightError
 
-from . import browser as _browser
+from .browser import Chromium
 from .encoder import encode
 from .errors import BrowserUnavailable, InvalidDocument, Overloaded, RenderTimeout
 from .fonts import fontconfig_env
+from .isolation import NetworkIsolation, NetworkJail, scrubbed_environ
 from .params import Output
 from .priority import (
     keep_children_from_raising_priority,
@@ -49,10 +61,15 @@ log = logging.getLogger("ogproxy.renderer")
 # with set_content leave a little behind each time, and a new page frees all of it.
 RECYCLE_AFTER = 500
 
+# Closing a context whose page is stuck in a script: Chromium ends its renderer process,
+# which takes a moment; past this the browser is treated as broken and relaunched.
+CLOSE_TIMEOUT = 5.0
+
 # Finds the marker text nodes of a freshly loaded shell once, then sets their text and
-# re-runs the template's fitting script. Text node data is never parsed as HTML.
-# set_content() keeps the window object, so slots found in an earlier shell are stale
-# once they are no longer connected.
+# re-runs the template's fitting script. Text node data is never parsed as HTML. The
+# answer is false (and the caller starts again in a new window) unless every slot ends
+# up holding exactly its text and the window has exactly the globals it had after its
+# first shell (only built-in shells ever run here; this catches a bug that leaks state).
 _UPDATE_JS = """async (slots) => {
   const known = window.__ogSlots;
   if (!known || !Object.values(known).every((n) => n.isConnected)) {
@@ -69,72 +86,49 @@ _UPDATE_JS = """async (slots) => {
     node.data = text;
   }
   if (window.__ogFit) await window.__ogFit();
-  return true;
+  const ok = Object.entries(slots).every(([m, text]) => window.__ogSlots[m].data === text);
+  const globals = Object.getOwnPropertyNames(window).length;
+  if (window.__ogGlobals === undefined) {
+    window.__ogGlobals = globals + 1;  // counting itself
+    return ok;
+  }
+  return ok && globals === window.__ogGlobals;
 }"""
+
+# What a whole document waits for before its capture: its own ready promise (templates
+# fit their text in it), every image decoded, and every font loaded.
+_SETTLE_JS = """async () => {
+  await (window.__ogReady || null);
+  await Promise.all(Array.from(document.images, (img) => img.decode().catch(() => null)));
+  await document.fonts.ready;
+}"""
+
+
+class CardFetch(Protocol):
+    """The requests of one card's page: fulfilled by the server's fetcher, or refused."""
+
+    async def handle(self, route: Route) -> None: ...
+
+    def check(self) -> None:
+        """Raise the first failure seen (an OgProxyError), if any."""
 
 
 async def _abort(route: Route) -> None:
     await route.abort("blockedbyclient")
 
 
-class Chromium:
-    """One browser process with its offline context; relaunched when it has died."""
-
-    def __init__(
-        self, playwright: Playwright, executable: str | None, env: dict[str, str] | None = None
-    ) -> None:
-        self._pw = playwright
-        self._executable = executable
-        self._env = env
-        self._browser: Browser | None = None
-        self._context: BrowserContext | None = None
-        self._lock = asyncio.Lock()
-        self.generation = 0  # bumped at every launch; tabs of an older one are stale
-        self.launches = 0
-
-    @property
-    def alive(self) -> bool:
-        return self._browser is not None and self._browser.is_connected()
-
-    @property
-    def version(self) -> str:
-        return self._browser.version if self._browser else "not started"
-
-    async def context(self) -> BrowserContext:
-        async with self._lock:
-            if not self.alive or self._context is None:
-                await self._close()
-                self._browser = await _browser.launch(self._pw, self._executable, self._env)
-                self._context = await self._browser.new_context(
-                    viewport={"width": Output.width, "height": Output.height},
-                    device_scale_factor=1,
-                    offline=True,
-                    service_workers="block",
-                )
-                await self._context.route("**/*", _abort)
-                lower_children()
-                self.generation += 1
-                self.launches += 1
-            return self._context
-
-    async def _close(self) -> None:
-        if self._browser is not None:
-            with contextlib.suppress(PlaywrightError):
-                await self._browser.close()
-        self._browser = self._context = None
-
-    async def close(self) -> None:
-        async with self._lock:
-            await self._close()
+async def _capture(cdp: CDPSession) -> bytes:
+    shot = await cdp.send("Page.captureScreenshot", {"format": "png", "optimizeForSpeed": True})
+    return base64.b64decode(shot["data"])
 
 
 @dataclass(eq=False)
 class Tab:
-    """A reusable page. It may be empty (no page yet, or its browser died): see ready()."""
+    """A page of the trusted pool; replaced by a fresh one when its browser was relaunched."""
 
     page: Page
     cdp: CDPSession
-    shell: int | None = None  # hash of the loaded shell, None if a one-off page
+    shell: int | None = None  # hash of the loaded shell, None if none is loaded
     size: tuple[int, int, int] = (0, 0, 0)  # width, height, scale
     renders: int = field(default=0)
     owner: Chromium | None = None
@@ -161,7 +155,31 @@ class Tab:
         with contextlib.suppress(PlaywrightError):
             await self.page.close()
 
+    async def _new_page(self) -> None:
+        """A new window for a new shell: nothing of the last document's realm is kept."""
+        context = self.page.context
+        await self.close()
+        self.page = await context.new_page()
+        self.cdp = await context.new_cdp_session(self.page)
+        self.shell, self.size = None, (0, 0, 0)
+
     async def load(self, doc: Document, output: Output) -> None:
+        await self._resize(output)
+        if doc.shell is not None:
+            if self.shell != hash(doc.shell):
+                self.shell = None
+                await self.page.set_content(doc.shell, wait_until="load")
+                self.shell = hash(doc.shell)
+            if await self.page.evaluate(_UPDATE_JS, doc.slots):
+                return
+            # The page is not what this shell should be: start again from a new window.
+            await self._new_page()
+            await self._resize(output)
+        self.shell = None
+        await self.page.set_content(doc.html, wait_until="load")
+        await self.page.evaluate(_SETTLE_JS)
+
+    async def _resize(self, output: Output) -> None:
         size = (output.width, output.height, output.scale)
         if self.size != size:
             await self.cdp.send(
@@ -174,24 +192,9 @@ class Tab:
                 },
             )
             self.size = size
-        if doc.shell is not None:
-            key = hash(doc.shell)
-            if self.shell != key:
-                self.shell = None
-                await self.page.set_content(doc.shell, wait_until="load")
-                self.shell = key
-            if await self.page.evaluate(_UPDATE_JS, doc.slots):
-                return
-        self.shell = None
-        await self.page.set_content(doc.html, wait_until="load")
-        # Templates expose a promise that settles once fonts are ready and text is fitted.
-        await self.page.evaluate("window.__ogReady || null")
 
     async def capture(self) -> bytes:
-        shot = await self.cdp.send(
-            "Page.captureScreenshot", {"format": "png", "optimizeForSpeed": True}
-        )
-        return base64.b64decode(shot["data"])
+        return await _capture(self.cdp)
 
 
 def _encode(raw: bytes, output: Output) -> bytes:
@@ -201,12 +204,28 @@ def _encode(raw: bytes, output: Output) -> bytes:
     return png
 
 
+class _Navigated(Exception):
+    """The card's document left itself (meta refresh, location=...)."""
+
+
+async def _close_context(context: BrowserContext) -> bool:
+    """Close a card's context, even from a cancelled render; False if the browser hung."""
+    with (
+        anyio.CancelScope(shield=True),
+        anyio.move_on_after(CLOSE_TIMEOUT) as scope,
+        contextlib.suppress(PlaywrightError),
+    ):
+        await context.close()
+    return not scope.cancelled_caught
+
+
 class Renderer:
     """A bounded pool of tabs over one or more Chromium processes.
 
     Renders wait for a free tab; past ``queue`` waiting renders the answer is Overloaded
-    (503) at once. A browser that died is relaunched by the next render that needs it,
-    and a render it broke is retried once on the new one.
+    (503) at once. An untrusted card takes a tab only as its turn (the tab is not touched)
+    and renders in a context of its own on the tab's browser. A browser that died is
+    relaunched by the next render that needs it, and a render it broke is retried once.
     """
 
     def __init__(
@@ -218,6 +237,7 @@ class Renderer:
         browsers: int = 1,
         queue: int = 64,
         fonts_dir: Path | None = None,
+        network_isolation: NetworkIsolation = "auto",
     ) -> None:
         self._pages = pages
         self._browsers_wanted = max(1, min(browsers, pages))
@@ -225,6 +245,8 @@ class Renderer:
         self._timeout = timeout
         self._queue_limit = queue
         self._fonts_dir = fonts_dir
+        self._isolation: NetworkIsolation = network_isolation
+        self._jail: NetworkJail | None = None
         self._pw: Playwright | None = None
         self._chromiums: list[Chromium] = []
         self._pool: asyncio.Queue[Tab] = asyncio.Queue()
@@ -233,8 +255,9 @@ class Renderer:
         self.renders = 0
 
     @property
-    def version(self) -> str:
-        return self._chromiums[0].version if self._chromiums else "not started"
+    def network_isolation(self) -> str:
+        """``namespace`` or ``flags`` (see isolation.py); ``none`` before start."""
+        return self._jail.level if self._jail else "none"
 
     @property
     def restarts(self) -> int:
@@ -247,15 +270,21 @@ class Renderer:
 
     async def start(self) -> None:
         keep_children_from_raising_priority()
-        self._pw = await async_playwright().start()
-        # Playwright's driver is idle now: lowered before it launches Chromium, every
-        # Chromium process and thread is born at the render priority (no race with the
-        # processes Chromium starts on its own, like the network service).
-        lower_children()
+        self._jail = NetworkJail(self._isolation)
+        log.info("renderer network isolation: %s", self._jail.level)
+        from playwright.async_api import async_playwright
+
         try:
+            with scrubbed_environ():  # the driver copies our environment when it starts
+                self._pw = await async_playwright().start()
+            # Playwright's driver is idle now: lowered before it launches Chromium, every
+            # Chromium process and thread is born at the render priority (no race with the
+            # processes Chromium starts on its own, like the network service).
+            lower_children()
             env = fontconfig_env(self._fonts_dir)
             self._chromiums = [
-                Chromium(self._pw, self._executable, env) for _ in range(self._browsers_wanted)
+                Chromium(self._pw, self._executable, env, self._jail)
+                for _ in range(self._browsers_wanted)
             ]
             for i in range(self._pages):
                 self._pool.put_nowait(await Tab.open(self._chromiums[i % len(self._chromiums)]))
@@ -293,6 +322,8 @@ class Renderer:
         if self._pw is not None:
             await self._pw.stop()
             self._pw = None
+        if self._jail is not None:
+            self._jail.close()
 
     async def _checkout(self) -> Tab:
         if self.waiting >= self._queue_limit:
@@ -319,38 +350,95 @@ class Renderer:
             self._pool.put_nowait(tab)  # keep the slot; the next render tries again
             raise BrowserUnavailable(detail=f"cannot relaunch Chromium: {exc}") from exc
 
-    async def render(self, doc: Document, output: Output) -> bytes:
-        """Render a card to PNG bytes of ``output``'s size."""
+    async def render(
+        self,
+        doc: Document,
+        output: Output,
+        fetch: CardFetch | None = None,
+        deadline: float | None = None,
+    ) -> bytes:
+        """Render a card to image bytes of ``output``'s size and format.
+
+        ``fetch`` serves the requests of an untrusted document's page; without it every
+        request is refused. Its failures are raised after the capture. The render is cut
+        off after the timeout, or at ``deadline`` (``time.monotonic()``) if one is given.
+        """
         for attempt in (1, 2):
             tab = await self._checkout()
+            budget = self._timeout
+            if deadline is not None:
+                budget = max(0.05, min(budget, deadline - time.monotonic()))
             try:
-                with anyio.fail_after(self._timeout):
-                    await tab.load(doc, output)
-                    raw = await tab.capture()
+                with anyio.fail_after(budget):
+                    if doc.trusted:
+                        raw = await self._in_pool(tab, doc, output)
+                    else:
+                        raw = await self._isolated(tab, doc, output, fetch)
             except TimeoutError:
                 # A page stuck in a script is thrown away so the next render is clean.
-                self._pool.put_nowait(await self._fresh(tab))
+                self._pool.put_nowait(await self._fresh(tab) if doc.trusted else tab)
                 raise RenderTimeout(detail=f"render exceeded {self._timeout:.1f} s") from None
+            except _Navigated as exc:
+                self._pool.put_nowait(tab)
+                raise InvalidDocument(
+                    "The card's HTML navigated away from itself; it must stay on its page."
+                ) from exc
             except PlaywrightError as exc:
-                if tab.navigated or "context was destroyed" in str(exc):
-                    # The document left itself (meta refresh, location=...): its fault, not
-                    # the browser's. The navigation itself went nowhere (requests abort).
+                if doc.trusted and (tab.navigated or "context was destroyed" in str(exc)):
                     self._pool.put_nowait(await self._fresh(tab))
                     raise InvalidDocument(
                         "The card's HTML navigated away from itself; it must stay on its page."
                     ) from exc
-                crashed = not tab.usable
-                log.warning(
-                    "render attempt %d failed (browser alive: %s): %s", attempt, not crashed, exc
-                )
+                log.warning("render attempt %d failed: %s", attempt, exc)
                 self._pool.put_nowait(await self._fresh(tab))
                 if attempt == 1:
                     continue
                 raise BrowserUnavailable(detail=f"render failed twice: {exc}") from exc
+            except BaseException:
+                self._pool.put_nowait(tab)
+                raise
             break
-        tab.renders += 1
+        if doc.trusted:
+            tab.renders += 1
+            if tab.renders >= RECYCLE_AFTER:
+                tab = await self._fresh(tab)
         # The tab is free for the next card while this one is encoded.
-        self._pool.put_nowait(await self._fresh(tab) if tab.renders >= RECYCLE_AFTER else tab)
+        self._pool.put_nowait(tab)
+        if fetch is not None:
+            fetch.check()
         png = await anyio.to_thread.run_sync(_encode, raw, output)
         self.renders += 1
         return png
+
+    async def _in_pool(self, tab: Tab, doc: Document, output: Output) -> bytes:
+        await tab.load(doc, output)
+        return await tab.capture()
+
+    async def _isolated(
+        self, tab: Tab, doc: Document, output: Output, fetch: CardFetch | None
+    ) -> bytes:
+        """Render in a new context of ``tab``'s browser, closed right after the capture."""
+        assert tab.owner is not None
+        context = await tab.owner.isolated(output)
+        try:
+            if fetch is not None:
+                await context.unroute("**/*")
+                await context.route("**/*", fetch.handle)
+            page = await context.new_page()
+            cdp = await context.new_cdp_session(page)
+            try:
+                await page.set_content(doc.html, wait_until="load")
+                await page.evaluate(_SETTLE_JS)
+            except PlaywrightError as exc:
+                if not page.is_closed() and not page.url.startswith("about:"):
+                    raise _Navigated(str(exc)) from exc
+                if "context was destroyed" in str(exc) or "navigat" in str(exc).lower():
+                    raise _Navigated(str(exc)) from exc
+                raise
+            if not page.url.startswith("about:"):
+                raise _Navigated(page.url)
+            return await _capture(cdp)
+        finally:
+            if not await _close_context(context):
+                log.warning("a card's context did not close; relaunching its browser")
+                await tab.owner.close()

@@ -32,6 +32,3 @@ class SingleFlight(Generic[T]):
             del self._inflight[key]
         if not task.cancelled():
             task.exception()  # retrieved here so an unawaited failure does not warn
-
-    def __len__(self) -> int:
-        return len(self._inflight)

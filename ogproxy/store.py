@@ -1,4 +1,4 @@
-"""The render cache: a size-limited diskcache on disk, with the hottest PNGs in memory.
+"""The render cache: a size-limited diskcache on disk, with the hottest images in memory.
 
 Hits are served from memory when they can be (no thread hop, no disk read); a disk hit
 is promoted to memory. diskcache is synchronous, so disk I/O runs in a worker thread.
@@ -15,6 +15,7 @@ import asyncio
 import hashlib
 import logging
 import os
+import secrets
 import sqlite3
 import time
 from collections import OrderedDict
@@ -27,7 +28,7 @@ import diskcache
 
 log = logging.getLogger("ogproxy.store")
 
-_DIGEST = 16  # bytes of BLAKE2b in front of each stored PNG
+_DIGEST = 16  # bytes of BLAKE2b in front of each stored image
 # Every error the disk or SQLite can throw at us: full, read-only, gone, locked, corrupt.
 DISK_ERRORS = (OSError, sqlite3.Error, diskcache.Timeout)
 
@@ -149,7 +150,9 @@ class Store:
         Waits while another process holds it, at most ``hold`` seconds: a lock left by a
         process that died expires after that. Without a usable disk it does not wait.
         """
-        name, token = f"ogproxy-lock:{key}", f"{os.getpid()}:{id(self)}"
+        # A token of this acquisition: a render that outlives its lock must not release
+        # the lock that another process took after it expired.
+        name, token = f"ogproxy-lock:{key}", f"{os.getpid()}:{secrets.token_hex(8)}"
         deadline = time.monotonic() + hold
         held = False
         disk = self.disk
@@ -165,8 +168,17 @@ class Store:
         try:
             yield
         finally:
-            if held and self.disk is not None:
-                await anyio.to_thread.run_sync(self._delete, name)
+            if held and disk is not None:
+                await anyio.to_thread.run_sync(self._release, disk, name, token)
+
+    def _release(self, disk: diskcache.Cache, name: str, token: str) -> None:
+        """Delete the lock ``name`` if it still holds ``token`` (compare and delete, atomic)."""
+        try:
+            with disk.transact():
+                if disk.get(name) == token:
+                    disk.delete(name)
+        except DISK_ERRORS as exc:
+            log.warning("could not release render lock %s: %s", name[13:25], exc)
 
     def stats(self) -> dict[str, object]:
         """Entries, bytes and limit of the disk cache (for `ogproxy cache stats`)."""

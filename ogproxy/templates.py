@@ -3,19 +3,33 @@
 A template is ``<name>.html`` in the templates folder; files starting with ``_`` are
 partials shared by all of them. The first line may declare defaults:
 ``{# ogproxy: accentColor=#6366f1 #}``.
+
+Templates run in Jinja's sandbox, read no file outside their folders (links are resolved
+and checked), render within a deadline and a size bound, and each one is rendered once at
+start-up so that a broken template stops the server instead of failing every request.
+Only the built-in templates are trusted to share a browser page between cards (see
+renderer.py); the operator's are not, unless the operator says so.
 """
 
 from __future__ import annotations
 
 import hashlib
 import re
+import threading
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import jinja2
+from jinja2.exceptions import SecurityError
+from jinja2.sandbox import SandboxedEnvironment
 from markupsafe import Markup, escape
 
+from .config import TEMPLATES_DIR
 from .encoder import linear_gradient
+from .errors import InvalidDocument, RenderTimeout
 from .params import CardParams, ParamSpec, TemplateSpec, normalise_color
 
 # Stand-ins for the text slots: private-use characters a template never contains.
@@ -59,6 +73,10 @@ def raw_document(html: str) -> str:
     return _FRAGMENT.format(fonts=FONT_STACK, html=html)
 
 
+MAX_DOCUMENT_CHARS = 8 * 2**20  # a rendered template larger than this is refused
+DEFAULT_DEADLINE = 10.0  # seconds, when the caller gives none (start-up checks, tests)
+
+
 def _rgb(color: str) -> tuple[int, int, int]:
     return int(color[1:3], 16), int(color[3:5], 16), int(color[5:7], 16)
 
@@ -97,6 +115,7 @@ class Document:
     html: str
     shell: str | None
     slots: dict[str, str]
+    trusted: bool = False  # may share a browser page with other cards (renderer.py)
 
 
 @dataclass(frozen=True)
@@ -104,10 +123,64 @@ class Template:
     name: str
     source_hash: str  # of the template and every shared partial
     spec: TemplateSpec  # default accent colour and the template's own parameters
+    trusted: bool = False  # built in (or trusted by the operator): see renderer.py
 
     @property
     def accent_color(self) -> str:
         return self.spec.accent_color
+
+
+class _Bounded(SandboxedEnvironment):
+    """Jinja's sandbox, with calls and repetitions bounded by the render's deadline."""
+
+    intercepted_binops = frozenset({"*", "**"})
+
+    def call(__self, __context: Any, __obj: Any, *args: Any, **kwargs: Any) -> Any:
+        _Deadline.check()
+        return super().call(__context, __obj, *args, **kwargs)
+
+    def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
+        _Deadline.check()
+        if operator == "**" and isinstance(right, int) and abs(right) > 64:
+            raise SecurityError("exponent too large")
+        if operator == "*":
+            for seq, n in ((left, right), (right, left)):
+                sized = isinstance(seq, str | list | tuple) and isinstance(n, int)
+                if sized and len(seq) * n > MAX_DOCUMENT_CHARS:
+                    raise SecurityError("repetition too large")
+        return super().call_binop(context, operator, left, right)
+
+
+class _Deadline:
+    """The deadline of the template render running in this thread."""
+
+    _local = threading.local()
+
+    @classmethod
+    def set(cls, deadline: float) -> None:
+        cls._local.at = deadline
+
+    @classmethod
+    def check(cls) -> None:
+        if time.monotonic() > getattr(cls._local, "at", float("inf")):
+            raise RenderTimeout(detail="template rendering exceeded the render timeout")
+
+
+class _ConfinedLoader(jinja2.FileSystemLoader):
+    """Reads only files that are inside its folders once links are resolved."""
+
+    def get_source(
+        self, environment: jinja2.Environment, template: str
+    ) -> tuple[str, str, Callable[[], bool]]:
+        source, filename, uptodate = super().get_source(environment, template)
+        _confined(Path(filename), [Path(p) for p in self.searchpath])
+        return source, filename, uptodate
+
+
+def _confined(path: Path, folders: list[Path]) -> None:
+    real = path.resolve()
+    if not any(real.is_relative_to(folder.resolve()) for folder in folders):
+        raise ValueError(f"{path.name} is a link to a file outside {path.parent}")
 
 
 class TemplateSet:
@@ -115,12 +188,13 @@ class TemplateSet:
 
     Folders are searched in order: a template or partial in the first one (the user's
     ``OGPROXY_TEMPLATES_DIR``) overrides one of the same name in a later one (built-ins).
+    A template is trusted (renderer.py) when it and every partial are built in, or when
+    ``trust`` says the operator vouches for their own.
     """
 
-    def __init__(self, *directories: Path) -> None:
-        self.directories = directories
-        self.env = jinja2.Environment(
-            loader=jinja2.FileSystemLoader(list(directories)),
+    def __init__(self, *directories: Path, trust: bool = False) -> None:
+        self.env = _Bounded(
+            loader=_ConfinedLoader(list(directories)),
             autoescape=True,
             undefined=jinja2.StrictUndefined,
             trim_blocks=True,
@@ -132,23 +206,31 @@ class TemplateSet:
         self.env.globals["font_stack"] = Markup(FONT_STACK)
         files: dict[str, Path] = {}
         for directory in reversed(directories):  # earlier folders win
-            files.update((p.name, p) for p in directory.glob("*.html"))
-        partials = b"".join(files[n].read_bytes() for n in sorted(files) if n.startswith("_"))
+            for path in directory.glob("*.html"):
+                _confined(path, [directory])
+                files[path.name] = path
+        built_in = TEMPLATES_DIR.resolve()
+        partials = sorted(n for n in files if n.startswith("_"))
+        all_partials_built_in = all(files[n].parent.resolve() == built_in for n in partials)
+        partial_bytes = b"".join(files[n].read_bytes() for n in partials)
         self.templates: dict[str, Template] = {}
         for filename in sorted(files):
             if filename.startswith("_"):
                 continue
             source = files[filename].read_bytes()
-            digest = hashlib.sha256(source + b"\0" + partials).hexdigest()
+            digest = hashlib.sha256(source + b"\0" + partial_bytes).hexdigest()
             name = filename.removesuffix(".html")
-            self.templates[name] = Template(name, digest, _declared_spec(name, source))
-            self.env.get_template(filename)  # fail at start-up, not on a request
+            ours = files[filename].parent.resolve() == built_in and all_partials_built_in
+            trusted = trust or ours
+            self.templates[name] = Template(name, digest, _declared_spec(name, source), trusted)
         if "default" not in self.templates:
             raise ValueError(f"no default.html in {', '.join(map(str, directories))}")
-
-    @property
-    def default_accents(self) -> dict[str, str]:
-        return {name: t.accent_color for name, t in self.templates.items()}
+        for name, template in self.templates.items():  # fail at start-up, not on a request
+            trial = CardParams(name, "A title to try", "A subtitle", template.accent_color)
+            try:
+                self.render(trial, width=1200, height=630)
+            except (jinja2.TemplateError, InvalidDocument, RenderTimeout) as exc:
+                raise ValueError(f"{name}.html cannot be rendered: {_reason(exc)}") from None
 
     def describe(self) -> dict[str, dict[str, object]]:
         """Name -> version (changes with the template's source), accent, parameters."""
@@ -172,9 +254,15 @@ class TemplateSet:
     def specs(self) -> dict[str, TemplateSpec]:
         return {name: t.spec for name, t in self.templates.items()}
 
-    def render(self, params: CardParams, *, width: int, height: int) -> Document:
-        if params.html is not None:
+    def render(
+        self, params: CardParams, *, width: int, height: int, deadline: float | None = None
+    ) -> Document:
+        """The card's document; InvalidDocument (422) or RenderTimeout (504) if the
+        template fails, grows too large or runs past ``deadline`` (``time.monotonic()``)."""
+        if params.html is not None:  # never trusted; a fragment is wrapped to fill the card
             return Document(raw_document(params.html), None, {})
+        _Deadline.set(time.monotonic() + DEFAULT_DEADLINE if deadline is None else deadline)
+        meta = self.templates[params.template]
         template = self.env.get_template(f"{params.template}.html")
         context: dict[str, object] = {
             "accent": params.accent_color,
@@ -182,12 +270,17 @@ class TemplateSet:
             "height": height,
             "lang": text_lang(params.title, params.subtitle or ""),
         }
-        context.update((p.name, p.default) for p in self.templates[params.template].spec.params)
+        context.update((p.name, p.default) for p in meta.spec.params)
         context.update(params.extra)
         texts = {"title": params.title, "subtitle": params.subtitle}
-        html = template.render(**texts, **context)
-        markers = {name: _SLOT.format(name) if text else "" for name, text in texts.items()}
-        shell = template.render(**markers, **context)
+        try:
+            html = _generate(template, {**texts, **context})
+            markers = {name: _SLOT.format(name) if text else "" for name, text in texts.items()}
+            shell = _generate(template, {**markers, **context})
+        except jinja2.TemplateError as exc:
+            raise InvalidDocument(
+                "The card's template could not be rendered.", detail=_reason(exc)
+            ) from None
         # The shell is usable only if putting the escaped texts in place of the markers
         # rebuilds the very same page.
         rebuilt = shell
@@ -198,8 +291,28 @@ class TemplateSet:
                     break
                 rebuilt = rebuilt.replace(markers[name], str(escape(text)))
         if rebuilt != html:
-            return Document(html, None, {})
-        return Document(html, shell, {markers[n]: t for n, t in texts.items() if t})
+            return Document(html, None, {}, meta.trusted)
+        slots = {markers[n]: t for n, t in texts.items() if t}
+        return Document(html, shell, slots, meta.trusted)
+
+
+def _generate(template: jinja2.Template, context: dict[str, object]) -> str:
+    parts: list[str] = []
+    size = 0
+    for chunk in template.generate(**context):
+        size += len(chunk)
+        if size > MAX_DOCUMENT_CHARS:
+            raise InvalidDocument(
+                "The card's template made a document that is too large.",
+                detail=f"template output over {MAX_DOCUMENT_CHARS} characters",
+            )
+        _Deadline.check()
+        parts.append(chunk)
+    return "".join(parts)
+
+
+def _reason(exc: Exception) -> str:
+    return f"{type(exc).__name__}: {str(exc)[:200]}"
 
 
 def _declared_spec(name: str, source: bytes) -> TemplateSpec:

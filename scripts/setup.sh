@@ -1,20 +1,23 @@
 #!/usr/bin/env bash
 # Sets up everything ogproxy needs on a Debian/Ubuntu machine, idempotently:
 #   .venv with the package (and its test extras), a Chromium for Playwright, the fonts.
-# Usage: scripts/setup.sh [--test] [--bench]
+# Usage: scripts/setup.sh [--venv | --test | --bench]
+#   --venv sets up the virtualenv only (what `make check` needs: no browser, no fonts);
 #   --test adds what the test suite runs (caddy, wrk); --bench adds Node and the Node peers.
 # Playwright's own browser is used where it is installed or downloadable; otherwise
 # Debian's chromium-headless-shell (or chromium) is installed with apt.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+want_venv_only=0
 want_test=0
 want_bench=0
 for arg in "$@"; do
   case "$arg" in
+    --venv) want_venv_only=1 ;;
     --test) want_test=1 ;;
     --bench) want_test=1; want_bench=1 ;;
-    *) echo "usage: $0 [--test] [--bench]" >&2; exit 2 ;;
+    *) echo "usage: $0 [--venv | --test | --bench]" >&2; exit 2 ;;
   esac
 done
 
@@ -66,6 +69,7 @@ if [ ! -f "$STAMP" ] || [ pyproject.toml -nt "$STAMP" ]; then
   "$VENV/bin/python" -m pip install -q -e ".[$extras]"
   touch "$STAMP"
 fi
+[ "$want_venv_only" = 1 ] && exit 0
 
 # 2. Fonts: Inter for text, Noto Color Emoji, Noto CJK, Noto (Arabic, Hebrew, ...) for
 #    right-to-left and other scripts. Without them cards show tofu boxes.

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import io
+import sys
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -11,12 +12,43 @@ import pytest
 from PIL import Image
 from starlette.applications import Starlette
 
+# bench/harness.py: the process harness the bench and the tests share.
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "bench"))
+
 from ogproxy import sign_url
 from ogproxy.app import create_app
 from ogproxy.config import Settings
+from ogproxy.renderer import Renderer
 
 SECRET = "test-secret-0123456789abcdef"
 BASE = "http://ogproxy.test/og.png"
+
+
+# Fixtures that start Chromium: a test using one is a `browser` test. Others that start
+# it (a server process, `running()`) carry the marker themselves.
+BROWSER_FIXTURES = {"served", "client", "renders", "tab", "page", "app_thread"}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if BROWSER_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.browser)
+
+
+@pytest.fixture(autouse=True)
+def _chromium_only_in_browser_tests(
+    request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A test that starts a renderer in this process must be marked `browser`.
+
+    So `pytest -m "not browser"` stays the fast loop it says it is.
+    """
+    if request.node.get_closest_marker("browser") is None:
+
+        async def refuse(self: Renderer) -> None:
+            raise AssertionError("this test starts Chromium: mark it @pytest.mark.browser")
+
+        monkeypatch.setattr(Renderer, "start", refuse)
 
 
 @pytest.fixture(scope="session")
@@ -34,6 +66,23 @@ def png_image(data: bytes) -> Image.Image:
     image = Image.open(io.BytesIO(data))
     image.load()
     return image
+
+
+def rgb_at(image: Image.Image, xy: tuple[int, int]) -> tuple[int, ...]:
+    """The colour of one pixel of an RGB(A) image."""
+    pixel = image.getpixel(xy)
+    assert isinstance(pixel, tuple)
+    return pixel
+
+
+def max_channel(diff: Image.Image) -> int:
+    """The largest value in any channel of a (difference) image."""
+    extrema = diff.getextrema()
+    return max(int(band[1]) for band in extrema if isinstance(band, tuple))
+
+
+Served = tuple[Starlette, httpx.AsyncClient]
+Renders = Callable[[], int]
 
 
 @asynccontextmanager

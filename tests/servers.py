@@ -4,22 +4,16 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-import httpx
+from harness import free_port, stop_tree, wait_http
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+__all__ = ["Server", "free_port", "serve"]
 
 
 @dataclass
@@ -63,22 +57,7 @@ def serve(
         )
     server = Server(proc, f"http://127.0.0.1:{port}", log)
     try:
-        deadline = time.monotonic() + ready
-        while True:
-            assert proc.poll() is None, server.output()
-            try:
-                if httpx.get(server.base + "/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert time.monotonic() < deadline, server.output()
-            time.sleep(0.1)
+        wait_http(proc, server.base + "/healthz", log, ready)
         yield server
-    finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGINT)
-            try:
-                proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
+    finally:  # Ctrl-C, as a user stops it; then whatever is left, browsers included
+        stop_tree(proc, signal.SIGINT, group=False, grace_s=20)

@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from html import unescape
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 
 import pytest
 from click.testing import CliRunner
@@ -24,6 +25,7 @@ def run(*args: str, env: dict[str, str] | None = None) -> tuple[int, str]:
     return result.exit_code, result.output
 
 
+@pytest.mark.browser
 def test_render_many_from_jsonl_then_skip_unchanged(tmp_path: Path) -> None:
     cards = tmp_path / "cards.jsonl"
     lines = [
@@ -63,6 +65,7 @@ def test_render_many_from_jsonl_then_skip_unchanged(tmp_path: Path) -> None:
     assert "2 rendered, 22 unchanged (skipped), 0 failed" in output
 
 
+@pytest.mark.browser
 def test_render_from_csv_and_single_files(tmp_path: Path) -> None:
     csv_file = tmp_path / "cards.csv"
     csv_file.write_text(
@@ -119,7 +122,9 @@ def test_meta_prints_tags_with_a_verifiable_url() -> None:
     assert '<meta property="og:image:height" content="1260">' in output
     assert '<meta name="twitter:card" content="summary_large_image">' in output
     assert '<meta property="og:image:alt" content="Hello &lt;meta&gt;">' in output
-    url = unescape(re.search(r'property="og:image" content="([^"]+)"', output).group(1))
+    found = re.search(r'property="og:image" content="([^"]+)"', output)
+    assert found is not None, output
+    url = unescape(found.group(1))
     assert verify_url(url, SECRET) == {"title": "Hello <meta>", "scale": "2"}
 
 
@@ -130,7 +135,7 @@ def site(tmp_path: Path) -> Iterator[tuple[Path, str]]:
     root.mkdir()
 
     class Quiet(SimpleHTTPRequestHandler):
-        def __init__(self, *args, **kwargs) -> None:
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
             super().__init__(*args, directory=str(root), **kwargs)
 
         def log_message(self, *args: object) -> None:
@@ -144,7 +149,8 @@ def site(tmp_path: Path) -> Iterator[tuple[Path, str]]:
     server.server_close()
 
 
-def test_warm_renders_every_og_image_of_a_sitemap(tmp_path: Path, site) -> None:
+@pytest.mark.browser
+def test_warm_renders_every_og_image_of_a_sitemap(tmp_path: Path, site: tuple[Path, str]) -> None:
     root, origin = site
     with serve(tmp_path, env={"OGPROXY_SECRET": SECRET}) as og:
         locs = []

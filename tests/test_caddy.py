@@ -18,12 +18,19 @@ from conftest import SECRET, png_image, signed
 from servers import Server, free_port, serve
 
 ROOT = Path(__file__).resolve().parent.parent
-pytestmark = pytest.mark.skipif(shutil.which("caddy") is None, reason="caddy is not installed")
+Fleet = tuple[str, list[Server]]
+
+pytestmark = [
+    pytest.mark.skipif(shutil.which("caddy") is None, reason="caddy is not installed"),
+    pytest.mark.browser,
+]
 
 
 def counter(server: Server, name: str) -> int:
     text = httpx.get(server.base + "/metrics", timeout=10).text
-    return int(float(re.search(rf"^ogproxy_{name}_total (\S+)", text, re.M).group(1)))
+    found = re.search(rf"^ogproxy_{name}_total (\S+)", text, re.M)
+    assert found is not None, text
+    return int(float(found.group(1)))
 
 
 def renders(server: Server) -> int:
@@ -45,8 +52,7 @@ def fleet(tmp_path: Path) -> Iterator[tuple[str, list[Server]]]:
     with ExitStack() as stack:
         servers = [
             stack.enter_context(serve(tmp_path / name, env={"OGPROXY_SECRET": SECRET}))
-            for name in ("a", "b")
-            if (tmp_path / name).mkdir() or True
+            for name in ("a", "b")  # serve() makes each instance's folder
         ]
         port = free_port()
         env = {
@@ -89,7 +95,7 @@ def fleet(tmp_path: Path) -> Iterator[tuple[str, list[Server]]]:
             log.close()
 
 
-def test_caddy_balances_by_uri_passes_headers_and_fails_over(fleet) -> None:
+def test_caddy_balances_by_uri_passes_headers_and_fails_over(fleet: Fleet) -> None:
     base, servers = fleet
     with httpx.Client(timeout=30) as client:
         urls, first = first_renders(client, base, "Fleet card")
@@ -131,7 +137,7 @@ def test_caddy_balances_by_uri_passes_headers_and_fails_over(fleet) -> None:
         assert renders(servers[1]) == len(urls)  # it rendered the victim's share once more
 
 
-def test_instance_whose_browser_died_comes_back_into_rotation(fleet) -> None:
+def test_instance_whose_browser_died_comes_back_into_rotation(fleet: Fleet) -> None:
     from procs import browsers
 
     base, servers = fleet

@@ -4,6 +4,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from click.testing import CliRunner
 
 from ogproxy import verify_url
@@ -87,6 +88,7 @@ def test_serve_reads_settings_from_env(tmp_path: Path) -> None:
     assert "OGPROXY_CACHE_SIZE" in result.output
 
 
+@pytest.mark.browser
 def test_missing_browser_is_a_clear_error(tmp_path: Path) -> None:
     proc = subprocess.run(
         [sys.executable, "-m", "ogproxy.browser", "--check", "--chromium", str(tmp_path / "nope")],
@@ -116,9 +118,9 @@ def test_serve_with_a_missing_browser_fails_before_starting(tmp_path: Path) -> N
     assert "does not exist" in result.output and "chromium-headless-shell" in result.output
 
 
-def test_no_browser_anywhere_says_how_to_install(tmp_path: Path, monkeypatch) -> None:
-    import pytest
-
+def test_no_browser_anywhere_says_how_to_install(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from ogproxy import browser
     from ogproxy.errors import ConfigError
 

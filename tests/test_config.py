@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from ogproxy.config import Settings, dev_secret, parse_size
+from ogproxy.config import Settings, declarations, dev_secret, parse_size
 from ogproxy.errors import ConfigError
 
 
@@ -62,5 +62,77 @@ def test_parse_size(text: str, expected: int) -> None:
     ],
 )
 def test_bad_settings_name_the_setting(env: dict[str, str], name: str) -> None:
+    with pytest.raises(ConfigError, match=name):
+        Settings.from_env({"OGPROXY_SECRET": "x" * 20, **env})
+
+
+def test_dev_mode_refuses_a_real_secret_and_a_public_bind(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="--dev"):
+        Settings(dev=True, secrets=("production-secret-0123456789",))
+    with pytest.raises(ConfigError, match="--dev"):
+        Settings(dev=True, host="0.0.0.0", dev_secret_file=tmp_path / "s")
+    forced = Settings(
+        dev=True, host="0.0.0.0", secrets=("production-secret-0123456789",), unsafe_dev=True
+    )
+    assert forced.dev and forced.host == "0.0.0.0"
+    assert Settings(dev=True, host="localhost", dev_secret_file=tmp_path / "s").dev
+
+
+def test_every_setting_survives_to_env_and_back(tmp_path: Path) -> None:
+    """What `serve --workers N` hands its workers is what they rebuild, setting by setting."""
+    folder = tmp_path / "dir"
+    folder.mkdir()
+    changed = Settings(
+        secrets=("old-secret-0123456789", "new-secret-0123456789"),
+        dev=True,
+        dev_secret_file=tmp_path / "dev",
+        host="127.0.0.2",
+        port=9001,
+        cache_dir=tmp_path / "cache",
+        cache_size=3 * 2**20,
+        memory_cache=5 * 2**20,
+        chromium="/opt/chrome",
+        templates_dir=folder,
+        fonts_dir=folder,
+        browsers=3,
+        pages=5,
+        queue=7,
+        png_palette=True,
+        render_timeout=2.5,
+        asset_origins=("https://a.example", "https://b.example"),
+        api_keys=("key-1", "key-2"),
+        admin_token="admin-token",
+        public_url="https://og.example.com/og.png",
+        workers=3,
+        access_log=False,
+        log_level="debug",
+        network_isolation="flags",
+        trusted_templates=True,
+        unsafe_dev=True,
+    )
+    defaults = Settings(secrets=("x" * 16,))
+    for declared in declarations():  # the case above must change every setting
+        assert getattr(changed, declared.name) != getattr(defaults, declared.name), declared.env
+    assert Settings.from_env(changed.to_env()) == changed
+    assert Settings.from_env(defaults.to_env()) == defaults
+
+
+def test_readme_settings_table_matches_the_declarations() -> None:
+    readme = (Path(__file__).parent.parent / "README.md").read_text()
+    rows = [line for line in readme.splitlines() if line.startswith("| `OGPROXY_")]
+    expected = [f"| `{d.env}` | `{d.flag}` | {d.shown} |" for d in declarations()]
+    assert rows == expected, "\n".join(expected)
+
+
+@pytest.mark.parametrize(
+    ("env", "name"),
+    [
+        ({"OGPROXY_DEV": "maybe"}, "OGPROXY_DEV"),
+        ({"OGPROXY_LOG_LEVEL": "loud"}, "OGPROXY_LOG_LEVEL"),
+        ({"OGPROXY_WORKERS": "0"}, "OGPROXY_WORKERS"),
+        ({"OGPROXY_FONTS_DIR": "/nonexistent"}, "OGPROXY_FONTS_DIR"),
+    ],
+)
+def test_more_bad_settings_name_the_setting(env: dict[str, str], name: str) -> None:
     with pytest.raises(ConfigError, match=name):
         Settings.from_env({"OGPROXY_SECRET": "x" * 20, **env})

@@ -8,7 +8,9 @@ import os
 import shutil
 import signal
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import NoReturn
 
 import diskcache
 import pytest
@@ -17,7 +19,7 @@ from procs import browsers, zombies
 
 from ogproxy.config import TEMPLATES_DIR
 
-pytestmark = pytest.mark.anyio
+pytestmark = [pytest.mark.anyio, pytest.mark.browser]
 
 # A card that keeps its page busy for a while, so a fault can land mid-render.
 SLOW = "<h1>{{ title }}</h1><script>const t = Date.now(); while (Date.now() - t < 1500) {}</script>"
@@ -30,7 +32,7 @@ def templates_with_slow(tmp_path: Path) -> Path:
     return folder
 
 
-async def wait_for(predicate, timeout: float = 10) -> None:
+async def wait_for(predicate: Callable[[], bool], timeout: float = 10) -> None:
     deadline = time.monotonic() + timeout
     while not predicate():
         assert time.monotonic() < deadline, "condition not reached"
@@ -113,10 +115,12 @@ async def test_overload_gets_503_at_once_while_hits_keep_flowing(tmp_path: Path)
         assert (await busy).status_code == 200 and (await queued).status_code == 200
 
 
-async def test_full_disk_still_serves_the_image(tmp_path: Path, monkeypatch) -> None:
+async def test_full_disk_still_serves_the_image(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     async with running(make_settings(tmp_path)) as (app, client):
 
-        def full(*args, **kwargs):
+        def full(*args: object, **kwargs: object) -> NoReturn:
             raise OSError(errno.ENOSPC, "No space left on device")
 
         monkeypatch.setattr(app.state.cards.store.disk, "set", full)

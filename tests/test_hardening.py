@@ -11,10 +11,12 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from conftest import SECRET, make_settings, signed
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from starlette.types import Message
 
 from ogproxy.app import create_app
 from ogproxy.signing import canonical_query, parse_query, signature
@@ -76,10 +78,10 @@ class AppThread:
         }
         status, body = 0, b""
 
-        async def receive() -> dict[str, Any]:
+        async def receive() -> Message:
             return {"type": "http.request", "body": b"", "more_body": False}
 
-        async def send(message: dict[str, Any]) -> None:
+        async def send(message: Message) -> None:
             nonlocal status, body
             if message["type"] == "http.response.start":
                 status = message["status"]
@@ -175,7 +177,9 @@ def test_validly_signed_junk_is_a_clear_4xx(
         ([(f"x-h{i}".encode(), b"v") for i in range(100)], 431),
     ],
 )
-def test_oversized_headers_are_refused(app_thread: AppThread, headers, status: int) -> None:
+def test_oversized_headers_are_refused(
+    app_thread: AppThread, headers: list[tuple[bytes, bytes]], status: int
+) -> None:
     assert app_thread.request("/og.png", b"title=x&sig=y", headers)[0] == status
 
 
@@ -184,6 +188,7 @@ def test_oversized_url_is_refused(app_thread: AppThread) -> None:
     assert app_thread.request("/" + "p" * 9000, b"")[0] == 414
 
 
+@pytest.mark.browser
 def test_real_http_parser_refuses_garbage_without_500(tmp_path: Path) -> None:
     from servers import serve
 
@@ -209,7 +214,7 @@ def test_real_http_parser_refuses_garbage_without_500(tmp_path: Path) -> None:
 
 
 async def test_each_request_is_logged_as_json_without_the_query(
-    client, caplog, monkeypatch
+    client: httpx.AsyncClient, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from ogproxy import accesslog
 

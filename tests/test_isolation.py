@@ -9,12 +9,20 @@ import threading
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 from conftest import make_settings, png_image, running, signed
 
 from ogproxy.config import TEMPLATES_DIR
 
-pytestmark = pytest.mark.anyio
+Listener = tuple[int, list[bytes]]
+
+pytestmark = [pytest.mark.anyio, pytest.mark.browser]
+
+# Both isolation levels are tested: the browser in an empty network namespace, and the
+# defence that also holds where namespaces are not available (interception, a proxy to
+# nowhere, WebRTC and speculative loading disabled).
+LEVELS = pytest.mark.parametrize("level", ["namespace", "flags"])
 
 # No Content-Security-Policy here, unlike the built-in templates: what blocks these is the
 # renderer itself (offline context, every request aborted, a page with no file origin).
@@ -49,7 +57,7 @@ HOSTILE = """<!doctype html><html><head>
 
 
 @pytest.fixture
-def listener() -> Iterator[tuple[int, list[bytes]]]:
+def listener() -> Iterator[Listener]:
     """A loopback TCP listener that records every connection it gets."""
     server = socket.socket()
     server.bind(("127.0.0.1", 0))
@@ -79,12 +87,17 @@ def listener() -> Iterator[tuple[int, list[bytes]]]:
     server.close()
 
 
-async def test_hostile_template_reaches_nothing(tmp_path: Path, listener) -> None:
+@LEVELS
+async def test_hostile_template_reaches_nothing(
+    tmp_path: Path, listener: Listener, level: str
+) -> None:
     port, seen = listener
     folder = tmp_path / "templates"
     shutil.copytree(TEMPLATES_DIR, folder)
     (folder / "hostile.html").write_text(HOSTILE.format(port=port))
-    async with running(make_settings(tmp_path, templates_dir=folder)) as (_, client):
+    settings = make_settings(tmp_path, templates_dir=folder, network_isolation=level)
+    async with running(settings) as (app, client):
+        assert app.state.cards.renderer.network_isolation == level
         # The listener itself works: a plain client reaches it.
         with socket.create_connection(("127.0.0.1", port)) as probe:
             probe.sendall(b"probe")
@@ -98,7 +111,7 @@ async def test_hostile_template_reaches_nothing(tmp_path: Path, listener) -> Non
     assert image.getpixel((5, 5)) != (255, 0, 0), "a request or file read succeeded"
 
 
-async def test_parameters_cannot_inject_markup(client) -> None:
+async def test_parameters_cannot_inject_markup(client: httpx.AsyncClient) -> None:
     evil = (
         '"><img src=http://127.0.0.1:9/x onerror=alert(1)><script>document.body.remove()</script>'
     )
@@ -116,7 +129,7 @@ async def test_parameters_cannot_inject_markup(client) -> None:
     ],
 )
 async def test_a_page_that_navigates_away_is_refused_and_goes_nowhere(
-    tmp_path: Path, listener, escape: str
+    tmp_path: Path, listener: Listener, escape: str
 ) -> None:
     port, seen = listener
     folder = tmp_path / "templates"
@@ -135,9 +148,12 @@ async def test_a_page_that_navigates_away_is_refused_and_goes_nowhere(
     assert seen == []
 
 
-async def test_custom_html_gets_the_same_sandbox(tmp_path: Path, listener) -> None:
+@LEVELS
+async def test_custom_html_gets_the_same_sandbox(
+    tmp_path: Path, listener: Listener, level: str
+) -> None:
     port, seen = listener
-    settings = make_settings(tmp_path, api_keys=("api-key-0123456789",))
+    settings = make_settings(tmp_path, api_keys=("api-key-0123456789",), network_isolation=level)
     async with running(settings) as (_, client):
         response = await client.post(
             "/v1/og-image",
@@ -148,3 +164,80 @@ async def test_custom_html_gets_the_same_sandbox(tmp_path: Path, listener) -> No
         await asyncio.sleep(1.0)
     assert seen == [], f"custom HTML connected out: {seen}"
     assert png_image(response.content).convert("RGB").getpixel((5, 5)) != (255, 0, 0)
+
+
+@pytest.fixture
+def udp_listener() -> Iterator[tuple[int, list[bytes]]]:
+    """A loopback UDP socket that records every datagram it gets (STUN, TURN)."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.bind(("127.0.0.1", 0))
+    sock.settimeout(0.2)
+    seen: list[bytes] = []
+    stop = threading.Event()
+
+    def receive() -> None:
+        while not stop.is_set():
+            try:
+                seen.append(sock.recv(2048))
+            except TimeoutError:
+                continue
+
+    thread = threading.Thread(target=receive, daemon=True)
+    thread.start()
+    yield sock.getsockname()[1], seen
+    stop.set()
+    thread.join()
+    sock.close()
+
+
+# Both reached a loopback listener through an offline context that aborts every request:
+# speculative loads are made by the browser, not the page, and WebRTC opens its own sockets.
+ESCAPES = """<!doctype html><html><head>
+<script type="speculationrules">
+{{"prefetch": [{{"source": "list", "urls": ["http://127.0.0.1:{port}/prefetch"]}}],
+ "prerender": [{{"source": "list", "urls": ["http://127.0.0.1:{port}/prerender"]}}]}}
+</script>
+<link rel="prefetch" href="http://127.0.0.1:{port}/link-prefetch">
+<link rel="preconnect" href="http://127.0.0.1:{port}">
+<link rel="dns-prefetch" href="http://localhost:{port}">
+<script>window.__ogReady = new Promise((r) => setTimeout(r, 1500));</script>
+</head><body><h1 id="out">escapes</h1><script>
+  const report = (text) => {{ document.getElementById("out").textContent += " " + text; }};
+  // One connection per ICE server, so that one the browser refuses does not stop the rest.
+  const servers = [
+    {{ urls: "turn:127.0.0.1:{port}?transport=tcp", username: "u", credential: "p" }},
+    {{ urls: "turn:127.0.0.1:{udp}?transport=udp", username: "u", credential: "p" }},
+    {{ urls: "stun:127.0.0.1:{udp}" }},
+  ];
+  const gathered = servers.map((server) => new Promise((done) => {{
+    try {{
+      const pc = new RTCPeerConnection({{ iceServers: [server] }});
+      pc.onicecandidateerror = (e) => report(e.errorCode + ":" + e.url);
+      pc.onicegatheringstatechange = () => pc.iceGatheringState === "complete" && done();
+      pc.createDataChannel("x");
+      pc.createOffer().then((o) => pc.setLocalDescription(o));
+    }} catch (e) {{ report("refused " + server.urls); done(); }}
+  }}));
+  // The card waits until every server was tried (gathering complete), or 4 s.
+  window.__ogReady = Promise.race([
+    Promise.all(gathered), new Promise((r) => setTimeout(r, 4000))]);
+</script></body></html>"""
+
+
+@LEVELS
+async def test_speculation_rules_and_webrtc_reach_nothing(
+    tmp_path: Path, listener: Listener, udp_listener: Listener, level: str
+) -> None:
+    port, seen = listener
+    udp, datagrams = udp_listener
+    settings = make_settings(tmp_path, api_keys=("api-key-0123456789",), network_isolation=level)
+    async with running(settings) as (_, client):
+        response = await client.post(
+            "/v1/og-image",
+            json={"html": ESCAPES.format(port=port, udp=udp)},
+            headers={"x-api-key": "api-key-0123456789"},
+        )
+        assert response.status_code == 200, response.text
+        await asyncio.sleep(2.0)
+    assert seen == [], f"the renderer connected out: {seen}"
+    assert datagrams == [], f"the renderer sent datagrams: {datagrams}"

@@ -6,14 +6,12 @@ The full one (20,000 requests over 64 connections) is in `make bench`.
 from __future__ import annotations
 
 import shutil
-import sys
 from pathlib import Path
 
 import pytest
+import serve_bench  # bench/ is on the path (conftest.py)
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "bench"))
-
-import serve_bench
+pytestmark = pytest.mark.browser
 
 
 @pytest.mark.skipif(shutil.which("wrk") is None, reason="wrk is not installed")

@@ -14,7 +14,7 @@ from servers import serve
 from ogproxy import verify_url
 from ogproxy.browser import launch
 
-pytestmark = pytest.mark.anyio
+pytestmark = [pytest.mark.anyio, pytest.mark.browser]
 
 
 async def test_type_see_the_card_and_copy_a_signed_url(tmp_path: Path) -> None:
@@ -49,7 +49,7 @@ async def test_type_see_the_card_and_copy_a_signed_url(tmp_path: Path) -> None:
     assert url.startswith(server.base + "/og.png?")
     assert '<meta property="og:image" content="' in meta and "twitter:image" in meta
     assert status == "1200 × 630"
-    assert "'title'" in error
+    assert error is not None and "'title'" in error
 
 
 async def test_playground_is_off_in_production_unless_a_token_is_set(tmp_path: Path) -> None:
@@ -70,3 +70,43 @@ async def test_playground_is_off_in_production_unless_a_token_is_set(tmp_path: P
         )
         assert ok.status_code == 200 and verify_url(ok.json()["url"], SECRET)["title"] == "x"
         await asyncio.sleep(0)
+
+
+async def test_playground_answers_only_its_own_host_and_signs_for_the_bound_address(
+    tmp_path: Path,
+) -> None:
+    secret_file = tmp_path / "dev-secret"
+    with serve(tmp_path, "--dev", "--dev-secret-file", str(secret_file)) as server:
+        # DNS rebinding: a page on attacker.example whose name now points at 127.0.0.1.
+        rebound = httpx.post(
+            server.base + "/playground/sign",
+            json={"title": "x", "html": "<h1>owned</h1>"},
+            headers={"Host": "attacker.example:80"},
+        )
+        assert rebound.status_code == 403, rebound.text
+        assert "sig=" not in rebound.text
+        port = server.base.rsplit(":", 1)[1]
+        ok = httpx.post(
+            server.base + "/playground/sign",
+            json={"title": "x"},
+            headers={"Host": f"localhost:{port}"},
+        )
+        assert ok.status_code == 200
+        assert ok.json()["url"].startswith(server.base + "/og.png?")
+        await asyncio.sleep(0)
+
+
+def test_dev_mode_with_a_real_secret_does_not_start(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    result = subprocess.run(
+        [sys.executable, "-m", "ogproxy.cli", "serve", "--dev", "--port", "1"],
+        env={"OGPROXY_SECRET": SECRET, "PATH": "/usr/bin:/bin"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=tmp_path,
+    )
+    assert result.returncode != 0
+    assert "--dev" in result.stderr and "OGPROXY_SECRET" in result.stderr

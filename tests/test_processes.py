@@ -9,12 +9,16 @@ import time
 from pathlib import Path
 
 import httpx
+import pytest
 from conftest import SECRET, png_image, signed
 from procs import alive, descendants
 from servers import serve
 from test_faults import SLOW
 
 from ogproxy.config import TEMPLATES_DIR
+
+pytestmark = pytest.mark.browser
+
 
 ENV = {"OGPROXY_SECRET": SECRET}
 

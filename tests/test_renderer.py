@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 
 import pytest
 from conftest import png_image
+from procs import chromium, cmdline, descendants, environ
 
 from ogproxy import renderer as renderer_module
 from ogproxy.config import TEMPLATES_DIR
@@ -15,7 +17,7 @@ from ogproxy.params import CardParams, Output
 from ogproxy.renderer import Renderer
 from ogproxy.templates import TemplateSet
 
-pytestmark = pytest.mark.anyio
+pytestmark = [pytest.mark.anyio, pytest.mark.browser]
 
 
 def card(title: str, template: str = "default") -> CardParams:
@@ -30,7 +32,8 @@ async def test_pages_are_recycled_and_keep_rendering(monkeypatch: pytest.MonkeyP
     try:
         pages = set()
         for i in range(5):
-            tab = renderer._pool._queue[0]  # the one tab, as the next render will get it
+            # The one tab, as the next render will get it (asyncio.Queue keeps a deque).
+            tab = renderer._pool._queue[0]  # type: ignore[attr-defined]
             pages.add(id(tab.page))
             doc = templates.render(card(f"Card {i}"), width=1200, height=630)
             png = await renderer.render(doc, Output())
@@ -133,3 +136,28 @@ def test_library_encoder_threads_run_at_lower_priority() -> None:
     assert out.returncode == 0, out.stderr
     found = json.loads(out.stdout.splitlines()[-1])
     assert found["levels"] == [found["want"]], out.stdout
+
+
+async def test_no_secret_reaches_the_driver_or_the_browser(monkeypatch: pytest.MonkeyPatch) -> None:
+    secrets = {
+        "OGPROXY_SECRET": "secret-value-0123456789",
+        "OGPROXY_API_KEYS": "api-key-value-0123456789",
+        "OGPROXY_ADMIN_TOKEN": "admin-token-value-0123456789",
+        "AWS_SECRET_ACCESS_KEY": "aws-secret-value-0123456789",
+    }
+    for name, value in secrets.items():
+        monkeypatch.setenv(name, value)
+    renderer = Renderer(pages=1, chromium=None, timeout=10)
+    await renderer.start()
+    try:
+        templates = TemplateSet(TEMPLATES_DIR)
+        await renderer.render(templates.render(card("env"), width=1200, height=630), Output())
+        children = descendants(os.getpid())
+        assert any("node" in cmdline(pid) for pid in children), "no Playwright driver found"
+        assert chromium(os.getpid()), "no Chromium found"
+        for pid in children:
+            leaked = [n for n, v in environ(pid).items() if v in secrets.values()]
+            assert leaked == [], f"{cmdline(pid)[:80]} has {leaked}"
+    finally:
+        await renderer.stop()
+    assert os.environ["OGPROXY_SECRET"] == secrets["OGPROXY_SECRET"]  # ours is untouched

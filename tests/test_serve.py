@@ -6,7 +6,6 @@ import json
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -16,18 +15,19 @@ from pathlib import Path
 import httpx
 import pytest
 from conftest import png_image
+from harness import free_port
+from procs import alive
+
+pytestmark = pytest.mark.browser
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+DevServer = tuple[str, "subprocess.Popen[str]", Path]
 
 
 @pytest.fixture(scope="module")
 def dev_server(
     tmp_path_factory: pytest.TempPathFactory,
-) -> Iterator[tuple[str, subprocess.Popen[str], Path]]:
+) -> Iterator[DevServer]:
     tmp = tmp_path_factory.mktemp("serve")
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("OGPROXY_")}
@@ -69,7 +69,7 @@ def dev_server(
         log.close()
 
 
-def test_dev_banner_url_serves_a_card(dev_server) -> None:
+def test_dev_banner_url_serves_a_card(dev_server: DevServer) -> None:
     url, _, tmp = dev_server
     assert (tmp / "dev-secret").exists()
     response = httpx.get(url, timeout=30)
@@ -93,19 +93,16 @@ def test_dev_banner_url_serves_a_card(dev_server) -> None:
     assert "sig=" not in (tmp / "serve.log").read_text().split("Uvicorn running")[1]
 
 
-def test_shutdown_leaves_no_browser(dev_server) -> None:
+def test_shutdown_leaves_no_browser(dev_server: DevServer) -> None:
     _, proc, _ = dev_server
-    children = subprocess.run(
-        ["pgrep", "-P", str(proc.pid)], capture_output=True, text=True
-    ).stdout.split()
+    children = [
+        int(pid)
+        for pid in subprocess.run(
+            ["pgrep", "-P", str(proc.pid)], capture_output=True, text=True
+        ).stdout.split()
+    ]
     assert children, "the server should have a browser child process"
     proc.send_signal(signal.SIGINT)
     assert proc.wait(timeout=20) == 0
     time.sleep(0.5)
-    alive = [
-        pid
-        for pid in children
-        if Path(f"/proc/{pid}").exists()
-        and "Z" not in Path(f"/proc/{pid}/stat").read_text().split()[2]
-    ]
-    assert not alive
+    assert not alive(children)

@@ -1,7 +1,9 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
@@ -14,7 +16,7 @@ VECTORS = json.loads((Path(__file__).parent / "vectors.json").read_text())["vect
 
 
 @pytest.mark.parametrize("vector", VECTORS, ids=[v["name"] for v in VECTORS])
-def test_vectors(vector: dict) -> None:
+def test_vectors(vector: dict[str, Any]) -> None:
     url = sign_url(
         "https://og.example.com" + vector["path"],
         vector["secret"],
@@ -63,7 +65,7 @@ def _swap(url: str, old: str, new: str) -> str:
         lambda u: _swap(u, "/og.png", "/og.webp"),
     ],
 )
-def test_tampering_is_refused(tamper) -> None:
+def test_tampering_is_refused(tamper: Callable[[str], str]) -> None:
     url = sign_url("https://h/og.png", "s" * 20, {"title": "Hello", "template": "minimal"})
     with pytest.raises(BadSignature):
         verify_url(tamper(url), "s" * 20)

@@ -39,7 +39,7 @@ async def test_corrupted_entry_is_dropped_not_served(tmp_path: Path, damage: str
     files[0].write_bytes(data[:-100] if damage == "truncate" else data[:500] + b"X" + data[501:])
     assert await s.get("k") is None
     assert s.corrupt == 1
-    assert "k" not in s.disk
+    assert s.disk is not None and "k" not in s.disk
 
 
 @pytest.mark.parametrize(
@@ -89,12 +89,12 @@ async def test_render_lock_excludes_other_holders(tmp_path: Path) -> None:
         order.append("a")
     await asyncio.wait_for(task, 5)
     assert order == ["a", "b"]
-    assert "ogproxy-lock:k" not in a.disk
+    assert a.disk is not None and "ogproxy-lock:k" not in a.disk
 
 
 async def test_render_lock_on_an_empty_cache_is_taken_at_once(tmp_path: Path) -> None:
     s = store(tmp_path)
-    assert len(s.disk) == 0
+    assert s.disk is not None and len(s.disk) == 0
     async with s.render_lock("k", hold=30):
         assert s.disk.get("ogproxy-lock:k") is not None
 
@@ -107,3 +107,27 @@ def test_memory_lru_is_bounded_by_bytes() -> None:
     assert lru.get("0") is None and lru.get("9") == b"x" * 20
     lru.put("big", b"x" * 30)  # over a quarter of the budget: not kept
     assert lru.get("big") is None
+
+
+async def test_an_expired_lock_does_not_release_the_next_holder(tmp_path: Path) -> None:
+    """A took the lock and outlived it; B took it over. A finishing must not free B's."""
+    first, second, third = store(tmp_path), store(tmp_path), store(tmp_path)
+    second_holds, second_done = asyncio.Event(), asyncio.Event()
+
+    async def hold_it() -> None:
+        async with second.render_lock("k", hold=30):
+            second_holds.set()
+            await second_done.wait()
+
+    async with first.render_lock("k", hold=0.3):
+        await asyncio.sleep(0.5)  # a render longer than the lock: it expired meanwhile
+        task = asyncio.create_task(hold_it())
+        await asyncio.wait_for(second_holds.wait(), 10)
+    started = asyncio.get_running_loop().time()
+    async with third.render_lock("k", hold=1.0):  # waits out its hold: B still has it
+        waited = asyncio.get_running_loop().time() - started
+    second_done.set()
+    await task
+    assert waited >= 0.9
+    for s in (first, second, third):
+        s.close()

@@ -8,7 +8,7 @@ from typing import Any
 
 import httpx
 import pytest
-from conftest import png_image, signed
+from conftest import max_channel, png_image, rgb_at, signed
 from PIL import ImageChops
 from playwright.async_api import Page, async_playwright
 
@@ -54,7 +54,8 @@ async def load(
     await TAB[page].load(document(template, title, subtitle, accent), Output())
 
 
-def near(pixel: tuple[int, ...], rgb: tuple[int, int, int], tolerance: int = 12) -> bool:
+def near(pixel: object, rgb: tuple[int, int, int], tolerance: int = 12) -> bool:
+    assert isinstance(pixel, tuple)
     return all(abs(a - b) <= tolerance for a, b in zip(pixel[:3], rgb, strict=True))
 
 
@@ -107,8 +108,7 @@ async def test_html_in_the_title_is_shown_as_text(page: Page, template: str) -> 
     assert await page.evaluate("document.querySelectorAll('h1 *, p *').length") == 2  # the spans
 
 
-async def fit_report(page: Page) -> list[dict[str, Any]]:
-    return await page.evaluate("""() => [...document.querySelectorAll('.fit')].map(box => {
+_FIT_REPORT = """() => [...document.querySelectorAll('.fit')].map(box => {
         const text = box.firstElementChild, r = box.getBoundingClientRect();
         return {fits: text.offsetHeight <= box.clientHeight + 1
                       && text.scrollWidth <= box.clientWidth + 1,
@@ -116,7 +116,12 @@ async def fit_report(page: Page) -> list[dict[str, Any]]:
                 size: parseFloat(text.style.fontSize), max: +box.dataset.max,
                 maxShort: +(box.dataset.maxShort || 0),
                 clamped: box.classList.contains('clamp')};
-    })""")
+    })"""
+
+
+async def fit_report(page: Page) -> list[dict[str, Any]]:
+    report: list[dict[str, Any]] = await page.evaluate(_FIT_REPORT)
+    return report
 
 
 LONG_TITLE = (
@@ -224,7 +229,7 @@ async def test_text_changed_in_place_looks_like_a_fresh_page(tab: Tab, template:
         # Re-rastering only the changed box can shift anti-aliasing on an edge it crosses
         # by a few levels; anything more (stale text, layout) is a real difference.
         changed = sum(diff.convert("L").point(lambda v: 255 if v else 0).histogram()[255:])
-        worst = max(hi for _, hi in diff.getextrema())
+        worst = max_channel(diff)
         assert worst <= 4 and changed <= 50, (template, title[:20], diff.getbbox(), worst, changed)
 
 
@@ -262,7 +267,7 @@ def test_pre_rendered_gradient_runs_corner_to_corner_in_whole_pixel_steps(
     for corner in [(width - 1, 0), (0, height - 1)]:
         assert all(
             abs(c - (a + b) / 2) <= 4
-            for c, a, b in zip(image.getpixel(corner), (99, 102, 241), (16, 16, 16), strict=True)
+            for c, a, b in zip(rgb_at(image, corner), (99, 102, 241), (16, 16, 16), strict=True)
         )
     # Rows (or columns, when tall) are whole-pixel shifts of their neighbours: the
     # repetition deflate turns into long matches.

@@ -1,0 +1,41 @@
+"""The formats table: every format is served, named, typed and written from one row."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from conftest import make_settings
+from starlette.routing import Route
+
+from ogproxy.app import create_app
+from ogproxy.formats import ENDPOINTS, FORMATS, for_file
+from ogproxy.meta import meta_tags
+from ogproxy.params import Output
+
+
+def test_every_endpoint_is_a_route(tmp_path: Path) -> None:
+    app = create_app(make_settings(tmp_path))
+    paths = {route.path for route in app.routes if isinstance(route, Route)}
+    assert set(ENDPOINTS) <= paths
+    assert set(ENDPOINTS.values()) == set(FORMATS)
+
+
+@pytest.mark.parametrize(
+    ("name", "fmt"),
+    [("card.png", "png"), ("a.b.JPG", "jpeg"), ("x.jpeg", "jpeg"), ("x.webp", "webp")],
+)
+def test_file_suffixes(name: str, fmt: str) -> None:
+    row = for_file(name)
+    assert row is not None and row.name == fmt
+
+
+@pytest.mark.parametrize("name", ["card.gif", "card", "png", ".png.txt"])
+def test_unknown_file_suffixes(name: str) -> None:
+    assert for_file(name) is None
+
+
+def test_meta_tags_carry_the_media_type() -> None:
+    for row in FORMATS.values():
+        tags = meta_tags("https://og.example/x", Output(format=row.name))
+        assert f'content="{row.media_type}"' in tags
