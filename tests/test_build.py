@@ -179,6 +179,7 @@ def test_warm_renders_every_og_image_of_a_sitemap(tmp_path: Path, site: tuple[Pa
         assert code == 1 and "page: HTTPStatusError" in output
 
 
+@pytest.mark.browser
 def test_render_reports_asset_failures_per_line(tmp_path: Path) -> None:
     import io
 

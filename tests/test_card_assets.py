@@ -21,7 +21,7 @@ from ogproxy.fetcher import CardFetch, Fetcher
 from ogproxy.origins import AllowList
 from tests.assethost import AssetHost, Reply, asset_host, woff2_font
 
-pytestmark = pytest.mark.anyio
+pytestmark = [pytest.mark.anyio, pytest.mark.browser]
 FAMILY = "Og Test Serif"
 
 # Everything a card waits for before capture: fonts, then every image decoded.

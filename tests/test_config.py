@@ -100,6 +100,7 @@ def test_every_setting_survives_to_env_and_back(tmp_path: Path) -> None:
         png_palette=True,
         render_timeout=2.5,
         asset_origins=("https://a.example", "https://b.example"),
+        asset_failure="render",
         api_keys=("key-1", "key-2"),
         admin_token="admin-token",
         public_url="https://og.example.com/og.png",

@@ -15,7 +15,7 @@ from PIL import Image
 
 from tests.assethost import Reply, asset_host
 
-pytestmark = pytest.mark.anyio
+pytestmark = [pytest.mark.anyio, pytest.mark.browser]
 
 
 def png_bytes() -> bytes:
