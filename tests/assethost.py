@@ -101,8 +101,8 @@ def woff2_font(family: str) -> bytes:
     """
     import io
 
-    from fontTools import subset
-    from fontTools.ttLib import TTFont
+    from fontTools import subset  # type: ignore[import-untyped]
+    from fontTools.ttLib import TTFont  # type: ignore[import-untyped]
 
     font = TTFont("/usr/share/fonts/truetype/noto/NotoSerif-Regular.ttf")
     subsetter = subset.Subsetter()

@@ -183,9 +183,8 @@ def test_warm_renders_every_og_image_of_a_sitemap(tmp_path: Path, site: tuple[Pa
 def test_render_reports_asset_failures_per_line(tmp_path: Path) -> None:
     import io
 
+    from assethost import Reply, asset_host
     from PIL import Image
-
-    from tests.assethost import Reply, asset_host
 
     red = io.BytesIO()
     Image.new("RGB", (32, 32), (255, 0, 0)).save(red, "PNG")

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from assethost import AssetHost, Reply, asset_host, woff2_font
 from conftest import make_settings, png_image, running, signed
 from PIL import Image, ImageChops
 from playwright.async_api import Browser, Page, async_playwright
@@ -19,7 +20,6 @@ from ogproxy.browser import launch
 from ogproxy.errors import AssetFailed, AssetRefused
 from ogproxy.fetcher import CardFetch, Fetcher
 from ogproxy.origins import AllowList
-from tests.assethost import AssetHost, Reply, asset_host, woff2_font
 
 pytestmark = [pytest.mark.anyio, pytest.mark.browser]
 FAMILY = "Og Test Serif"

@@ -16,6 +16,7 @@ from typing import Any
 
 import anyio
 import pytest
+from assethost import AssetHost, Reply, asset_host
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from PIL import Image
@@ -31,7 +32,6 @@ from ogproxy.errors import (
 )
 from ogproxy.fetcher import Fetcher
 from ogproxy.origins import AllowList, is_public, parse_origin
-from tests.assethost import AssetHost, Reply, asset_host
 
 pytestmark = pytest.mark.anyio
 

@@ -10,10 +10,9 @@ import zlib
 from pathlib import Path
 
 import pytest
+from assethost import Reply, asset_host
 from conftest import make_settings, running, signed
 from PIL import Image
-
-from tests.assethost import Reply, asset_host
 
 pytestmark = [pytest.mark.anyio, pytest.mark.browser]
 
