@@ -40,7 +40,7 @@ from .meta import meta_tags
 from .metrics import Metrics
 from .params import ENDPOINTS, MAX_QUERY_BYTES, CardParams, Output, parse_card
 from .renderer import Renderer
-from .signing import sign_url, verify_query
+from .signing import is_canonical, sign_url, verify_query
 from .store import Store
 from .templates import TemplateSet
 
@@ -56,7 +56,10 @@ async def og_image(request: Request) -> Response:
     pairs = verify_query(path, raw_query, cards.secrets)
     output = cards.output_for(ENDPOINTS[path])
     params, output = parse_card(pairs, cards.templates.specs, output)
-    return await _card_response(request, cards, params, output, known=(path, raw_query))
+    # Only the signer's own spelling goes on the fast path: respellings of one URL
+    # (``+`` for ``%20``, extra ``&``) still verify, but must not each take memory.
+    known = (path, raw_query) if is_canonical(raw_query, pairs) else None
+    return await _card_response(request, cards, params, output, known=known)
 
 
 async def api_og_image(request: Request) -> Response:
