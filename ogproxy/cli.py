@@ -261,6 +261,7 @@ def serve(
         "log_level": log_level,
         "server_header": False,
         "access_log": False,  # ogproxy logs each request itself, without the query
+        "http": "ogproxy.protocol:BoundedHttpToolsProtocol",  # request heads bounded
     }
     if workers == 1:
         uvicorn.run(app, **options)
