@@ -103,6 +103,29 @@ def _record(scope: Scope, state: dict[str, Any], seen: dict[str, Any], started: 
     SINK.add(line + "}")
 
 
+class Sampler:
+    """Lets one event a period through and counts the others.
+
+    A flood of refused requests (anyone can send bad signatures) then costs a log line a
+    second instead of one each: a formatted, flushed line per 403 was most of its cost.
+    """
+
+    def __init__(self, period: float = 1.0) -> None:
+        self.period = period
+        self.skipped = 0
+        self._next = 0.0
+
+    def take(self) -> int | None:
+        """How many were skipped since the last one let through, or None to skip this one."""
+        now = time.monotonic()
+        if now < self._next:
+            self.skipped += 1
+            return None
+        self._next = now + self.period
+        skipped, self.skipped = self.skipped, 0
+        return skipped
+
+
 # C0 and C1 controls (newline, carriage return, escape sequences) and the Unicode line
 # and paragraph separators: each can start what looks like another log line.
 _UNSAFE = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")

@@ -9,6 +9,7 @@ signature has been verified.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import os
 from collections.abc import AsyncIterator
@@ -23,7 +24,7 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
 from . import playground
-from .accesslog import AccessLogMiddleware, flush_access_log
+from .accesslog import AccessLogMiddleware, Sampler, flush_access_log
 from .accesslog import configure as configure_logging
 from .api import FORMATS, check_api_key, json_body, json_pairs
 from .assets import Assets
@@ -32,7 +33,7 @@ from .cards import Cards
 from .config import Settings
 from .delivery import RawResponse, image_answer
 from .encoder import MEDIA_TYPES
-from .errors import ConfigError, InvalidParam, OgProxyError, QueryTooLong
+from .errors import BadSignature, ConfigError, InvalidParam, OgProxyError, QueryTooLong
 from .fonts import fingerprint
 from .hits import HitMiddleware
 from .limits import LimitsMiddleware
@@ -155,8 +156,27 @@ def _error_response(
     )
 
 
+_BAD_SIGNATURES = Sampler(1.0)  # per process; the access log still has every request
+_FORBIDDEN = json.dumps(
+    {"error": BadSignature.public_message, "status": 403}, separators=(",", ":")
+).encode()
+
+
+def _forbidden(request: Request, exc: BadSignature) -> Response:
+    """A 403 as cheap as it can be: one prepared body, a log line a second at most."""
+    skipped = _BAD_SIGNATURES.take()
+    if skipped is not None:
+        more = f" (and {skipped} more since the last such line)" if skipped else ""
+        log.info("%s %s -> 403: %s%s", request.method, request.scope["path"], exc.detail, more)
+    return Response(
+        _FORBIDDEN, 403, headers={"Cache-Control": "no-store"}, media_type="application/json"
+    )
+
+
 async def _ogproxy_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, OgProxyError)
+    if isinstance(exc, BadSignature):
+        return _forbidden(request, exc)
     level = logging.WARNING if exc.status_code >= 500 else logging.INFO
     log.log(
         level, "%s %s -> %d: %s", request.method, request.scope["path"], exc.status_code, exc.detail

@@ -52,3 +52,19 @@ def test_every_line_is_a_whole_event(server: Server) -> None:
     assert httpx.get(server.base + "/og.png%0Aforged?x=1", timeout=5).status_code == 404
     lines = _lines(server)
     assert not [line for line in lines if not LINE.match(line)], lines
+
+
+def test_a_bad_signature_flood_is_logged_sampled_without_tracebacks(server: Server) -> None:
+    url = signed({"title": "Flooded"}, base=server.base + "/og.png")
+    bad = url[:-4] + ("AAAA" if not url.endswith("AAAA") else "BBBB")
+    started = time.monotonic()
+    with httpx.Client(timeout=10) as client:
+        for i in range(2000):
+            response = client.get(bad if i % 2 else url.split("&sig=")[0])
+            assert response.status_code == 403
+    seconds = time.monotonic() - started
+    time.sleep(1.2)
+    lines = [line for line in _lines(server) if "-> 403" in line]
+    assert 1 <= len(lines) <= seconds + 2, len(lines)  # about one a second, not one each
+    assert "more" in lines[-1] or len(lines) == 1
+    assert "Traceback" not in server.output()
