@@ -34,6 +34,7 @@ from .config import (
     split_secrets,
 )
 from .errors import ConfigError
+from .keys import split_secret
 from .meta import meta_tags
 from .params import ENDPOINTS, Output
 from .signing import sign_url
@@ -225,7 +226,7 @@ def serve(
             "dev": dev,
             "cache_size": parse_size(cache_size, "OGPROXY_CACHE_SIZE"),
             "memory_cache": parse_size(memory_cache, "OGPROXY_MEMORY_CACHE"),
-            "secrets": split_secrets(secret or ""),
+            "secrets": split_secret(secret or ""),
             "dev_secret_file": dev_secret_file,
             "chromium": chromium,
             "render_timeout": render_timeout,

@@ -16,9 +16,9 @@ from .config import (
     DEFAULT_PORT,
     Settings,
     dev_secret,
-    split_secrets,
 )
 from .errors import ConfigError
+from .keys import check_secrets, split_secret
 
 DEFAULT_BASE_URL = f"http://{DEFAULT_HOST}:{DEFAULT_PORT}/og.png"
 
@@ -164,8 +164,13 @@ def card_params(
 
 
 def secret_for_signing(secret: str | None, dev: bool, dev_secret_file: Path) -> str:
-    if secret:
-        return split_secrets(secret)[-1]
-    if dev:
-        return dev_secret(dev_secret_file)
+    try:
+        if secret:
+            secrets = split_secret(secret)
+            check_secrets(secrets)
+            return secrets[-1]
+        if dev:
+            return dev_secret(dev_secret_file)
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
     raise click.UsageError("no secret: set OGPROXY_SECRET (or --secret), or pass --dev")

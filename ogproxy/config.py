@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .errors import ConfigError
+from .keys import check_secrets, split_secret
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8000
@@ -66,8 +67,8 @@ class Settings:
                 "OGPROXY_SECRET is missing: set it (several, comma-separated, to rotate keys) "
                 "or run with --dev for a local secret"
             )
-        if any(len(s) < 16 for s in self.secrets):
-            raise ConfigError("OGPROXY_SECRET: each secret must be at least 16 characters")
+        if self.secrets:
+            check_secrets(self.secrets)
         if not 1 <= self.port <= 65535:
             raise ConfigError(f"OGPROXY_PORT: {self.port} is not a port number")
         if self.cache_size < 2**20:
@@ -103,7 +104,7 @@ class Settings:
         env = os.environ if environ is None else environ
         values: dict[str, object] = {}
         if raw := env.get("OGPROXY_SECRET"):
-            values["secrets"] = split_secrets(raw)
+            values["secrets"] = split_secret(raw)
         for name in ("dev", "png_palette"):
             if raw := env.get(f"OGPROXY_{name.upper()}"):
                 values[name] = raw.lower() in ("1", "true", "yes", "on")
@@ -179,12 +180,26 @@ def split_secrets(raw: str) -> tuple[str, ...]:
 
 
 def dev_secret(path: Path) -> str:
-    """A random secret generated once and kept in ``path``, for local development."""
+    """A random secret generated once and kept in ``path``, for local development.
+
+    A file that is already there is used only if nobody else can read it and its
+    secret passes the same rule as ``OGPROXY_SECRET``.
+    """
     try:
+        mode = path.stat().st_mode
         existing = path.read_text().strip()
     except FileNotFoundError:
         existing = ""
     if existing:
+        setting = f"dev secret file {path}"
+        if mode & 0o077:
+            raise ConfigError(
+                f"{setting}: readable by group or others (mode {mode & 0o777:o}); "
+                "`chmod 600` it, or delete it to have a new secret made"
+            )
+        if "," in existing:
+            raise ConfigError(f"{setting}: holds a list; keep one secret in it")
+        check_secrets((existing,), setting)
         return existing
     path.parent.mkdir(parents=True, exist_ok=True)
     secret = _secrets.token_urlsafe(32)

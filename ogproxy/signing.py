@@ -29,6 +29,7 @@ from urllib.parse import quote, unquote_to_bytes, urlsplit
 from itsdangerous import Signer
 
 from .errors import BadSignature
+from .keys import MIN_SECRET_BYTES, split_secret
 
 SALT = "ogproxy.url.v1"
 SIG_PARAM = "sig"
@@ -42,11 +43,16 @@ ParamsLike = Mapping[str, object] | Iterable[tuple[str, object]]
 
 
 def _signer(secrets: str | bytes | Sequence[str | bytes]) -> Signer:
+    """A string is read like ``OGPROXY_SECRET`` (keys.py: comma-separated, trimmed, the
+    last signs); a sequence holds the keys themselves."""
     # itsdangerous signs with the last key and verifies with each, newest first.
-    items = [secrets] if isinstance(secrets, str | bytes) else list(secrets)
+    if isinstance(secrets, str):
+        items: list[str | bytes] = list(split_secret(secrets))
+    else:
+        items = [secrets] if isinstance(secrets, bytes) else list(secrets)
     keys = [k.encode() if isinstance(k, str) else k for k in items]
-    if not keys or any(not k for k in keys):
-        raise ValueError("a signing secret must not be empty")
+    if not keys or any(len(k) < MIN_SECRET_BYTES for k in keys):
+        raise ValueError(f"a signing secret must be at least {MIN_SECRET_BYTES} bytes")
     return Signer(keys, salt=SALT, key_derivation="hmac", digest_method=hashlib.sha256)
 
 
@@ -102,8 +108,8 @@ def sign_url(base_url: str, secret: str | Sequence[str], params: ParamsLike) -> 
     """Return ``base_url`` with the canonical query and its ``sig`` appended.
 
     ``base_url`` is the image endpoint (``https://og.example.com/og.png``); a bare origin
-    gets ``/og.png``. Parameters whose value is ``None`` are left out. With several
-    secrets the last one signs.
+    gets ``/og.png``. Parameters whose value is ``None`` are left out. ``secret`` may be
+    the value of ``OGPROXY_SECRET`` as it is: with several secrets the last one signs.
     """
     parts = urlsplit(base_url)
     if parts.query or parts.fragment:
@@ -153,7 +159,7 @@ def verify_url(url: str, secrets: str | Sequence[str]) -> dict[str, str]:
     their last value here; the server refuses them.
     """
     parts = urlsplit(url)
-    keys = [secrets] if isinstance(secrets, str) else list(secrets)
+    keys = list(split_secret(secrets)) if isinstance(secrets, str) else list(secrets)
     pairs = verify_query(parts.path or "/", parts.query, keys)
     return {
         name.decode("utf-8", "replace"): value.decode("utf-8", "replace") for name, value in pairs

@@ -7,10 +7,13 @@ from urllib.parse import urlsplit
 import pytest
 
 from ogproxy import sign_url, verify_url
-from ogproxy.errors import BadSignature
+from ogproxy.config import Settings
+from ogproxy.errors import BadSignature, ConfigError
 from ogproxy.signing import canonical_query, is_canonical, parse_query, verify_query
 
-VECTORS = json.loads((Path(__file__).parent / "vectors.json").read_text())["vectors"]
+FILE = json.loads((Path(__file__).parent / "vectors.json").read_text())
+VECTORS = FILE["vectors"]
+SECRET_CASES = FILE["secrets"]["cases"]
 
 
 @pytest.mark.parametrize("vector", VECTORS, ids=[v["name"] for v in VECTORS])
@@ -157,3 +160,20 @@ def test_canonical_spelling_is_recognised() -> None:
         b"sig=" + query.split(b"&sig=")[1] + b"&" + query.split(b"&sig=")[0],
     ):
         assert not is_canonical(other, verify_query("/og.png", other, ["s" * 20])), other
+
+
+@pytest.mark.parametrize("case", SECRET_CASES, ids=[c["name"] for c in SECRET_CASES])
+def test_the_secret_rule(case: dict) -> None:
+    """sign_url reads a secret string like the server reads OGPROXY_SECRET."""
+    params = [tuple(p) for p in case.get("params", [["title", "x"]])]
+    if case.get("error"):
+        with pytest.raises(ValueError, match="16 bytes"):
+            sign_url("https://og.example.com/og.png", case["env"], params)
+        with pytest.raises(ConfigError):
+            Settings.from_env({"OGPROXY_SECRET": case["env"], "OGPROXY_DEV": ""})
+        return
+    url = sign_url("https://og.example.com/og.png", case["env"], params)
+    assert url.endswith("&sig=" + case["sig"])
+    settings = Settings.from_env({"OGPROXY_SECRET": case["env"]})
+    assert settings.signing_secrets[-1] == case["signing_secret"]
+    assert verify_url(url, settings.signing_secrets) == dict(params)
