@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import logging
 import os
+import resource
 import shutil
 import sys
 from pathlib import Path
@@ -19,6 +22,14 @@ from playwright.async_api import Browser, Playwright, async_playwright
 from playwright.async_api import Error as PlaywrightError
 
 from .errors import ConfigError
+
+log = logging.getLogger("ogproxy.browser")
+
+JS_HEAP_MIB = 256
+# Each renderer process's data size (RLIMIT_DATA): what the JS heap cap does not cover,
+# typed arrays and the DOM, stops here. A 4800x3400 (scale 2) card renders within it;
+# without it a DOM bomb grew Chromium by ~1.7 GB in the 10 s before its 504.
+RENDERER_DATA_BYTES = 2**30
 
 LAUNCH_ARGS = [
     "--no-sandbox",  # required as root; the page itself is locked down instead (no network)
@@ -36,6 +47,10 @@ LAUNCH_ARGS = [
     # A capture otherwise waits for the next 60 Hz compositor frame (~10 ms).
     "--disable-frame-rate-limit",
     "--disable-gpu-vsync",
+    # A memory ceiling per page: a script that allocates without end makes V8 kill its
+    # renderer at this heap size (MiB) instead of growing by GBs until the render timeout.
+    # Cards need a few MiB; shells with big inlined images stay far below it.
+    f"--js-flags=--max-old-space-size={JS_HEAP_MIB}",
 ]
 
 # The /usr/bin entries are shell wrappers; Playwright needs the real binaries.
@@ -94,16 +109,74 @@ async def launch(
     if env:
         options["env"] = {**os.environ, **env}
     if explicit:
-        return await playwright.chromium.launch(executable_path=explicit, **options)
+        options["executable_path"] = explicit
     try:
-        return await playwright.chromium.launch(**options)
+        browser = await playwright.chromium.launch(**options)
     except PlaywrightError as exc:
-        if "Executable doesn't exist" not in str(exc):
+        if explicit or "Executable doesn't exist" not in str(exc):
             raise
-    path = system_chromium()
-    if path is None:
-        raise ConfigError(INSTALL_HELP)
-    return await playwright.chromium.launch(executable_path=path, **options)
+        path = system_chromium()
+        if path is None:
+            raise ConfigError(INSTALL_HELP) from None
+        browser = await playwright.chromium.launch(executable_path=path, **options)
+    await _cap_renderer_memory()
+    return browser
+
+
+def _process_tree() -> dict[int, list[int]]:
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            with contextlib.suppress(OSError, ValueError, IndexError):
+                stat = Path(f"/proc/{entry}/stat").read_text()
+                parent = int(stat[stat.rindex(")") + 2 :].split()[1])
+                children.setdefault(parent, []).append(int(entry))
+    return children
+
+
+def _type(pid: int) -> bytes | None:
+    """Chromium's ``--type=`` of a process: b"" for a browser, None if not Chromium."""
+    try:
+        # Chromium's children rewrite their command line as one space-separated string.
+        args = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").split()
+    except OSError:
+        return None
+    if not args or not any(n in args[0] for n in (b"chrom", b"headless_shell")):
+        return None
+    return next((a[7:] for a in args if a.startswith(b"--type=")), b"")
+
+
+def cap_renderer_memory() -> bool:
+    """Give every Chromium renderer below this process a data-size limit (RLIMIT_DATA).
+
+    Set on the zygotes, which fork the renderers (each new one inherits it), and on
+    renderers already running. Over the limit, allocations fail: a script gets a
+    RangeError or its renderer dies, and the render ends, not after GBs. False while a
+    browser below us has not started its zygote yet.
+    """
+    tree, todo, ready = _process_tree(), [os.getpid()], True
+    limit = (RENDERER_DATA_BYTES, RENDERER_DATA_BYTES)
+    while todo:
+        kids = tree.get(todo.pop(), [])
+        todo += kids
+        for pid in kids:
+            kind = _type(pid)
+            if kind in (b"zygote", b"renderer"):
+                with contextlib.suppress(OSError):
+                    resource.prlimit(pid, resource.RLIMIT_DATA, limit)
+            elif kind == b"" and not any(_type(k) == b"zygote" for k in tree.get(pid, [])):
+                ready = False
+    return ready
+
+
+async def _cap_renderer_memory() -> None:
+    # A browser may accept connections a moment before it has forked its zygote.
+    if hasattr(resource, "prlimit") and Path("/proc").is_dir():
+        for _ in range(100):
+            if cap_renderer_memory():
+                return
+            await asyncio.sleep(0.02)
+        log.warning("Chromium started no zygote within 2 s: renderers have no memory limit")
 
 
 async def _check(explicit: str | None) -> str:

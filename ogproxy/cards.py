@@ -14,12 +14,22 @@ import anyio.to_thread
 
 from .assets import Assets
 from .config import Settings
+from .errors import OutputTooLarge
 from .hits import KnownQueries
-from .params import CardParams, Output
+from .params import MAX_OUTPUT_BYTES, CardParams, Output
 from .renderer import Renderer
 from .singleflight import SingleFlight
 from .store import Store
 from .templates import TemplateSet
+
+
+def _check_size(image: bytes, output: Output) -> None:
+    if len(image) > MAX_OUTPUT_BYTES:
+        hint = "palette=1, " if output.format == "png" and not output.palette else ""
+        raise OutputTooLarge(
+            f"The rendered image is {len(image):,} bytes, over the "
+            f"{MAX_OUTPUT_BYTES // 2**20} MiB limit; try {hint}JPEG or WebP, or a smaller size."
+        )
 
 
 @dataclass(frozen=True)
@@ -87,5 +97,6 @@ class Cards:
             if self.on_render is not None:
                 self.on_render(seconds)
             render_ms = round(seconds * 1000, 1)
+            _check_size(png, output)
             await self.store.put(key, png)
         return Result(png, rendered=True, render_ms=render_ms)

@@ -18,6 +18,12 @@ MAX_IMAGE_URL = 2048  # avatar/logo: https URL (data: URLs are bounded by the re
 MAX_HTML = 512 * 1024  # a custom document (POST; a GET query stays under 4 KiB anyway)
 SIZE_RANGE = (200, 2400)  # width and height, CSS pixels
 SCALES = (1, 2)  # device pixel ratio: 2 for retina
+# Pixels of one output image (width*scale x height*scale): 4096x4096. Every common OG
+# size fits, 2400x1260 at scale 2 too; 4800x4800 (2400 at scale 2) does not.
+MAX_OUTPUT_PIXELS = 4096 * 4096
+# Bytes of one encoded image: Facebook's limit for og:image (X/Twitter's is 5 MB). A card
+# over it is refused (422) and not stored: a random-pixel 4800x4800 PNG was 68.9 MB.
+MAX_OUTPUT_BYTES = 8 * 2**20
 Format = Literal["png", "jpeg", "webp"]
 # Signed-URL endpoints and the format each produces; the path is part of the signature.
 ENDPOINTS: dict[str, Format] = {
@@ -211,4 +217,11 @@ def _output(values: dict[str, bytes], output: Output) -> Output:
         if output.format == "png":
             raise InvalidParam("quality", "only applies to JPEG and WebP")
         changes["quality"] = _integer("quality", values["quality"], 1, 100)
-    return replace(output, **changes)  # type: ignore[arg-type]
+    result = replace(output, **changes)  # type: ignore[arg-type]
+    pixels = result.width * result.height * result.scale**2
+    if pixels > MAX_OUTPUT_PIXELS:
+        name = "scale" if result.scale > 1 else "width"
+        raise InvalidParam(
+            name, f"the image would be {pixels:,} pixels, at most {MAX_OUTPUT_PIXELS:,} allowed"
+        )
+    return result
