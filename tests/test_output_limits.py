@@ -28,8 +28,9 @@ ctx.putImageData(img, 0, 0);
 # Each allocates until something stops it: the JS heap, typed arrays (outside the JS
 # heap) and the DOM (Blink's heap).
 BOMBS = {
-    "js heap": "<script>const k = []; for (;;) k.push(new Array(1e6).fill(Math.random()));</script>",
-    "typed arrays": "<script>const k = []; for (;;) k.push(new Uint8Array(64 << 20).fill(1));</script>",
+    "js heap": "<script>const k = []; for (;;) k.push(new Array(1e6).fill(Math.random()))</script>",
+    "typed arrays": "<script>const k = []; for (;;) k.push(new Uint8Array(64 << 20).fill(1))"
+    "</script>",
     "dom": "<body><script>for (;;) document.body.appendChild(document.createElement('div'))"
     ".textContent = 'x'.repeat(1000);</script>",
 }
