@@ -7,6 +7,7 @@ import unicodedata
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field, replace
 from typing import Literal
+from urllib.parse import urlsplit
 
 from .errors import InvalidParam
 
@@ -148,8 +149,22 @@ def _extra(spec: ParamSpec, raw: bytes) -> str:
             raise InvalidParam(spec.name, "must be an https:// URL or a data:image/ URL")
         if value.startswith("https://") and len(value) > MAX_IMAGE_URL:
             raise InvalidParam(spec.name, f"URL longer than {MAX_IMAGE_URL} characters")
+        if value.startswith(("https://", "http://")):
+            _check_url(spec.name, value)
         return value
     return text(spec.name, raw, MAX_EXTRA, required=False)
+
+
+def _check_url(name: str, url: str) -> None:
+    """A URL whose host and port can be read (two ports, port 99999 or a broken IPv6
+    literal make ``urlsplit`` raise) and that has a host at all."""
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - reading it is the check
+    except ValueError as exc:
+        raise InvalidParam(name, f"is not a valid URL ({exc})") from None
+    if not parts.hostname:
+        raise InvalidParam(name, "is a URL without a host")
 
 
 def parse_card(
