@@ -3,12 +3,17 @@
 The line is JSON: method, path, status, cache result, bytes, duration and, for a render,
 the render time and the first 12 hex digits of the cache key. The query string is never
 logged: it holds the signature and whatever the page put in the card (names, titles).
+
+ogproxy's own messages are plain text, one line per event: whatever a request put in a
+message (a JSON key, a parameter name) has its control characters escaped, and a
+traceback's lines are marked as the continuation of the event above them.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import re
 import sys
 import time
 from typing import Any, TextIO
@@ -98,11 +103,57 @@ def _record(scope: Scope, state: dict[str, Any], seen: dict[str, Any], started: 
     SINK.add(line + "}")
 
 
+class Sampler:
+    """Lets one event a period through and counts the others.
+
+    A flood of refused requests (anyone can send bad signatures) then costs a log line a
+    second instead of one each: a formatted, flushed line per 403 was most of its cost.
+    """
+
+    def __init__(self, period: float = 1.0) -> None:
+        self.period = period
+        self.skipped = 0
+        self._next = 0.0
+
+    def take(self) -> int | None:
+        """How many were skipped since the last one let through, or None to skip this one."""
+        now = time.monotonic()
+        if now < self._next:
+            self.skipped += 1
+            return None
+        self._next = now + self.period
+        skipped, self.skipped = self.skipped, 0
+        return skipped
+
+
+# C0 and C1 controls (newline, carriage return, escape sequences) and the Unicode line
+# and paragraph separators: each can start what looks like another log line.
+_UNSAFE = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+
+
+def escape(text: str) -> str:
+    """``text`` with its control characters written as Python escapes (``\\n``)."""
+    return _UNSAFE.sub(lambda m: repr(m.group())[1:-1], text)
+
+
+class OneLineFormatter(logging.Formatter):
+    """A message is one line; a traceback follows it on lines starting ``  | ``."""
+
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        return escape(super().formatMessage(record))
+
+    def formatException(self, ei: Any) -> str:
+        return "\n".join("  | " + escape(line) for line in super().formatException(ei).splitlines())
+
+    def formatStack(self, stack_info: str) -> str:
+        return "\n".join("  | " + escape(line) for line in stack_info.splitlines())
+
+
 def configure(level: str, access_log: bool) -> None:
     """Plain text for ogproxy's own messages; bare JSON lines on stderr for the access log."""
-    logging.basicConfig(
-        level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    handler = logging.StreamHandler()
+    handler.setFormatter(OneLineFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logging.basicConfig(level=level.upper(), handlers=[handler])
     SINK.stream = sys.stderr
     SINK.enabled = access_log
 

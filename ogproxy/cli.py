@@ -59,6 +59,7 @@ def serve(**values: Any) -> None:
         "log_level": settings.log_level,
         "server_header": False,
         "access_log": False,  # ogproxy logs each request itself, without the query
+        "http": "ogproxy.protocol:BoundedHttpToolsProtocol",  # request heads bounded
     }
     if workers == 1:
         uvicorn.run(app, **options)

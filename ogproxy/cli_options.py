@@ -19,6 +19,7 @@ from .config import (
     dev_secret,
 )
 from .errors import ConfigError
+from .keys import check_secrets
 
 DEFAULT_BASE_URL = f"http://{DEFAULT_HOST}:{DEFAULT_PORT}/og.png"
 
@@ -153,8 +154,10 @@ def card_params(
 def secret_for_signing(
     secrets: tuple[str, ...] | None, dev: bool | None, dev_secret_file: Path | None
 ) -> str:
-    if secrets:
-        return secrets[-1]
-    if dev:
-        return dev_secret(dev_secret_file or DEFAULT_DEV_SECRET_FILE)
+    with config_errors():
+        if secrets:
+            check_secrets(secrets)
+            return secrets[-1]
+        if dev:
+            return dev_secret(dev_secret_file or DEFAULT_DEV_SECRET_FILE)
     raise click.UsageError("no secret: set OGPROXY_SECRET (or --secret), or pass --dev")

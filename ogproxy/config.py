@@ -24,6 +24,7 @@ from typing import Any, Literal
 
 from .errors import ConfigError
 from .isolation import NETWORK_ISOLATION_CHOICES, NetworkIsolation
+from .keys import check_secrets, split_secret
 
 DEFAULT_HOST = "127.0.0.1"
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1", "[::1]")
@@ -50,10 +51,6 @@ def parse_size(text: str, setting: str) -> int:
     base = unit[:1]
     scale = 2 ** (10 * " kmgt".index(base)) if "i" in unit else _UNITS[base]
     return int(number * scale)
-
-
-def split_secrets(raw: str) -> tuple[str, ...]:
-    return tuple(s.strip() for s in raw.split(",") if s.strip())
 
 
 Kind = Literal["text", "int", "float", "bool", "size", "list", "path", "folder", "choice"]
@@ -88,7 +85,7 @@ class Declared:
         if self.kind == "size":
             return parse_size(text, self.env)
         if self.kind == "list":
-            return split_secrets(raw)
+            return split_secret(raw)  # the one rule for lists (keys.py)
         if self.kind in ("path", "folder"):
             return Path(text)
         if self.kind == "choice" and text not in self.choices:
@@ -309,8 +306,8 @@ class Settings:
                 "OGPROXY_SECRET is missing: set it (several, comma-separated, to rotate keys) "
                 "or run with --dev for a local secret"
             )
-        if any(len(s) < 16 for s in self.secrets):
-            raise ConfigError("OGPROXY_SECRET: each secret must be at least 16 characters")
+        if self.secrets:
+            check_secrets(self.secrets)
         for declared in declarations():
             declared.check(getattr(self, declared.name))
         if self.dev and not self.unsafe_dev:
@@ -382,12 +379,26 @@ def template_dirs(templates_dir: Path | None) -> tuple[Path, ...]:
 
 
 def dev_secret(path: Path) -> str:
-    """A random secret generated once and kept in ``path``, for local development."""
+    """A random secret generated once and kept in ``path``, for local development.
+
+    A file that is already there is used only if nobody else can read it and its
+    secret passes the same rule as ``OGPROXY_SECRET``.
+    """
     try:
+        mode = path.stat().st_mode
         existing = path.read_text().strip()
     except FileNotFoundError:
         existing = ""
     if existing:
+        setting = f"dev secret file {path}"
+        if mode & 0o077:
+            raise ConfigError(
+                f"{setting}: readable by group or others (mode {mode & 0o777:o}); "
+                "`chmod 600` it, or delete it to have a new secret made"
+            )
+        if "," in existing:
+            raise ConfigError(f"{setting}: holds a list; keep one secret in it")
+        check_secrets((existing,), setting)
         return existing
     path.parent.mkdir(parents=True, exist_ok=True)
     secret = _secrets.token_urlsafe(32)

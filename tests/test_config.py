@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import pytest
@@ -16,7 +17,7 @@ def test_refuses_to_start_without_a_secret(tmp_path: Path) -> None:
 
 
 def test_short_secret_is_refused() -> None:
-    with pytest.raises(ConfigError, match="at least 16"):
+    with pytest.raises(ConfigError, match="shorter than 16 bytes"):
         Settings(secrets=("short",))
 
 
@@ -35,6 +36,44 @@ def test_dev_mode_generates_and_keeps_a_secret(tmp_path: Path) -> None:
     assert file.stat().st_mode & 0o777 == 0o600
     assert Settings(dev=True, dev_secret_file=file).signing_secrets == first
     assert dev_secret(file) == first[0] and len(first[0]) >= 32
+
+
+@pytest.mark.parametrize("mode", [0o644, 0o640, 0o604])
+def test_a_dev_secret_file_others_can_read_is_refused(tmp_path: Path, mode: int) -> None:
+    file = tmp_path / "dev-secret"
+    file.write_text("a-perfectly-long-random-looking-secret-Xq93\n")
+    file.chmod(mode)
+    with pytest.raises(ConfigError, match="chmod 600"):
+        Settings(dev=True, dev_secret_file=file).signing_secrets  # noqa: B018
+
+
+@pytest.mark.parametrize("content", ["short", "x" * 15, "old-secret-0123456789,new-secret-0123456"])
+def test_a_dev_secret_file_with_a_bad_secret_is_refused(tmp_path: Path, content: str) -> None:
+    file = tmp_path / "dev-secret"
+    file.write_text(content + "\n")
+    file.chmod(0o600)
+    with pytest.raises(ConfigError, match=str(file)):
+        Settings(dev=True, dev_secret_file=file).signing_secrets  # noqa: B018
+
+
+@pytest.mark.parametrize(
+    ("secret", "weak"),
+    [
+        ("a" * 16, True),
+        ("abcdabcdabcdabcd", True),
+        ("passwordpassword", True),
+        ("correct horse battery staple", False),
+        ("kX9-vQ2_mR7pL4zT", False),  # 16 random-looking characters
+    ],
+)
+def test_low_entropy_secrets_get_a_warning(
+    secret: str, weak: bool, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, logger="ogproxy")
+    Settings(secrets=("old-but-fine-secret-0123456789", secret))
+    warned = [r.getMessage() for r in caplog.records if "guessable" in r.getMessage()]
+    assert bool(warned) == weak, warned
+    assert all("secret 2 of 2" in m and secret not in m for m in warned)
 
 
 @pytest.mark.parametrize(
