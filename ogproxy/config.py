@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .errors import ConfigError
+from .resources import package_dir
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8000
@@ -19,7 +20,8 @@ DEFAULT_CACHE_SIZE = 2**30  # 1 GiB on disk
 DEFAULT_MEMORY_CACHE = 64 * 2**20  # 64 MiB of hot PNGs kept in memory
 DEFAULT_RENDER_TIMEOUT = 10.0  # seconds
 DEFAULT_QUEUE = 64  # renders waiting for a page before new misses get 503
-TEMPLATES_DIR = Path(__file__).resolve().parent.parent / "templates"
+# The built-in templates ship inside the package (wheel and sdist alike).
+TEMPLATES_DIR = package_dir("builtin_templates")
 
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]i?b?|b)?\s*$", re.IGNORECASE)
 _UNITS = {"": 1, "b": 1, "k": 10**3, "m": 10**6, "g": 10**9, "t": 10**12}

@@ -8,7 +8,6 @@ page itself holds no secret: it asks the server to sign each URL.
 from __future__ import annotations
 
 import hmac
-from pathlib import Path
 
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
@@ -17,9 +16,10 @@ from .api import Unauthorized, json_body, json_pairs
 from .errors import NotFound
 from .meta import meta_tags
 from .params import parse_card
+from .resources import package_dir
 from .signing import sign_url
 
-PAGE = (Path(__file__).parent / "static" / "playground.html").read_text(encoding="utf-8")
+PAGE = (package_dir("static") / "playground.html").read_text(encoding="utf-8")
 
 
 def _enabled(request: Request) -> bool:
