@@ -30,7 +30,9 @@ from .config import (
     DEFAULT_HOST,
     DEFAULT_PORT,
     DEFAULT_RENDER_TIMEOUT,
+    SECRET_FILE_SETTINGS,
     parse_size,
+    read_secret_files,
     split_secrets,
 )
 from .errors import ConfigError
@@ -43,6 +45,15 @@ from .signing import sign_url
 @click.version_option(__version__, prog_name="ogproxy")
 def main() -> None:
     """ogproxy: signed Open Graph image URLs, rendered once with Chromium, cached on disk."""
+    # Before any command reads its options: OGPROXY_SECRET_FILE becomes OGPROXY_SECRET, etc.
+    try:
+        env = read_secret_files(os.environ)
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
+    for name in SECRET_FILE_SETTINGS:
+        os.environ.pop(f"{name}_FILE", None)
+        if name in env:
+            os.environ[name] = env[name]
 
 
 @main.command()

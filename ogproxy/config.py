@@ -23,6 +23,10 @@ DEFAULT_QUEUE = 64  # renders waiting for a page before new misses get 503
 # The built-in templates ship inside the package (wheel and sdist alike).
 TEMPLATES_DIR = package_dir("builtin_templates")
 
+# Settings that hold secrets can instead name a file holding them (`OGPROXY_SECRET_FILE`),
+# the convention of Docker and Kubernetes secrets, which are mounted as files.
+SECRET_FILE_SETTINGS = ("OGPROXY_SECRET", "OGPROXY_API_KEYS", "OGPROXY_ADMIN_TOKEN")
+
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]i?b?|b)?\s*$", re.IGNORECASE)
 _UNITS = {"": 1, "b": 1, "k": 10**3, "m": 10**6, "g": 10**9, "t": 10**12}
 
@@ -102,7 +106,7 @@ class Settings:
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: object) -> Settings:
         """Settings from ``OGPROXY_*`` variables; explicit ``overrides`` win over them."""
-        env = os.environ if environ is None else environ
+        env = read_secret_files(os.environ if environ is None else environ)
         values: dict[str, object] = {}
         if raw := env.get("OGPROXY_SECRET"):
             values["secrets"] = split_secrets(raw)
@@ -177,7 +181,30 @@ def _convert(conv: type, raw: str, setting: str) -> object:
 
 
 def split_secrets(raw: str) -> tuple[str, ...]:
-    return tuple(s.strip() for s in raw.split(",") if s.strip())
+    """Comma- or line-separated values (a secrets file may hold one per line)."""
+    return tuple(s.strip() for s in re.split(r"[,\n]", raw) if s.strip())
+
+
+def read_secret_files(environ: Mapping[str, str]) -> dict[str, str]:
+    """``environ`` with each ``OGPROXY_X_FILE`` replaced by ``OGPROXY_X``, read from the file.
+
+    Several values (rotated secrets, API keys) go one per line or comma-separated. Both
+    ``OGPROXY_X`` and ``OGPROXY_X_FILE`` set, or a file that cannot be read, is an error.
+    """
+    env = dict(environ)
+    for name in SECRET_FILE_SETTINGS:
+        path = env.pop(f"{name}_FILE", "")
+        if not path:
+            continue
+        if env.get(name):
+            raise ConfigError(f"{name} and {name}_FILE are both set: use one")
+        try:
+            text = Path(path).read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
+            raise ConfigError(f"{name}_FILE: cannot read {path}: {reason}") from None
+        env[name] = ",".join(split_secrets(text))
+    return env
 
 
 def dev_secret(path: Path) -> str:

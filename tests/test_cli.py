@@ -4,6 +4,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import httpx
 from click.testing import CliRunner
 
 from ogproxy import verify_url
@@ -160,3 +161,38 @@ def test_cache_stats_prune_and_clear(tmp_path: Path) -> None:
     )
     missing = runner.invoke(main, ["cache", "stats", "--cache-dir", str(tmp_path / "nope")])
     assert missing.exit_code == 1 and "no cache" in missing.output
+
+
+def test_serve_reads_secret_and_api_key_files(tmp_path: Path) -> None:
+    """A real `ogproxy serve` with OGPROXY_SECRET_FILE and OGPROXY_API_KEYS_FILE only."""
+    from ogproxy_sign import sign_url
+    from servers import serve
+
+    (tmp_path / "secret").write_text("old-secret-0123456789\nfile-secret-0123456789\n")
+    (tmp_path / "keys").write_text("file-key-0123456789\n")
+    env = {
+        "OGPROXY_SECRET_FILE": str(tmp_path / "secret"),
+        "OGPROXY_API_KEYS_FILE": str(tmp_path / "keys"),
+    }
+    with serve(tmp_path / "run", env=env) as server:
+        for secret, status in (
+            ("file-secret-0123456789", 400),  # signed right: checked up to the bad colour
+            ("old-secret-0123456789", 400),
+            ("other-secret-0123456789", 403),
+        ):
+            url = sign_url(server.base + "/og.png", secret, {"title": "x", "accentColor": "no"})
+            assert httpx.get(url, timeout=30).status_code == status, secret
+        for key, status in (("file-key-0123456789", 400), ("other-key-0123456789", 401)):
+            answer = httpx.post(
+                server.base + "/v1/og-image", json={"width": "wide"}, headers={"x-api-key": key}
+            )
+            assert answer.status_code == status, key
+    assert "file-secret" not in server.output() and "file-key" not in server.output()
+
+
+def test_secret_file_problems_are_one_line_errors(tmp_path: Path) -> None:
+    result = CliRunner().invoke(
+        main, ["sign", "--title", "x"], env={"OGPROXY_SECRET_FILE": str(tmp_path / "none")}
+    )
+    assert result.exit_code == 1 and result.exception is not None
+    assert "OGPROXY_SECRET_FILE: cannot read" in result.output
