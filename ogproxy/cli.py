@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import os
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import click
 
@@ -18,6 +18,7 @@ from .cli_options import (
     cache_dir_option,
     card_options,
     card_params,
+    checked_card,
     chromium_option,
     fonts_dir_option,
     secret_for_signing,
@@ -37,7 +38,6 @@ from .config import (
 )
 from .errors import ConfigError
 from .meta import meta_tags
-from .params import ENDPOINTS, Output
 from .signing import sign_url
 
 
@@ -286,6 +286,7 @@ def serve(
 @main.command()
 @card_options
 @signing_options
+@templates_dir_option
 @click.option("--alt", default=None, help="og:image:alt text (default: the title).")
 def meta(
     title: str | None,
@@ -297,20 +298,21 @@ def meta(
     secret: str | None,
     dev: bool,
     dev_secret_file: Path,
+    templates_dir: Path | None,
     alt: str | None,
 ) -> None:
     """Print the <meta> tags (og:image, twitter:image, size) for a signed card."""
     params = card_params(title, subtitle, template, accent_color, extra)
+    output = checked_card(params, base_url, templates_dir)
     url = sign_url(base_url, secret_for_signing(secret, dev, dev_secret_file), params)
-    width = int(params.get("width") or 1200) * int(params.get("scale") or 1)
-    height = int(params.get("height") or 630) * int(params.get("scale") or 1)
-    fmt = ENDPOINTS.get("/" + urlsplit(base_url).path.rsplit("/", 1)[-1], "png")
-    click.echo(meta_tags(url, Output(width=width, height=height, format=fmt), alt=alt or title))
+    pixels = replace(output, width=output.width * output.scale, height=output.height * output.scale)
+    click.echo(meta_tags(url, pixels, alt=alt or title))
 
 
 @main.command()
 @card_options
 @signing_options
+@templates_dir_option
 def sign(
     title: str | None,
     subtitle: str | None,
@@ -321,15 +323,12 @@ def sign(
     secret: str | None,
     dev: bool,
     dev_secret_file: Path,
+    templates_dir: Path | None,
 ) -> None:
-    """Print a signed image URL."""
-    click.echo(
-        sign_url(
-            base_url,
-            secret_for_signing(secret, dev, dev_secret_file),
-            card_params(title, subtitle, template, accent_color, extra),
-        )
-    )
+    """Print a signed image URL (checked as the server would check it)."""
+    params = card_params(title, subtitle, template, accent_color, extra)
+    checked_card(params, base_url, templates_dir)
+    click.echo(sign_url(base_url, secret_for_signing(secret, dev, dev_secret_file), params))
 
 
 for command in (render, warm, templates, cache):

@@ -5,8 +5,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
+from urllib.parse import urlsplit
 
 import click
+import jinja2
+from ogproxy_sign import to_pairs
 
 from .browser import preflight
 from .config import (
@@ -14,11 +17,15 @@ from .config import (
     DEFAULT_DEV_SECRET_FILE,
     DEFAULT_HOST,
     DEFAULT_PORT,
+    TEMPLATES_DIR,
     Settings,
     dev_secret,
     split_secrets,
 )
-from .errors import ConfigError
+from .errors import ConfigError, InvalidParam
+from .params import ENDPOINTS, Output, parse_card
+from .signing import DEFAULT_PATH
+from .templates import TemplateSet
 
 DEFAULT_BASE_URL = f"http://{DEFAULT_HOST}:{DEFAULT_PORT}/og.png"
 
@@ -163,9 +170,48 @@ def card_params(
     return params
 
 
+class InvalidInput(click.ClickException):
+    """Input the server would refuse: one line on stderr, exit code 2 (as for bad usage)."""
+
+    exit_code = 2
+
+
 def secret_for_signing(secret: str | None, dev: bool, dev_secret_file: Path) -> str:
     if secret:
-        return split_secrets(secret)[-1]
+        secrets = split_secrets(secret)
+        try:  # the server's own rules for a secret
+            Settings(secrets=secrets)
+        except ConfigError as exc:
+            raise InvalidInput(str(exc)) from None
+        return secrets[-1]
     if dev:
         return dev_secret(dev_secret_file)
     raise click.UsageError("no secret: set OGPROXY_SECRET (or --secret), or pass --dev")
+
+
+def checked_card(
+    params: dict[str, str | None], base_url: str, templates_dir: Path | None
+) -> Output:
+    """What the server will make of a URL signed with ``params`` at ``base_url``.
+
+    The server's own parser checks the parameters against the templates it would load,
+    so a URL the server would answer with a 400 is never printed (InvalidInput instead).
+    """
+    path = urlsplit(base_url).path
+    endpoint = "/" + path.rsplit("/", 1)[-1] if path not in ("", "/") else DEFAULT_PATH
+    if endpoint not in ENDPOINTS:
+        raise InvalidInput(f"--base-url: must end in one of {', '.join(ENDPOINTS)}")
+    builtin = (TEMPLATES_DIR,)
+    try:
+        templates = TemplateSet(*((templates_dir, *builtin) if templates_dir else builtin))
+    except (ValueError, OSError, jinja2.TemplateError) as exc:
+        raise click.ClickException(f"templates: {exc}") from None
+    try:
+        _, output = parse_card(
+            to_pairs(params), templates.specs, Output(format=ENDPOINTS[endpoint])
+        )
+    except InvalidParam as exc:
+        raise InvalidInput(exc.public_message) from None
+    except ValueError as exc:  # e.g. a parameter named sig
+        raise InvalidInput(str(exc)) from None
+    return output

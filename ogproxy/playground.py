@@ -46,7 +46,10 @@ async def sign(request: Request) -> Response:
     if not _enabled(request):
         raise NotFound(detail="playground is off")
     if not _authorised(request):
-        raise Unauthorized(detail="playground sign without a valid admin token")
+        raise Unauthorized(
+            "Missing or invalid admin token (open the playground as /?token=...).",
+            detail="playground sign without a valid admin token",
+        )
     cards = request.app.state.cards
     body = await json_body(request)
     params = {k: str(v) for k, v in body.items() if v not in (None, "")}

@@ -1,11 +1,17 @@
 from __future__ import annotations
 
+import http.server
+import os
 import subprocess
 import sys
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
+import pytest
 from click.testing import CliRunner
+from servers import free_port
 
 from ogproxy import verify_url
 from ogproxy.cli import main
@@ -196,3 +202,71 @@ def test_secret_file_problems_are_one_line_errors(tmp_path: Path) -> None:
     )
     assert result.exit_code == 1 and result.exception is not None
     assert "OGPROXY_SECRET_FILE: cannot read" in result.output
+
+
+# Every misuse an operator is likely to make: a one-line error on stderr naming the
+# problem, the documented exit code (2: input the server would refuse or bad usage;
+# 1: a file, site or folder that cannot be used), and never a traceback.
+GOOD_SECRET = "operator-secret-0123456789"
+MISUSES = [
+    (["sign", "--title", "x", "--template", "fancy"], 2, "unknown template 'fancy'"),
+    (["sign", "--title", "x", "--accent-color", "blue"], 2, "'accentColor'"),
+    (["sign", "--title", "x", "--param", "colour=red"], 2, "'colour': unknown parameter"),
+    (["sign", "--title", "x", "--param", "width=9999"], 2, "'width'"),
+    (["sign", "--title", "x", "--secret", "short"], 2, "at least 16 characters"),
+    (["sign", "--title", "x", "--base-url", "https://og.example.com/card"], 2, "--base-url"),
+    (["sign", "--title", "x", "--param", "sig=forged"], 2, "sig"),
+    (["meta", "--title", "x", "--param", "width=wide"], 2, "'width'"),
+    (["meta", "--title", "x", "--template", "fancy"], 2, "unknown template 'fancy'"),
+    (["warm", "{tmp}/missing.xml"], 1, "missing.xml: No such file or directory"),
+    (["warm", "{tmp}/binary.xml"], 1, "not UTF-8 text"),
+    (["warm", "http://127.0.0.1:{closed}/sitemap.xml"], 1, "cannot fetch it (ConnectError"),
+    (["warm", "{site}/missing-sitemap.xml"], 1, "missing-sitemap.xml: HTTP 404"),
+    (["render", "--input", "{tmp}/binary.jsonl"], 1, "not UTF-8 text"),
+    (["render", "--title", "x", "-o", "{tmp}/file/card.png"], 1, "file: File exists"),
+    (["cache", "prune", "--to", "lots", "--cache-dir", "{tmp}"], 2, "--to: cannot read"),
+    (["cache", "stats", "--cache-dir", "{tmp}/none"], 1, "no cache at"),
+]
+
+
+@pytest.fixture(scope="module")
+def not_found_site() -> Iterator[str]:
+    """A loopback HTTP server that answers 404 to everything."""
+
+    class NotFound(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_error(404)
+
+        def log_message(self, format: str, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), NotFound)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_port}"
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.mark.parametrize(("args", "code", "message"), MISUSES, ids=lambda v: str(v)[:40])
+def test_misuse_is_a_one_line_error(
+    args: list[str], code: int, message: str, tmp_path: Path, not_found_site: str
+) -> None:
+    (tmp_path / "binary.xml").write_bytes(b"\xff\xfe<urlset>\x00")
+    (tmp_path / "binary.jsonl").write_bytes(b"\xff\xfe{}\n")
+    (tmp_path / "file").write_text("a file where a folder should be")
+    values = {"tmp": tmp_path, "closed": free_port(), "site": not_found_site}
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OGPROXY_")}
+    env.update(OGPROXY_SECRET=GOOD_SECRET, XDG_CACHE_HOME=str(tmp_path / "xdg"))
+    proc = subprocess.run(
+        [sys.executable, "-m", "ogproxy.cli", *(a.format(**values) for a in args)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=tmp_path,
+        env=env,
+    )
+    assert proc.returncode == code, proc.stderr
+    assert proc.stdout == ""  # nothing printed that looks like a result
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("Error: "), proc.stderr
+    assert message in lines[0], lines[0]
