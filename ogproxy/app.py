@@ -279,5 +279,6 @@ def app_from_env() -> Starlette:
     configure_logging(
         os.environ.get("OGPROXY_LOG_LEVEL", "info"),
         os.environ.get("OGPROXY_ACCESS_LOG", "1") not in ("0", "false", ""),
+        "text" if os.environ.get("OGPROXY_LOG_FORMAT") == "text" else "json",
     )
     return create_app(Settings.from_env())

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from dataclasses import replace
 from pathlib import Path
@@ -14,6 +15,7 @@ from .accesslog import configure as configure_logging
 from .browser import preflight
 from .cli_build import cache, render, templates, warm
 from .cli_options import (
+    InvalidInput,
     asset_origins_option,
     cache_dir_option,
     card_options,
@@ -37,8 +39,26 @@ from .config import (
     split_secrets,
 )
 from .errors import ConfigError
+from .logs import LOG_FORMATS, LogFormat
 from .meta import meta_tags
 from .signing import sign_url
+
+DEFAULT_TRUSTED_PROXIES = "127.0.0.1,::1"  # a proxy on the same host (Caddy, the top-level one)
+
+
+def _trusted_proxies(ctx: click.Context, param: click.Parameter, value: str) -> str:
+    """Checked here, so that a typo is an error naming the option, not a uvicorn crash."""
+    items = [item.strip() for item in value.split(",") if item.strip()]
+    if items == ["none"]:
+        return ""
+    for item in items:
+        if item != "*":
+            try:
+                ipaddress.ip_network(item, strict=False)
+            except ValueError:
+                message = f"--trusted-proxies: {item!r} is not an IP address or network"
+                raise InvalidInput(message) from None
+    return ",".join(items)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "show_default": True})
@@ -198,6 +218,23 @@ def main() -> None:
     type=click.Choice(["debug", "info", "warning", "error"]),
     show_envvar=True,
 )
+@click.option(
+    "--log-format",
+    envvar="OGPROXY_LOG_FORMAT",
+    default="json",
+    type=click.Choice(LOG_FORMATS),
+    show_envvar=True,
+    help="Every log line (server, access, libraries) as JSON, or as plain text.",
+)
+@click.option(
+    "--trusted-proxies",
+    envvar="OGPROXY_TRUSTED_PROXIES",
+    default=DEFAULT_TRUSTED_PROXIES,
+    show_envvar=True,
+    callback=_trusted_proxies,
+    help="Comma-separated addresses/networks whose X-Forwarded-For names the client "
+    "(for the access log); 'none' trusts no one.",
+)
 def serve(
     host: str,
     port: int,
@@ -222,6 +259,8 @@ def serve(
     workers: int,
     access_log: bool,
     log_level: str,
+    log_format: LogFormat,
+    trusted_proxies: str,
 ) -> None:
     """Serve signed image URLs over HTTP."""
     import uvicorn
@@ -260,7 +299,7 @@ def serve(
     if templates_dir is not None:
         values["templates_dir"] = templates_dir
     settings = settings_or_exit(**values)
-    configure_logging(log_level, access_log)
+    configure_logging(log_level, access_log, log_format)
     try:
         preflight(settings.chromium)
         app = create_app(settings)
@@ -272,6 +311,10 @@ def serve(
         "log_level": log_level,
         "server_header": False,
         "access_log": False,  # ogproxy logs each request itself, without the query
+        "log_config": None,  # uvicorn logs through ogproxy's handler, in its format
+        # uvicorn takes the client address from X-Forwarded-For for these peers only.
+        "proxy_headers": bool(trusted_proxies),
+        "forwarded_allow_ips": trusted_proxies or None,
     }
     if workers == 1:
         uvicorn.run(app, **options)
@@ -279,7 +322,11 @@ def serve(
     # Each worker builds the same settings from the environment (the dev secret is made
     # once, here, so that every worker verifies with it).
     os.environ.update(settings.to_env())
-    os.environ.update(OGPROXY_LOG_LEVEL=log_level, OGPROXY_ACCESS_LOG="1" if access_log else "0")
+    os.environ.update(
+        OGPROXY_LOG_LEVEL=log_level,
+        OGPROXY_ACCESS_LOG="1" if access_log else "0",
+        OGPROXY_LOG_FORMAT=log_format,
+    )
     uvicorn.run("ogproxy.app:app_from_env", factory=True, workers=workers, **options)
 
 

@@ -35,12 +35,14 @@ def encode(png: bytes, fmt: str, *, palette: bool = False, quality: int = 90) ->
     if fmt == "jpeg":
         # 4:4:4 chroma: cards are text and flat colour, where 4:2:0 smears edges.
         return bytes(
-            image.jpegsave_buffer(Q=quality, optimize_coding=True, strip=True, subsample_mode="off")
+            image.jpegsave_buffer(
+                Q=quality, optimize_coding=True, keep="none", subsample_mode="off"
+            )
         )
     if fmt == "webp":
-        return bytes(image.webpsave_buffer(Q=quality, strip=True, smart_subsample=True))
+        return bytes(image.webpsave_buffer(Q=quality, keep="none", smart_subsample=True))
     options = PALETTE if palette else LOSSLESS
-    return bytes(image.pngsave_buffer(strip=True, **options))
+    return bytes(image.pngsave_buffer(keep="none", **options))
 
 
 @functools.lru_cache(maxsize=256)

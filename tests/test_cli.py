@@ -226,6 +226,7 @@ MISUSES = [
     (["render", "--title", "x", "-o", "{tmp}/file/card.png"], 1, "file: File exists"),
     (["cache", "prune", "--to", "lots", "--cache-dir", "{tmp}"], 2, "--to: cannot read"),
     (["cache", "stats", "--cache-dir", "{tmp}/none"], 1, "no cache at"),
+    (["serve", "--trusted-proxies", "10.0.0.0/8,proxy"], 2, "--trusted-proxies: 'proxy'"),
 ]
 
 

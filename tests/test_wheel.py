@@ -121,6 +121,7 @@ def test_serve_from_the_wheel(installed: Path, tmp_path: Path) -> None:
 def test_render_and_templates_from_the_wheel(installed: Path, tmp_path: Path) -> None:
     ogproxy = installed / "bin" / "ogproxy"
     env = {k: v for k, v in os.environ.items() if not k.startswith("OGPROXY_")}
+    env["XDG_CACHE_HOME"] = str(tmp_path / "xdg")  # render's cache, not this user's
     listed = _run([ogproxy, "templates"], cwd=tmp_path, env=env).stdout
     assert {line.split()[0] for line in listed.splitlines()} >= {"default", "gradient", "minimal"}
     _run(
