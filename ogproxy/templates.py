@@ -76,33 +76,38 @@ class Template:
 
 
 class TemplateSet:
-    """The templates of one or more folders, loaded once at start-up.
+    """The templates of one or more folders, read once at start-up.
 
     Folders are searched in order: a template or partial in the first one (the user's
     ``OGPROXY_TEMPLATES_DIR``) overrides one of the same name in a later one (built-ins).
+    The sources are kept in memory, and rendering uses exactly the bytes that were hashed
+    into each version: an edit on disk takes effect at the next start, all at once (the
+    design, its version in ``/v1/templates`` and the cache keys), never half of it.
     """
 
     def __init__(self, *directories: Path) -> None:
         self.directories = directories
+        files: dict[str, Path] = {}
+        for directory in reversed(directories):  # earlier folders win
+            files.update((p.name, p) for p in directory.glob("*.html"))
+        sources = {name: path.read_bytes() for name, path in files.items()}
         self.env = jinja2.Environment(
-            loader=jinja2.FileSystemLoader(list(directories)),
+            loader=jinja2.DictLoader({n: b.decode("utf-8") for n, b in sources.items()}),
             autoescape=True,
             undefined=jinja2.StrictUndefined,
             trim_blocks=True,
             lstrip_blocks=True,
+            auto_reload=False,
         )
         self.env.filters["mix"] = mix
         self.env.filters["readable_on"] = readable_on
         self.env.globals["linear_gradient"] = linear_gradient
-        files: dict[str, Path] = {}
-        for directory in reversed(directories):  # earlier folders win
-            files.update((p.name, p) for p in directory.glob("*.html"))
-        partials = b"".join(files[n].read_bytes() for n in sorted(files) if n.startswith("_"))
+        partials = b"".join(sources[n] for n in sorted(sources) if n.startswith("_"))
         self.templates: dict[str, Template] = {}
-        for filename in sorted(files):
+        for filename in sorted(sources):
             if filename.startswith("_"):
                 continue
-            source = files[filename].read_bytes()
+            source = sources[filename]
             digest = hashlib.sha256(source + b"\0" + partials).hexdigest()
             name = filename.removesuffix(".html")
             self.templates[name] = Template(name, digest, _declared_spec(name, source))
