@@ -36,13 +36,13 @@ bench-quick: setup-bench
 	$(PY) bench/run.py --quick
 
 check: setup
-	$(VENV)/bin/ruff format --check ogproxy tests
-	$(VENV)/bin/ruff check ogproxy tests
-	$(VENV)/bin/mypy ogproxy
+	$(VENV)/bin/ruff format --check ogproxy tests clients/python
+	$(VENV)/bin/ruff check ogproxy tests clients/python
+	$(VENV)/bin/mypy ogproxy clients/python/ogproxy_sign
 
 format: setup
-	$(VENV)/bin/ruff format ogproxy tests
-	$(VENV)/bin/ruff check --fix ogproxy tests
+	$(VENV)/bin/ruff format ogproxy tests clients/python
+	$(VENV)/bin/ruff check --fix ogproxy tests clients/python
 
 clean:
 	rm -rf $(VENV) .ogproxy .pytest_cache .mypy_cache .ruff_cache
