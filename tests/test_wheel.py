@@ -74,7 +74,7 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
     env_dir = _fresh_venv(tmp / "venv")
     sign_wheel = next(p for p in signer if p.suffix == ".whl")
-    _pip(env_dir, "install", "-q", wheel, sign_wheel)
+    _pip(env_dir, "install", "-q", "--no-compile", wheel, sign_wheel)
     return env_dir
 
 
