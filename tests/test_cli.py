@@ -220,6 +220,7 @@ MISUSES = [
     (["meta", "--title", "x", "--template", "fancy"], 2, "unknown template 'fancy'"),
     (["warm", "{tmp}/missing.xml"], 1, "missing.xml: No such file or directory"),
     (["warm", "{tmp}/binary.xml"], 1, "not UTF-8 text"),
+    (["warm", "{tmp}/index.xml"], 1, "a sitemap index may only list http(s) URLs"),
     (["warm", "http://127.0.0.1:{closed}/sitemap.xml"], 1, "cannot fetch it (ConnectError"),
     (["warm", "{site}/missing-sitemap.xml"], 1, "missing-sitemap.xml: HTTP 404"),
     (["render", "--input", "{tmp}/binary.jsonl"], 1, "not UTF-8 text"),
@@ -254,6 +255,10 @@ def test_misuse_is_a_one_line_error(
 ) -> None:
     (tmp_path / "binary.xml").write_bytes(b"\xff\xfe<urlset>\x00")
     (tmp_path / "binary.jsonl").write_bytes(b"\xff\xfe{}\n")
+    # A sitemap index naming a file on this machine: warm must not read local files for it.
+    (tmp_path / "index.xml").write_text(
+        f"<sitemapindex><sitemap><loc>{tmp_path / 'binary.xml'}</loc></sitemap></sitemapindex>"
+    )
     (tmp_path / "file").write_text("a file where a folder should be")
     values = {"tmp": tmp_path, "closed": free_port(), "site": not_found_site}
     env = {k: None for k in os.environ if k.startswith("OGPROXY_")}
