@@ -289,5 +289,5 @@ def create_app(settings: Settings) -> Starlette:
 def app_from_env() -> Starlette:
     """App factory for worker processes (``ogproxy serve --workers N``): settings from env."""
     settings = Settings.from_env()
-    configure_logging(settings.log_level, settings.access_log)
+    configure_logging(settings.log_level, settings.access_log, settings.log_format)
     return create_app(settings)

@@ -15,20 +15,17 @@ import logging
 import math
 from collections import Counter
 
+from ogproxy_sign import MIN_SECRET_BYTES, split_secret
+
 from .errors import ConfigError
 
-MIN_SECRET_BYTES = 16
+__all__ = ["MIN_SECRET_BYTES", "check_secrets", "estimated_bits", "split_secret"]
+
 # Below this many bits (length x the entropy of the secret's own character mix) a
 # secret gets a warning: 16 random base64 characters score ~60, `aaaa...` 0.
 WEAK_BITS = 48
-_WHITESPACE = " \t\n\r\x0b\x0c"
 
 log = logging.getLogger("ogproxy")
-
-
-def split_secret(raw: str) -> tuple[str, ...]:
-    """The secrets in an ``OGPROXY_SECRET`` value, oldest first (the last one signs)."""
-    return tuple(item for part in raw.split(",") if (item := part.strip(_WHITESPACE)))
 
 
 def check_secrets(secrets: tuple[str, ...], setting: str = "OGPROXY_SECRET") -> None:

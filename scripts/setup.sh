@@ -63,10 +63,10 @@ if [ ! -x "$VENV/bin/python" ]; then
   "$PYTHON" -m venv "$VENV"
 fi
 extras="dev"
-if [ ! -f "$STAMP" ] || [ pyproject.toml -nt "$STAMP" ]; then
-  say "installing ogproxy into $VENV"
+if [ ! -f "$STAMP" ] || [ pyproject.toml -nt "$STAMP" ] || [ clients/python/pyproject.toml -nt "$STAMP" ]; then
+  say "installing ogproxy (and its signer, clients/python) into $VENV"
   "$VENV/bin/python" -m pip install -q --upgrade pip
-  "$VENV/bin/python" -m pip install -q -e ".[$extras]"
+  "$VENV/bin/python" -m pip install -q -e ./clients/python -e ".[$extras]"
   touch "$STAMP"
 fi
 [ "$want_venv_only" = 1 ] && exit 0

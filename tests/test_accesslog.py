@@ -14,8 +14,9 @@ from servers import Server, serve
 API_KEY = "api-key-0123456789abcdef"
 # Short enough to survive the 40 characters of a parameter name that an error repeats.
 FORGED = "2000-01-01 00:00:00,000 ERROR ogproxy:"
-# Every line the server writes: its own text log, uvicorn's, or a JSON access line.
-LINE = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} |INFO: |WARNING: |ERROR: |\{|  \| |$)")
+# Every line the server writes: a JSON line (the default for every logger), a text line
+# (OGPROXY_LOG_FORMAT=text) or a traceback's continuation.
+LINE = re.compile(r"^(\{|\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z |  \| |$)")
 
 
 @pytest.fixture(scope="module")

@@ -145,6 +145,8 @@ def test_every_setting_survives_to_env_and_back(tmp_path: Path) -> None:
         workers=3,
         access_log=False,
         log_level="debug",
+        log_format="text",
+        trusted_proxies="10.0.0.0/8",
         network_isolation="flags",
         trusted_templates=True,
         unsafe_dev=True,
@@ -175,3 +177,44 @@ def test_readme_settings_table_matches_the_declarations() -> None:
 def test_more_bad_settings_name_the_setting(env: dict[str, str], name: str) -> None:
     with pytest.raises(ConfigError, match=name):
         Settings.from_env({"OGPROXY_SECRET": "x" * 20, **env})
+
+
+def test_secrets_from_files_the_docker_secrets_way(tmp_path: Path) -> None:
+    secret = tmp_path / "ogproxy_secret"
+    secret.write_text("old-secret-0123456789\nnew-secret-0123456789\n")
+    keys = tmp_path / "api_keys"
+    keys.write_text("key-one-0123456789,key-two-0123456789\n")
+    token = tmp_path / "admin_token"
+    token.write_text("admin-token-0123456789\n")
+    settings = Settings.from_env(
+        {
+            "OGPROXY_SECRET_FILE": str(secret),
+            "OGPROXY_API_KEYS_FILE": str(keys),
+            "OGPROXY_ADMIN_TOKEN_FILE": str(token),
+        }
+    )
+    assert settings.signing_secrets == ("old-secret-0123456789", "new-secret-0123456789")
+    assert settings.api_keys == ("key-one-0123456789", "key-two-0123456789")
+    assert settings.admin_token == "admin-token-0123456789"
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        (
+            {"OGPROXY_SECRET": "a-secret-0123456789", "OGPROXY_SECRET_FILE": "{file}"},
+            "OGPROXY_SECRET and OGPROXY_SECRET_FILE are both set",
+        ),
+        ({"OGPROXY_SECRET_FILE": "{missing}"}, "OGPROXY_SECRET_FILE: cannot read .*missing"),
+        ({"OGPROXY_API_KEYS_FILE": "{folder}"}, "OGPROXY_API_KEYS_FILE: cannot read"),
+        ({"OGPROXY_SECRET_FILE": "{empty}"}, "OGPROXY_SECRET is missing"),
+    ],
+)
+def test_bad_secret_files_name_the_setting(
+    tmp_path: Path, env: dict[str, str], message: str
+) -> None:
+    (tmp_path / "file").write_text("a-secret-0123456789")
+    (tmp_path / "empty").write_text("\n")
+    paths = {n: str(tmp_path / n) for n in ("file", "missing", "empty")} | {"folder": str(tmp_path)}
+    with pytest.raises(ConfigError, match=message):
+        Settings.from_env({k: v.format(**paths) for k, v in env.items()})
