@@ -353,7 +353,10 @@ async def test_readyz_and_metrics_follow_the_traffic(tmp_path: Path) -> None:
         killed = browsers_of_this_process()
         for pid in killed:
             os.kill(pid, signal.SIGKILL)
-        await asyncio.sleep(0.3)
+        for _ in range(100):  # until Playwright has seen the pipes close
+            if not app.state.cards.renderer.ready:
+                break
+            await asyncio.sleep(0.05)
         down = await client.get("/readyz")
         assert down.status_code == 503 and down.json()["browser"] is False
         assert (await client.get(signed({"title": "Relaunch"}))).status_code == 200
