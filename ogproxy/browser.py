@@ -47,6 +47,9 @@ LAUNCH_ARGS = [
     # secrets in its environment, one browser context per untrusted card (renderer.py).
     "--no-sandbox",
     "--disable-gpu",
+    # No WebGL: work a card queues on the GPU process (shared by every context) outlived
+    # its card and held later cards past their timeout. Cards are HTML and CSS.
+    "--disable-3d-apis",
     "--disable-quic",
     "--no-first-run",
     "--disable-background-networking",
