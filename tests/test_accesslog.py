@@ -60,7 +60,7 @@ def test_a_bad_signature_flood_is_logged_sampled_without_tracebacks(server: Serv
     bad = url[:-4] + ("AAAA" if not url.endswith("AAAA") else "BBBB")
     started = time.monotonic()
     with httpx.Client(timeout=10) as client:
-        for i in range(2000):
+        for i in range(600):
             response = client.get(bad if i % 2 else url.split("&sig=")[0])
             assert response.status_code == 403
     seconds = time.monotonic() - started

@@ -18,7 +18,7 @@ from ogproxy.params import MAX_OUTPUT_BYTES, MAX_OUTPUT_PIXELS
 pytestmark = [pytest.mark.anyio, pytest.mark.browser]
 
 # Fills the whole viewport with random pixels: incompressible, the largest PNG a size
-# can give (2400x2400: ~17 MB).
+# can give (2000x2000: ~12 MB).
 NOISE = """<body style="margin:0"><canvas id="c"></canvas><script>
 const c = document.getElementById('c'); c.width = innerWidth; c.height = innerHeight;
 const ctx = c.getContext('2d'); const img = ctx.createImageData(c.width, c.height);
@@ -53,7 +53,7 @@ async def test_output_pixels_are_capped(
 
 async def test_an_image_over_the_byte_cap_is_refused_and_never_stored(tmp_path: Path) -> None:
     async with running(make_settings(tmp_path)) as (app, client):
-        url = signed({"html": NOISE, "width": 2400, "height": 2400})
+        url = signed({"html": NOISE, "width": 2000, "height": 2000})  # ~12 MB of PNG
         for _ in range(2):
             response = await client.get(url)
             assert response.status_code == 422, (response.status_code, len(response.content))
