@@ -37,7 +37,7 @@ from .cards import Cards
 from .config import Settings
 from .delivery import RawResponse, image_answer, not_modified
 from .errors import BadSignature, ConfigError, InvalidParam, OgProxyError, QueryTooLong
-from .formats import ENDPOINTS, FORMATS
+from .formats import ENDPOINTS, FORMATS, Format
 from .hits import HitMiddleware, KnownQueries
 from .limits import LimitsMiddleware
 from .meta import meta_tags
@@ -56,7 +56,7 @@ async def og_image(request: Request) -> Response:
     if len(raw_query) > MAX_QUERY_BYTES:
         raise QueryTooLong(detail=f"query of {len(raw_query)} bytes")
     pairs = verify_query(path, raw_query, state.secrets)
-    defaults = Output(palette=state.settings.png_palette).as_format(ENDPOINTS[path])
+    defaults = _defaults(request, ENDPOINTS[path])
     params, output = parse_card(pairs, state.cards.templates.specs, defaults)
     # Only the signer's own spelling goes on the fast path: respellings of one URL
     # (``+`` for ``%20``, extra ``&``) still verify, but must not each take memory.
@@ -72,9 +72,14 @@ async def api_og_image(request: Request) -> Response:
     fmt = body.pop("format", "png")
     if not isinstance(fmt, str) or fmt not in FORMATS:  # a JSON list is not hashable
         raise InvalidParam("format", f"{str(fmt)[:20]!r} is not one of {', '.join(FORMATS)}")
-    defaults = Output(palette=state.settings.png_palette).as_format(FORMATS[fmt].name)
+    defaults = _defaults(request, FORMATS[fmt].name)
     params, output = parse_card(json_pairs(body), state.cards.templates.specs, defaults)
     return await _card_response(request, params, output)
+
+
+def _defaults(request: Request, fmt: Format) -> Output:
+    """What a request for ``fmt`` produces unless it says otherwise: the server's defaults."""
+    return Output(palette=request.app.state.settings.png_palette).as_format(fmt)
 
 
 async def _card_response(

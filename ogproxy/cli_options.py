@@ -116,7 +116,8 @@ def card_options(func: Any) -> Any:
 def signing_options(func: Any) -> Any:
     """--base-url, --secret, --dev, --dev-secret-file: how a URL is signed."""
     func = setting_option("dev_secret_file")(func)
-    func = setting_option("dev", help="Sign with the local secret that `serve --dev` keeps.")(func)
+    dev_help = "Sign with the local secret that `serve --dev` keeps."
+    func = setting_option("dev", help=dev_help, show_default="off")(func)
     func = setting_option("secrets", help="Signing secret(s); the last one signs.")(func)
     return click.option(
         "--base-url",

@@ -192,6 +192,8 @@ async def test_single_flight_renders_once(client: httpx.AsyncClient, renders: Re
     # One rendered it; the others waited for that render (and say so), or came after it.
     assert sources.count("MISS") == 1 and "WAIT" in sources
     assert set(sources) <= {"MISS", "WAIT", "HIT"}
+    metrics = (await client.get("/metrics")).text  # counted as what they were
+    assert 'ogproxy_requests_total{cache="WAIT",route="/og.png",status="200"}' in metrics
     assert len({r.content for r in responses}) == 1
     assert renders() == before + 1
 
