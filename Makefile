@@ -44,13 +44,13 @@ bench-quick: setup-bench
 	$(PY) bench/run.py --quick
 
 check: setup-venv
-	$(VENV)/bin/ruff format --check ogproxy tests bench
-	$(VENV)/bin/ruff check ogproxy tests bench
-	$(VENV)/bin/mypy ogproxy tests bench
+	$(VENV)/bin/ruff format --check ogproxy tests bench clients/python
+	$(VENV)/bin/ruff check ogproxy tests bench clients/python
+	$(VENV)/bin/mypy ogproxy tests bench clients/python/ogproxy_sign
 
 format: setup-venv
-	$(VENV)/bin/ruff format ogproxy tests
-	$(VENV)/bin/ruff check --fix ogproxy tests
+	$(VENV)/bin/ruff format ogproxy tests bench clients/python
+	$(VENV)/bin/ruff check --fix ogproxy tests bench clients/python
 
 clean:
 	rm -rf $(VENV) .ogproxy .pytest_cache .mypy_cache .ruff_cache

@@ -42,6 +42,8 @@ async def json_body(request: Request) -> dict[str, Any]:
         body = json.loads(raw)
     except (ValueError, UnicodeDecodeError):
         raise InvalidParam("body", "is not valid JSON") from None
+    except RecursionError:  # no card field nests at all; a bounded body can still nest deep
+        raise InvalidParam("body", "is nested too deeply") from None
     if not isinstance(body, dict):
         raise InvalidParam("body", "must be a JSON object")
     return body

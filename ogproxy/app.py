@@ -16,6 +16,7 @@ Nothing is parsed, cached or rendered before the signature has been verified.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -29,20 +30,20 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
 from . import playground
-from .accesslog import AccessLogMiddleware, flush_access_log
+from .accesslog import AccessLogMiddleware, Sampler, flush_access_log
 from .accesslog import configure as configure_logging
 from .api import check_api_key, json_body
 from .cards import Cards
 from .config import Settings
 from .delivery import RawResponse, image_answer, not_modified
-from .errors import AssetError, ConfigError, InvalidParam, OgProxyError, QueryTooLong
-from .formats import ENDPOINTS, FORMATS
+from .errors import AssetError, BadSignature, ConfigError, InvalidParam, OgProxyError, QueryTooLong
+from .formats import ENDPOINTS, FORMATS, Format
 from .hits import HitMiddleware, KnownQueries
 from .limits import LimitsMiddleware
 from .meta import meta_tags
 from .metrics import Metrics
 from .params import MAX_QUERY_BYTES, CardParams, Output, json_pairs, parse_card
-from .signing import sign_url, verify_query
+from .signing import is_canonical, sign_url, verify_query
 from .templates import TemplateSet
 
 log = logging.getLogger("ogproxy")
@@ -55,9 +56,12 @@ async def og_image(request: Request) -> Response:
     if len(raw_query) > MAX_QUERY_BYTES:
         raise QueryTooLong(detail=f"query of {len(raw_query)} bytes")
     pairs = verify_query(path, raw_query, state.secrets)
-    defaults = Output(palette=state.settings.png_palette).as_format(ENDPOINTS[path])
+    defaults = _defaults(request, ENDPOINTS[path])
     params, output = parse_card(pairs, state.cards.templates.specs, defaults)
-    return await _card_response(request, params, output, known=(path, raw_query))
+    # Only the signer's own spelling goes on the fast path: respellings of one URL
+    # (``+`` for ``%20``, extra ``&``) still verify, but must not each take memory.
+    known = (path, raw_query) if is_canonical(raw_query, pairs) else None
+    return await _card_response(request, params, output, known=known)
 
 
 async def api_og_image(request: Request) -> Response:
@@ -68,9 +72,14 @@ async def api_og_image(request: Request) -> Response:
     fmt = body.pop("format", "png")
     if not isinstance(fmt, str) or fmt not in FORMATS:  # a JSON list is not hashable
         raise InvalidParam("format", f"{str(fmt)[:20]!r} is not one of {', '.join(FORMATS)}")
-    defaults = Output(palette=state.settings.png_palette).as_format(FORMATS[fmt].name)
+    defaults = _defaults(request, FORMATS[fmt].name)
     params, output = parse_card(json_pairs(body), state.cards.templates.specs, defaults)
     return await _card_response(request, params, output)
+
+
+def _defaults(request: Request, fmt: Format) -> Output:
+    """What a request for ``fmt`` produces unless it says otherwise: the server's defaults."""
+    return Output(palette=request.app.state.settings.png_palette).as_format(fmt)
 
 
 async def _card_response(
@@ -152,8 +161,27 @@ def _error_response(
     )
 
 
+_BAD_SIGNATURES = Sampler(1.0)  # per process; the access log still has every request
+_FORBIDDEN = json.dumps(
+    {"error": BadSignature.public_message, "status": 403}, separators=(",", ":")
+).encode()
+
+
+def _forbidden(request: Request, exc: BadSignature) -> Response:
+    """A 403 as cheap as it can be: one prepared body, a log line a second at most."""
+    skipped = _BAD_SIGNATURES.take()
+    if skipped is not None:
+        more = f" (and {skipped} more since the last such line)" if skipped else ""
+        log.info("%s %s -> 403: %s%s", request.method, request.scope["path"], exc.detail, more)
+    return Response(
+        _FORBIDDEN, 403, headers={"Cache-Control": "no-store"}, media_type="application/json"
+    )
+
+
 async def _ogproxy_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, OgProxyError)
+    if isinstance(exc, BadSignature):
+        return _forbidden(request, exc)
     level = logging.WARNING if exc.status_code >= 500 else logging.INFO
     log.log(
         level, "%s %s -> %d: %s", request.method, request.scope["path"], exc.status_code, exc.detail
@@ -266,5 +294,5 @@ def create_app(settings: Settings) -> Starlette:
 def app_from_env() -> Starlette:
     """App factory for worker processes (``ogproxy serve --workers N``): settings from env."""
     settings = Settings.from_env()
-    configure_logging(settings.log_level, settings.access_log)
+    configure_logging(settings.log_level, settings.access_log, settings.log_format)
     return create_app(settings)

@@ -12,7 +12,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import logging
 import os
+import resource
 import shutil
 import sys
 from pathlib import Path
@@ -31,12 +33,23 @@ from .isolation import NetworkJail, child_env
 from .params import Output
 from .priority import lower_children
 
+log = logging.getLogger("ogproxy.browser")
+
+JS_HEAP_MIB = 256
+# Each renderer process's data size (RLIMIT_DATA): what the JS heap cap does not cover,
+# typed arrays and the DOM, stops here. A 4800x3400 (scale 2) card renders within it;
+# without it a DOM bomb grew Chromium by ~1.7 GB in the 10 s before its 504.
+RENDERER_DATA_BYTES = 2**30
+
 LAUNCH_ARGS = [
     # Chromium's own sandbox needs user namespaces or a setuid helper, and refuses to start
     # as root; the browser is confined from outside instead: no network (isolation.py), no
     # secrets in its environment, one browser context per untrusted card (renderer.py).
     "--no-sandbox",
     "--disable-gpu",
+    # No WebGL: work a card queues on the GPU process (shared by every context) outlived
+    # its card and held later cards past their timeout. Cards are HTML and CSS.
+    "--disable-3d-apis",
     "--disable-quic",
     "--no-first-run",
     "--disable-background-networking",
@@ -50,6 +63,10 @@ LAUNCH_ARGS = [
     # A capture otherwise waits for the next 60 Hz compositor frame (~10 ms).
     "--disable-frame-rate-limit",
     "--disable-gpu-vsync",
+    # A memory ceiling per page: a script that allocates without end makes V8 kill its
+    # renderer at this heap size (MiB) instead of growing by GBs until the render timeout.
+    # Cards need a few MiB; shells with big inlined images stay far below it.
+    f"--js-flags=--max-old-space-size={JS_HEAP_MIB}",
 ]
 
 # The /usr/bin entries are shell wrappers; Playwright needs the real binaries.
@@ -121,11 +138,13 @@ async def launch(
     Its environment is ours without secrets, plus ``env`` (fontconfig, say).
     """
     executable = executable_for(playwright, explicit)
-    return await playwright.chromium.launch(
+    browser = await playwright.chromium.launch(
         executable_path=jail.executable(executable) if jail else executable,
         args=LAUNCH_ARGS + (jail.args if jail else []),
         env={**child_env(), **(env or {})},
     )
+    await _cap_renderer_memory()
+    return browser
 
 
 async def _abort(route: Route) -> None:
@@ -199,6 +218,62 @@ class Chromium:
     async def close(self) -> None:
         async with self._lock:
             await self._close()
+
+
+def _process_tree() -> dict[int, list[int]]:
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            with contextlib.suppress(OSError, ValueError, IndexError):
+                stat = Path(f"/proc/{entry}/stat").read_text()
+                parent = int(stat[stat.rindex(")") + 2 :].split()[1])
+                children.setdefault(parent, []).append(int(entry))
+    return children
+
+
+def _type(pid: int) -> bytes | None:
+    """Chromium's ``--type=`` of a process: b"" for a browser, None if not Chromium."""
+    try:
+        # Chromium's children rewrite their command line as one space-separated string.
+        args = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").split()
+    except OSError:
+        return None
+    if not args or not any(n in args[0] for n in (b"chrom", b"headless_shell")):
+        return None
+    return next((a[7:] for a in args if a.startswith(b"--type=")), b"")
+
+
+def cap_renderer_memory() -> bool:
+    """Give every Chromium renderer below this process a data-size limit (RLIMIT_DATA).
+
+    Set on the zygotes, which fork the renderers (each new one inherits it), and on
+    renderers already running. Over the limit, allocations fail: a script gets a
+    RangeError or its renderer dies, and the render ends, not after GBs. False while a
+    browser below us has not started its zygote yet.
+    """
+    tree, todo, ready = _process_tree(), [os.getpid()], True
+    limit = (RENDERER_DATA_BYTES, RENDERER_DATA_BYTES)
+    while todo:
+        kids = tree.get(todo.pop(), [])
+        todo += kids
+        for pid in kids:
+            kind = _type(pid)
+            if kind in (b"zygote", b"renderer"):
+                with contextlib.suppress(OSError):
+                    resource.prlimit(pid, resource.RLIMIT_DATA, limit)
+            elif kind == b"" and not any(_type(k) == b"zygote" for k in tree.get(pid, [])):
+                ready = False
+    return ready
+
+
+async def _cap_renderer_memory() -> None:
+    # A browser may accept connections a moment before it has forked its zygote.
+    if hasattr(resource, "prlimit") and Path("/proc").is_dir():
+        for _ in range(100):
+            if cap_renderer_memory():
+                return
+            await asyncio.sleep(0.02)
+        log.warning("Chromium started no zygote within 2 s: renderers have no memory limit")
 
 
 async def _check(explicit: str | None) -> str:

@@ -1,14 +1,17 @@
 """Build-time rendering without a server: `ogproxy render`.
 
 One card from flags, or many from a JSON-lines or CSV file, rendered concurrently on a
-pool of pages into a folder. Each output file's content address is kept in a manifest
-beside it, so a card whose parameters, template and fonts did not change is skipped.
+pool of pages into a folder. Each output file's content address is kept in a manifest in
+the cache folder (one per output folder: the output folder ships with the site and gets
+nothing but the images), so a card whose parameters, template and fonts did not change
+is skipped.
 """
 
 from __future__ import annotations
 
 import asyncio
 import csv
+import hashlib
 import json
 import time
 from collections.abc import Callable, Iterable
@@ -24,7 +27,6 @@ from .formats import FORMATS, Format
 from .params import Output, json_pairs, parse_card
 from .templates import TemplateSet
 
-MANIFEST = ".ogproxy-manifest.json"
 NAME_FIELDS = ("name", "slug", "file")  # which field names the output file
 
 
@@ -67,9 +69,26 @@ def _file_name(job: Job, key: str, fmt: str) -> str:
     for name in NAME_FIELDS:
         if value := job.fields.pop(name, None):
             stem = "".join(c if c.isalnum() or c in "-_." else "-" for c in str(value)).strip(".-")
+            if stem.lower().endswith(FORMATS[fmt].suffixes):  # `-o card.jpeg` stays card.jpeg
+                return stem
             if stem:
                 return stem + FORMATS[fmt].suffix
     return key[:16] + FORMATS[fmt].suffix
+
+
+def manifest_path(cache_dir: Path, out_dir: Path) -> Path:
+    """Where the skip manifest of ``out_dir`` is kept: in the cache, named by the folder."""
+    digest = hashlib.sha256(str(out_dir.resolve()).encode()).hexdigest()[:24]
+    return cache_dir / "manifests" / f"{digest}.json"
+
+
+def _read_manifest(path: Path) -> dict[str, str]:
+    # A lost or damaged manifest only costs re-rendering: it is a cache too.
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
 
 
 async def render_jobs(
@@ -81,10 +100,8 @@ async def render_jobs(
 ) -> Summary:
     """Render ``jobs`` into ``out_dir``, skipping those whose content address is unchanged."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    manifest_path = out_dir / MANIFEST
-    manifest: dict[str, str] = (
-        json.loads(manifest_path.read_text()) if manifest_path.exists() else {}
-    )
+    manifest_file = manifest_path(settings.cache_dir, out_dir)
+    manifest = _read_manifest(manifest_file)
     templates = TemplateSet(*settings.template_dirs, trust=settings.trusted_templates)
     fonts = fingerprint(settings.fonts_dir)
     output = Output(palette=settings.png_palette).as_format(fmt)
@@ -131,7 +148,8 @@ async def render_jobs(
                 on_progress()
 
             await asyncio.gather(*(one(*item) for item in planned))
-    manifest_path.write_text(json.dumps(manifest, indent=1, sort_keys=True))
+    manifest_file.parent.mkdir(parents=True, exist_ok=True)
+    manifest_file.write_text(json.dumps(manifest, indent=1, sort_keys=True))
     summary.seconds = time.monotonic() - started
     summary.failed.sort()
     return summary

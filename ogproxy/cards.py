@@ -17,9 +17,10 @@ import anyio.to_thread
 
 from .cachekey import cache_key
 from .config import Settings
+from .errors import OutputTooLarge
 from .fetcher import Fetcher
 from .fonts import fingerprint
-from .params import CardParams, Output
+from .params import MAX_OUTPUT_BYTES, CardParams, Output
 from .renderer import Renderer
 from .singleflight import SingleFlight
 from .store import Store
@@ -28,6 +29,15 @@ from .templates import TemplateSet
 # Where a request's image came from, as X-Cache says it: the cache, its own render, or
 # a render it waited for (another request's here, or another worker process's).
 Source = Literal["HIT", "MISS", "WAIT"]
+
+
+def _check_size(image: bytes, output: Output) -> None:
+    if len(image) > MAX_OUTPUT_BYTES:
+        hint = "palette=1, " if output.format == "png" and not output.palette else ""
+        raise OutputTooLarge(
+            f"The rendered image is {len(image):,} bytes, over the "
+            f"{MAX_OUTPUT_BYTES // 2**20} MiB limit; try {hint}JPEG or WebP, or a smaller size."
+        )
 
 
 @dataclass(frozen=True)
@@ -128,6 +138,7 @@ class Cards:
             seconds = time.perf_counter() - started
             if self.on_render is not None:
                 self.on_render(seconds)
+            _check_size(image, output)
             await self.store.put(key, image)
         return Result(image, "MISS", render_ms=round(seconds * 1000, 1))
 

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import os
+from dataclasses import replace
 from typing import Any
-from urllib.parse import urlsplit
 
 import click
 
@@ -15,14 +15,15 @@ from .cli_build import cache, render, templates, warm
 from .cli_options import (
     card_options,
     card_params,
+    checked_card,
     config_errors,
     secret_for_signing,
+    setting_option,
     setting_options,
     settings_or_exit,
     signing_options,
 )
-from .config import declarations
-from .formats import ENDPOINTS
+from .config import SECRET_FILE_SETTINGS, declarations, read_secret_files
 from .meta import meta_tags
 from .params import Output
 from .signing import sign_url
@@ -32,6 +33,13 @@ from .signing import sign_url
 @click.version_option(__version__, prog_name="ogproxy")
 def main() -> None:
     """ogproxy: signed Open Graph image URLs, rendered once with Chromium, cached on disk."""
+    # Before any command reads its options: OGPROXY_SECRET_FILE becomes OGPROXY_SECRET, etc.
+    with config_errors():
+        env = read_secret_files(os.environ)
+    for name in SECRET_FILE_SETTINGS:
+        os.environ.pop(f"{name}_FILE", None)
+        if name in env:
+            os.environ[name] = env[name]
 
 
 @main.command()
@@ -49,16 +57,22 @@ def serve(**values: Any) -> None:
     if values["browsers"] is None and workers > 1:
         values["browsers"] = 1
     settings = settings_or_exit(**values)
-    configure_logging(settings.log_level, settings.access_log)
+    configure_logging(settings.log_level, settings.access_log, settings.log_format)
     with config_errors():
         preflight(settings.chromium)
         app = create_app(settings)
+    proxies = "" if settings.trusted_proxies.strip() in ("", "none") else settings.trusted_proxies
     options: dict[str, Any] = {
         "host": settings.host,
         "port": settings.port,
         "log_level": settings.log_level,
         "server_header": False,
         "access_log": False,  # ogproxy logs each request itself, without the query
+        "http": "ogproxy.protocol:BoundedHttpToolsProtocol",  # request heads bounded
+        "log_config": None,  # uvicorn logs through ogproxy's handler, in its format
+        # uvicorn takes the client address from X-Forwarded-For for these peers only.
+        "proxy_headers": bool(proxies),
+        "forwarded_allow_ips": proxies or None,
     }
     if workers == 1:
         uvicorn.run(app, **options)
@@ -69,33 +83,35 @@ def serve(**values: Any) -> None:
     uvicorn.run("ogproxy.app:app_from_env", factory=True, workers=workers, **options)
 
 
-def _signed(options: dict[str, Any]) -> tuple[str, dict[str, str | None]]:
-    """The signed URL and the parameters of the card that ``sign`` and ``meta`` describe."""
+def _signed(options: dict[str, Any]) -> tuple[str, Output]:
+    """The signed URL of the card ``sign`` and ``meta`` describe, and what the server will
+    make of it: checked by the server's own parser, so a URL it would refuse is never
+    printed (exit 2 with its message instead)."""
     card = [options[name] for name in ("title", "subtitle", "template", "accent_color", "extra")]
     params = card_params(*card)
+    output = checked_card(params, options["base_url"], options["templates_dir"])
     secret = secret_for_signing(options["secrets"], options["dev"], options["dev_secret_file"])
-    return sign_url(options["base_url"], secret, params), params
+    return sign_url(options["base_url"], secret, params), output
 
 
 @main.command()
 @card_options
 @signing_options
+@setting_option("templates_dir")
 @click.option("--alt", default=None, help="og:image:alt text (default: the title).")
 def meta(alt: str | None, **options: Any) -> None:
     """Print the <meta> tags (og:image, twitter:image, size) for a signed card."""
-    url, params = _signed(options)
-    width = int(params.get("width") or 1200) * int(params.get("scale") or 1)
-    height = int(params.get("height") or 630) * int(params.get("scale") or 1)
-    fmt = ENDPOINTS.get("/" + urlsplit(options["base_url"]).path.rsplit("/", 1)[-1], "png")
-    output = Output(width=width, height=height, format=fmt)
-    click.echo(meta_tags(url, output, alt=alt or options["title"]))
+    url, output = _signed(options)
+    pixels = replace(output, width=output.width * output.scale, height=output.height * output.scale)
+    click.echo(meta_tags(url, pixels, alt=alt or options["title"]))
 
 
 @main.command()
 @card_options
 @signing_options
+@setting_option("templates_dir")
 def sign(**options: Any) -> None:
-    """Print a signed image URL."""
+    """Print a signed image URL (checked as the server would check it)."""
     click.echo(_signed(options)[0])
 
 

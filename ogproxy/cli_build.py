@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import csv
+import os
 from pathlib import Path
 from typing import Any
 
@@ -9,6 +11,7 @@ import click
 
 from .browser import preflight
 from .cli_options import (
+    InvalidInput,
     card_options,
     card_params,
     config_errors,
@@ -26,11 +29,26 @@ _SUFFIXES = f"{', '.join(_FIRST)} or {_LAST}"  # .png, .jpg or .webp
 _cache_dir_option = setting_option("cache_dir", default=DEFAULT_CACHE_DIR)
 
 
+def user_cache_dir() -> Path:
+    """The per-user cache folder (XDG), so a build leaves nothing in the project."""
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "ogproxy" / "cache"
+
+
+# render's own default: the current folder is a site's project root, not a server's home.
+render_cache_dir_option = setting_option(
+    "cache_dir",
+    default=user_cache_dir,
+    show_default="$XDG_CACHE_HOME/ogproxy/cache, i.e. ~/.cache/ogproxy/cache",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Render cache and skip manifests; give the server's to reuse its renders.",
+)
+
+
 def _render_options(func: Any) -> Any:
     options = [
-        setting_options(
-            "cache_dir", "templates_dir", "fonts_dir", "asset_origins", "asset_failure", "chromium"
-        ),
+        render_cache_dir_option,
+        setting_options("templates_dir", "fonts_dir", "asset_origins", "asset_failure", "chromium"),
         click.option(
             "--concurrency",
             default=None,
@@ -41,6 +59,14 @@ def _render_options(func: Any) -> Any:
     for option in reversed(options):
         func = option(func)
     return func
+
+
+def _reason(exc: Exception) -> str:
+    if isinstance(exc, OSError) and exc.strerror:
+        return f"{exc.filename}: {exc.strerror}" if exc.filename else exc.strerror
+    if isinstance(exc, UnicodeDecodeError):
+        return "not UTF-8 text"
+    return str(exc)
 
 
 @click.command()
@@ -110,11 +136,14 @@ def render(
             for k, v in card_params(title, subtitle, template, accent_color, extra).items()
             if v is not None
         }
-        jobs = [Job(0, {**fields, "name": output_file.stem})]
+        jobs = [Job(0, {**fields, "name": output_file.name})]
         out_dir = output_file.parent
     else:
         assert input_file is not None
-        jobs = read_jobs(input_file)
+        try:
+            jobs = read_jobs(input_file)
+        except (OSError, UnicodeDecodeError, csv.Error) as exc:
+            raise click.ClickException(f"--input {input_file}: {_reason(exc)}") from None
     settings = settings_or_exit(
         dev=True,  # renders to files: nothing is signed or verified, no secret is needed
         cache_dir=cache_dir,
@@ -137,11 +166,14 @@ def render(
         disable=output_file is not None,
     ) as bar:
         task = bar.add_task("rendering", total=len(jobs))
-        summary = asyncio.run(
-            render_jobs(
-                jobs, out_dir, settings, fmt or "png", on_progress=lambda: bar.advance(task)
+        try:
+            summary = asyncio.run(
+                render_jobs(
+                    jobs, out_dir, settings, fmt or "png", on_progress=lambda: bar.advance(task)
+                )
             )
-        )
+        except OSError as exc:  # an output or cache folder that cannot be written
+            raise click.ClickException(_reason(exc)) from None
     rate = summary.rendered / summary.seconds if summary.seconds else 0.0
     console.print(
         f"{summary.rendered} rendered, {summary.skipped} unchanged (skipped), "
@@ -169,25 +201,30 @@ def warm(source: str, concurrency: int, timeout: float) -> None:
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress
 
+    from .warm import SourceError
     from .warm import warm as run_warm
 
     console = Console(stderr=True)
-    with Progress(
-        "[progress.description]{task.description}",
-        BarColumn(),
-        MofNCompleteColumn(),
-        console=console,
-    ) as bar:
-        task = bar.add_task("warming", total=None)
-        report = asyncio.run(
-            run_warm(
-                source,
-                concurrency,
-                timeout,
-                on_total=lambda n: bar.update(task, total=n),
-                on_progress=lambda: bar.advance(task),
+    try:
+        with Progress(
+            "[progress.description]{task.description}",
+            BarColumn(),
+            MofNCompleteColumn(),
+            console=console,
+            transient=True,
+        ) as bar:
+            task = bar.add_task("warming", total=None)
+            report = asyncio.run(
+                run_warm(
+                    source,
+                    concurrency,
+                    timeout,
+                    on_total=lambda n: bar.update(task, total=n),
+                    on_progress=lambda: bar.advance(task),
+                )
             )
-        )
+    except SourceError as exc:
+        raise click.ClickException(str(exc)) from None
     statuses = ", ".join(f"{n} x {label}" for label, n in sorted(report.statuses.items()))
     console.print(f"{report.pages} pages, {report.images} images: {statuses or 'none requested'}")
     for url, problem in report.failures:
@@ -260,8 +297,8 @@ def cache_prune(cache_dir: Path, target: str) -> None:
     """Evict the oldest images until the cache is at most --to."""
     try:
         to_bytes = parse_size(target, "--to")
-    except ConfigError as exc:  # an argument, not a setting: a usage error
-        raise click.BadParameter(str(exc), param_hint="--to") from None
+    except ConfigError as exc:  # the message already names --to
+        raise InvalidInput(str(exc)) from None
     store = _open_store(cache_dir)
     try:
         removed = store.prune(to_bytes)

@@ -6,8 +6,11 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
+from urllib.parse import urlsplit
 
 import click
+import jinja2
+from ogproxy_sign import to_pairs
 
 from .config import (
     DEFAULT_DEV_SECRET_FILE,
@@ -17,8 +20,14 @@ from .config import (
     Settings,
     declarations,
     dev_secret,
+    template_dirs,
 )
-from .errors import ConfigError
+from .errors import ConfigError, InvalidParam
+from .formats import ENDPOINTS
+from .keys import check_secrets
+from .params import Output, parse_card
+from .signing import DEFAULT_PATH
+from .templates import TemplateSet
 
 DEFAULT_BASE_URL = f"http://{DEFAULT_HOST}:{DEFAULT_PORT}/og.png"
 
@@ -107,7 +116,8 @@ def card_options(func: Any) -> Any:
 def signing_options(func: Any) -> Any:
     """--base-url, --secret, --dev, --dev-secret-file: how a URL is signed."""
     func = setting_option("dev_secret_file")(func)
-    func = setting_option("dev", help="Sign with the local secret that `serve --dev` keeps.")(func)
+    dev_help = "Sign with the local secret that `serve --dev` keeps."
+    func = setting_option("dev", help=dev_help, show_default="off")(func)
     func = setting_option("secrets", help="Signing secret(s); the last one signs.")(func)
     return click.option(
         "--base-url",
@@ -150,11 +160,49 @@ def card_params(
     return params
 
 
+class InvalidInput(click.ClickException):
+    """Input the server would refuse: one line on stderr, exit code 2 (as for bad usage)."""
+
+    exit_code = 2
+
+
 def secret_for_signing(
     secrets: tuple[str, ...] | None, dev: bool | None, dev_secret_file: Path | None
 ) -> str:
     if secrets:
+        try:  # the server's own rules for a secret
+            check_secrets(secrets)
+        except ConfigError as exc:
+            raise InvalidInput(str(exc)) from None
         return secrets[-1]
-    if dev:
-        return dev_secret(dev_secret_file or DEFAULT_DEV_SECRET_FILE)
+    with config_errors():
+        if dev:
+            return dev_secret(dev_secret_file or DEFAULT_DEV_SECRET_FILE)
     raise click.UsageError("no secret: set OGPROXY_SECRET (or --secret), or pass --dev")
+
+
+def checked_card(
+    params: dict[str, str | None], base_url: str, templates_dir: Path | None
+) -> Output:
+    """What the server will make of a URL signed with ``params`` at ``base_url``.
+
+    The server's own parser checks the parameters against the templates it would load,
+    so a URL the server would answer with a 400 is never printed (InvalidInput instead).
+    """
+    path = urlsplit(base_url).path
+    endpoint = "/" + path.rsplit("/", 1)[-1] if path not in ("", "/") else DEFAULT_PATH
+    if endpoint not in ENDPOINTS:
+        raise InvalidInput(f"--base-url: must end in one of {', '.join(ENDPOINTS)}")
+    try:
+        templates = TemplateSet(*template_dirs(templates_dir))
+    except (ValueError, OSError, jinja2.TemplateError) as exc:
+        raise click.ClickException(f"templates: {exc}") from None
+    try:
+        _, output = parse_card(
+            to_pairs(params), templates.specs, Output(format=ENDPOINTS[endpoint])
+        )
+    except InvalidParam as exc:
+        raise InvalidInput(exc.public_message) from None
+    except ValueError as exc:  # e.g. a parameter named sig
+        raise InvalidInput(str(exc)) from None
+    return output

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import ipaddress
 import os
 import re
 import secrets as _secrets
@@ -24,7 +25,10 @@ from typing import Any, Literal
 
 from .errors import ConfigError
 from .isolation import NETWORK_ISOLATION_CHOICES, NetworkIsolation
+from .keys import check_secrets, split_secret
+from .logs import LOG_FORMATS, LogFormat
 from .origins import AllowList
+from .resources import package_dir
 
 DEFAULT_HOST = "127.0.0.1"
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1", "[::1]")
@@ -35,7 +39,12 @@ DEFAULT_CACHE_SIZE = 2**30  # 1 GiB on disk
 DEFAULT_MEMORY_CACHE = 64 * 2**20  # 64 MiB of hot images kept in memory
 DEFAULT_RENDER_TIMEOUT = 10.0  # seconds
 DEFAULT_QUEUE = 64  # renders waiting for a page before new misses get 503
-TEMPLATES_DIR = Path(__file__).resolve().parent.parent / "templates"
+# The built-in templates ship inside the package (wheel and sdist alike).
+TEMPLATES_DIR = package_dir("builtin_templates")
+
+# Settings that hold secrets can instead name a file holding them (`OGPROXY_SECRET_FILE`),
+# the convention of Docker and Kubernetes secrets, which are mounted as files.
+SECRET_FILE_SETTINGS = ("OGPROXY_SECRET", "OGPROXY_API_KEYS", "OGPROXY_ADMIN_TOKEN")
 
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]i?b?|b)?\s*$", re.IGNORECASE)
 _UNITS = {"": 1, "b": 1, "k": 10**3, "m": 10**6, "g": 10**9, "t": 10**12}
@@ -51,10 +60,6 @@ def parse_size(text: str, setting: str) -> int:
     base = unit[:1]
     scale = 2 ** (10 * " kmgt".index(base)) if "i" in unit else _UNITS[base]
     return int(number * scale)
-
-
-def split_secrets(raw: str) -> tuple[str, ...]:
-    return tuple(s.strip() for s in raw.split(",") if s.strip())
 
 
 Kind = Literal["text", "int", "float", "bool", "size", "list", "path", "folder", "choice"]
@@ -89,7 +94,7 @@ class Declared:
         if self.kind == "size":
             return parse_size(text, self.env)
         if self.kind == "list":
-            return split_secrets(raw)
+            return split_secret(raw)  # the one rule for lists (keys.py)
         if self.kind in ("path", "folder"):
             return Path(text)
         if self.kind == "choice" and text not in self.choices:
@@ -291,6 +296,20 @@ class Settings:
     log_level: Literal["debug", "info", "warning", "error"] = setting(
         "info", kind="choice", choices=("debug", "info", "warning", "error"), help="Log level."
     )
+    log_format: LogFormat = setting(
+        "json",
+        kind="choice",
+        choices=LOG_FORMATS,
+        shown="`json`; or `text`",
+        help="Every log line as JSON (one object a line) or as plain text.",
+    )
+    trusted_proxies: str = setting(
+        "127.0.0.1,::1",
+        kind="text",
+        shown="`127.0.0.1,::1`: a proxy on this host (Caddy); `none` trusts no one",
+        help="Comma-separated addresses/networks whose X-Forwarded-For names the client "
+        "(for the access log); 'none' trusts no one.",
+    )
     network_isolation: NetworkIsolation = setting(
         "auto",
         kind="choice",
@@ -320,13 +339,14 @@ class Settings:
                 "OGPROXY_SECRET is missing: set it (several, comma-separated, to rotate keys) "
                 "or run with --dev for a local secret"
             )
-        if any(len(s) < 16 for s in self.secrets):
-            raise ConfigError("OGPROXY_SECRET: each secret must be at least 16 characters")
+        if self.secrets:
+            check_secrets(self.secrets)
         for declared in declarations():
             declared.check(getattr(self, declared.name))
         AllowList(self.asset_origins)  # raises a ConfigError naming the setting
         if self.dev and not self.unsafe_dev:
             _check_dev(self)
+        _check_proxies(self.trusted_proxies)
 
     @property
     def template_dirs(self) -> tuple[Path, ...]:
@@ -342,7 +362,7 @@ class Settings:
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: object) -> Settings:
         """Settings from ``OGPROXY_*`` variables; explicit ``overrides`` win over them."""
-        env = os.environ if environ is None else environ
+        env = read_secret_files(os.environ if environ is None else environ)
         values = {d.name: d.parse(env[d.env]) for d in declarations() if env.get(d.env)}
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)  # type: ignore[arg-type]
@@ -372,6 +392,18 @@ def declarations() -> tuple[Declared, ...]:
     )
 
 
+def _check_proxies(value: str) -> None:
+    """Checked here, so that a typo is an error naming the setting, not a uvicorn crash."""
+    for item in (i.strip() for i in value.split(",") if i.strip()):
+        if item not in ("*", "none"):
+            try:
+                ipaddress.ip_network(item, strict=False)
+            except ValueError:
+                raise ConfigError(
+                    f"OGPROXY_TRUSTED_PROXIES: {item!r} is not an IP address or network"
+                ) from None
+
+
 def _check_dev(settings: Settings) -> None:
     """The playground in dev mode signs anything for anyone who reaches it."""
     if settings.secrets:
@@ -393,13 +425,50 @@ def template_dirs(templates_dir: Path | None) -> tuple[Path, ...]:
     return (templates_dir, TEMPLATES_DIR) if templates_dir else (TEMPLATES_DIR,)
 
 
+def read_secret_files(environ: Mapping[str, str]) -> dict[str, str]:
+    """``environ`` with each ``OGPROXY_X_FILE`` replaced by ``OGPROXY_X``, read from the file.
+
+    Several values (rotated secrets, API keys) go one per line or comma-separated. Both
+    ``OGPROXY_X`` and ``OGPROXY_X_FILE`` set, or a file that cannot be read, is an error.
+    """
+    env = dict(environ)
+    for name in SECRET_FILE_SETTINGS:
+        path = env.pop(f"{name}_FILE", "")
+        if not path:
+            continue
+        if env.get(name):
+            raise ConfigError(f"{name} and {name}_FILE are both set: use one")
+        try:
+            text = Path(path).read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
+            raise ConfigError(f"{name}_FILE: cannot read {path}: {reason}") from None
+        # One value per line or comma-separated: the one rule for lists (keys.py).
+        env[name] = ",".join(split_secret(text.replace("\n", ",")))
+    return env
+
+
 def dev_secret(path: Path) -> str:
-    """A random secret generated once and kept in ``path``, for local development."""
+    """A random secret generated once and kept in ``path``, for local development.
+
+    A file that is already there is used only if nobody else can read it and its
+    secret passes the same rule as ``OGPROXY_SECRET``.
+    """
     try:
+        mode = path.stat().st_mode
         existing = path.read_text().strip()
     except FileNotFoundError:
         existing = ""
     if existing:
+        setting = f"dev secret file {path}"
+        if mode & 0o077:
+            raise ConfigError(
+                f"{setting}: readable by group or others (mode {mode & 0o777:o}); "
+                "`chmod 600` it, or delete it to have a new secret made"
+            )
+        if "," in existing:
+            raise ConfigError(f"{setting}: holds a list; keep one secret in it")
+        check_secrets((existing,), setting)
         return existing
     path.parent.mkdir(parents=True, exist_ok=True)
     secret = _secrets.token_urlsafe(32)

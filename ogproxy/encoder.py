@@ -33,7 +33,7 @@ def encode(png: bytes, fmt: str, *, palette: bool = False, quality: int = 90) ->
         options = PALETTE if palette else row.options
     else:
         options = {**row.options, "Q": quality}
-    return bytes(getattr(image, row.save)(strip=True, **options))
+    return bytes(getattr(image, row.save)(keep="none", **options))
 
 
 @functools.lru_cache(maxsize=256)

@@ -68,6 +68,12 @@ class InvalidDocument(OgProxyError):
     status_code = 422
 
 
+class OutputTooLarge(OgProxyError):
+    """The encoded card is over MAX_OUTPUT_BYTES: refused, and never stored."""
+
+    status_code = 422
+
+
 class BrowserUnavailable(OgProxyError):
     status_code = 503
     public_message = "Renderer unavailable, try again shortly."

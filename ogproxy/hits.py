@@ -5,6 +5,10 @@ to its cache key. When the same bytes arrive again and the image is in memory, t
 answer goes out from here, with no signature check, parsing or routing: the mapping
 exists only because those very bytes passed all of them once. Anything else, and any
 entry not in memory, goes down the full request path.
+
+Only canonical spellings are remembered (app.py), one per signed card, and the map is
+bounded by bytes as well as entries: the many spellings that verify, or many signed
+URLs with 4 KiB queries, cannot grow it past its budget.
 """
 
 from __future__ import annotations
@@ -13,21 +17,33 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .delivery import image_answer
 
+# What one entry costs beyond its query bytes: two tuples, the path and key strings and
+# the dict slot (~300 bytes with a 64-hex key, measured with tracemalloc).
+_ENTRY_OVERHEAD = 400
+DEFAULT_MAX_BYTES = 16 * 2**20  # ~70,000 typical entries (~240-byte queries)
+
 
 class KnownQueries:
     """A bounded map of ``(path, raw query) -> (cache key, media type)`` of verified requests."""
 
-    def __init__(self, max_entries: int = 100_000) -> None:
+    def __init__(self, max_entries: int = 100_000, max_bytes: int = DEFAULT_MAX_BYTES) -> None:
         self.max_entries = max_entries
+        self.max_bytes = max_bytes
+        self.bytes = 0
         self._keys: dict[tuple[str, bytes], tuple[str, bytes]] = {}
 
     def get(self, path: str, query: bytes) -> tuple[str, bytes] | None:
         return self._keys.get((path, query))
 
     def remember(self, path: str, query: bytes, key: str, media_type: str = "image/png") -> None:
-        if len(self._keys) >= self.max_entries:
-            del self._keys[next(iter(self._keys))]  # oldest first
+        if (path, query) in self._keys:
+            return
+        self.bytes += _ENTRY_OVERHEAD + len(query)
         self._keys[(path, query)] = (key, media_type.encode())
+        while len(self._keys) > self.max_entries or self.bytes > self.max_bytes:
+            _, old_query = oldest = next(iter(self._keys))  # oldest first
+            del self._keys[oldest]
+            self.bytes -= _ENTRY_OVERHEAD + len(old_query)
 
     def __len__(self) -> int:
         return len(self._keys)

@@ -45,16 +45,22 @@ NETWORK_ISOLATION_CHOICES: tuple[NetworkIsolation, ...] = ("auto", "namespace", 
 # any other user through a user namespace of its own.
 _UNSHARE = (("--net",), ("--user", "--map-root-user", "--net"))
 
-# Secrets the server reads from its environment; none of them is any use to a browser.
-_SECRET_NAME = re.compile(
-    r"^(OGPROXY_|AWS_)|SECRET|TOKEN|PASSWORD|PASSWD|API_?KEY|CREDENTIAL", re.IGNORECASE
+# What the browser and Playwright's driver may see of our environment: an allowlist, since
+# a server's environment holds secrets under any name (DATABASE_URL, SENTRY_DSN, ...).
+_ALLOWED = re.compile(
+    r"^(PATH|HOME|USER|LOGNAME|SHELL|LANG|LANGUAGE|TZ|TMPDIR|TEMP|TMP|DISPLAY"
+    r"|LD_LIBRARY_PATH|LC_\w+|XDG_\w+|FONTCONFIG_\w+|PLAYWRIGHT_\w+|PW_\w+|DEBUG)$"
 )
 
 
+def _allowed(name: str) -> bool:
+    return bool(_ALLOWED.match(name)) and not name.startswith(("OGPROXY_", "AWS_"))
+
+
 def child_env(environ: Mapping[str, str] | None = None) -> dict[str, str]:
-    """The environment for the Playwright driver and Chromium: ours without any secret."""
+    """The environment for the Playwright driver and Chromium: only the allowed names."""
     env = os.environ if environ is None else environ
-    return {k: v for k, v in env.items() if not _SECRET_NAME.search(k)}
+    return {k: v for k, v in env.items() if _allowed(k)}
 
 
 def namespace_prefix() -> tuple[str, ...] | None:
@@ -129,11 +135,11 @@ class NetworkJail:
 
 @contextlib.contextmanager
 def scrubbed_environ() -> Iterator[None]:
-    """Our environment without secrets for as long as a child process is being started.
+    """Only the allowed part of our environment while a child process is being started.
 
     Playwright's driver copies ``os.environ`` when it starts, and Chromium inherits it.
     """
-    saved = {k: os.environ.pop(k) for k in list(os.environ) if _SECRET_NAME.search(k)}
+    saved = {k: os.environ.pop(k) for k in list(os.environ) if not _allowed(k)}
     try:
         yield
     finally:

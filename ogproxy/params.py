@@ -7,6 +7,7 @@ import unicodedata
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 from .errors import InvalidParam
 from .formats import Format
@@ -19,6 +20,12 @@ MAX_IMAGE_URL = 2048  # avatar/logo: http(s) URL (data: URLs are bounded by the 
 MAX_HTML = 512 * 1024  # a custom document (POST; a GET query stays under 4 KiB anyway)
 SIZE_RANGE = (200, 2400)  # width and height, CSS pixels
 SCALES = (1, 2)  # device pixel ratio: 2 for retina
+# Pixels of one output image (width*scale x height*scale): 4096x4096. Every common OG
+# size fits, 2400x1260 at scale 2 too; 4800x4800 (2400 at scale 2) does not.
+MAX_OUTPUT_PIXELS = 4096 * 4096
+# Bytes of one encoded image: Facebook's limit for og:image (X/Twitter's is 5 MB). A card
+# over it is refused (422) and not stored: a random-pixel 4800x4800 PNG was 68.9 MB.
+MAX_OUTPUT_BYTES = 8 * 2**20
 
 _COLOR = re.compile(r"^#(?:[0-9a-fA-F]{3}|[0-9a-fA-F]{6})$")
 # Control characters break layout and logs; tabs and newlines too (titles are one paragraph).
@@ -139,8 +146,22 @@ def _extra(spec: ParamSpec, raw: bytes) -> str:
             raise InvalidParam(spec.name, "must be an http(s):// URL or a data:image/ URL")
         if not value.startswith("data:") and len(value) > MAX_IMAGE_URL:
             raise InvalidParam(spec.name, f"URL longer than {MAX_IMAGE_URL} characters")
+        if value.startswith(("https://", "http://")):
+            _check_url(spec.name, value)
         return value
     return text(spec.name, raw, MAX_EXTRA, required=False)
+
+
+def _check_url(name: str, url: str) -> None:
+    """A URL whose host and port can be read (two ports, port 99999 or a broken IPv6
+    literal make ``urlsplit`` raise) and that has a host at all."""
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - reading it is the check
+    except ValueError as exc:
+        raise InvalidParam(name, f"is not a valid URL ({exc})") from None
+    if not parts.hostname:
+        raise InvalidParam(name, "is a URL without a host")
 
 
 def parse_card(
@@ -208,7 +229,14 @@ def _output(values: dict[str, bytes], output: Output) -> Output:
         if output.format == "png":
             raise InvalidParam("quality", "only applies to JPEG and WebP")
         changes["quality"] = _integer("quality", values["quality"], 1, 100)
-    return replace(output, **changes)  # type: ignore[arg-type]
+    result = replace(output, **changes)  # type: ignore[arg-type]
+    pixels = result.width * result.height * result.scale**2
+    if pixels > MAX_OUTPUT_PIXELS:
+        name = "scale" if result.scale > 1 else "width"
+        raise InvalidParam(
+            name, f"the image would be {pixels:,} pixels, at most {MAX_OUTPUT_PIXELS:,} allowed"
+        )
+    return result
 
 
 def json_pairs(body: dict[str, Any]) -> list[tuple[bytes, bytes]]:

@@ -13,7 +13,6 @@ it. The URLs it returns are built from the configuration, never from the request
 from __future__ import annotations
 
 import hmac
-from pathlib import Path
 from urllib.parse import urlsplit
 
 from starlette.requests import Request
@@ -24,9 +23,10 @@ from .config import LOOPBACK_HOSTS, Settings
 from .errors import NotFound, OgProxyError, Unauthorized
 from .meta import meta_tags
 from .params import json_pairs, parse_card
+from .resources import package_dir
 from .signing import sign_url
 
-PAGE = (Path(__file__).parent / "static" / "playground.html").read_text(encoding="utf-8")
+PAGE = (package_dir("static") / "playground.html").read_text(encoding="utf-8")
 
 
 class WrongHost(OgProxyError):
@@ -81,7 +81,10 @@ async def sign(request: Request) -> Response:
     if host not in allowed_hosts(state.settings):
         raise WrongHost(detail=f"playground sign for Host {host[:100]!r}")
     if not _authorised(request):
-        raise Unauthorized(detail="playground sign without a valid admin token")
+        raise Unauthorized(
+            "Missing or invalid admin token (open the playground as /?token=...).",
+            detail="playground sign without a valid admin token",
+        )
     body = await json_body(request)
     params = {k: str(v) for k, v in body.items() if v not in (None, "")}
     card, _ = parse_card(json_pairs(params), state.cards.templates.specs)  # 400 naming a field

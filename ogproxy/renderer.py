@@ -128,7 +128,7 @@ class Tab:
 
     page: Page
     cdp: CDPSession
-    shell: int | None = None  # hash of the loaded shell, None if none is loaded
+    shell: str | None = None  # the loaded shell, None if none is loaded
     size: tuple[int, int, int] = (0, 0, 0)  # width, height, scale
     renders: int = field(default=0)
     owner: Chromium | None = None
@@ -164,12 +164,16 @@ class Tab:
         self.shell, self.size = None, (0, 0, 0)
 
     async def load(self, doc: Document, output: Output) -> None:
+        if self.size[2] not in (0, output.scale):
+            # Rasterised at another scale, the page keeps tiles that change later cards'
+            # edge pixels (measured: 8 of 8 cards differed after a scale=2 card).
+            await self._new_page()
         await self._resize(output)
         if doc.shell is not None:
-            if self.shell != hash(doc.shell):
+            if self.shell != doc.shell:  # the text itself: a hash could collide
                 self.shell = None
                 await self.page.set_content(doc.shell, wait_until="load")
-                self.shell = hash(doc.shell)
+                self.shell = doc.shell
             if await self.page.evaluate(_UPDATE_JS, doc.slots):
                 return
             # The page is not what this shell should be: start again from a new window.
@@ -248,7 +252,9 @@ class Renderer:
         self._isolation: NetworkIsolation = network_isolation
         self._jail: NetworkJail | None = None
         self._pw: Playwright | None = None
-        self._chromiums: list[Chromium] = []
+        self._chromiums: list[Chromium] = []  # the trusted pool's
+        self._untrusted: Chromium | None = None  # launched at the first untrusted card
+        self._env: dict[str, str] = {}
         self._pool: asyncio.Queue[Tab] = asyncio.Queue()
         self._reviving: asyncio.Task[None] | None = None
         self.waiting = 0
@@ -262,7 +268,8 @@ class Renderer:
     @property
     def restarts(self) -> int:
         """Browser launches beyond the first of each process."""
-        return sum(max(0, c.launches - 1) for c in self._chromiums)
+        browsers = [*self._chromiums, *([self._untrusted] if self._untrusted else [])]
+        return sum(max(0, c.launches - 1) for c in browsers)
 
     @property
     def ready(self) -> bool:
@@ -281,7 +288,7 @@ class Renderer:
             # Chromium process and thread is born at the render priority (no race with the
             # processes Chromium starts on its own, like the network service).
             lower_children()
-            env = fontconfig_env(self._fonts_dir)
+            self._env = env = fontconfig_env(self._fonts_dir)
             self._chromiums = [
                 Chromium(self._pw, self._executable, env, self._jail)
                 for _ in range(self._browsers_wanted)
@@ -316,9 +323,10 @@ class Renderer:
             self._reviving.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._reviving
-        for chromium in self._chromiums:
+        for chromium in [*self._chromiums, *([self._untrusted] if self._untrusted else [])]:
             await chromium.close()
         self._chromiums.clear()
+        self._untrusted = None
         if self._pw is not None:
             await self._pw.stop()
             self._pw = None
@@ -373,9 +381,10 @@ class Renderer:
                     if doc.trusted:
                         raw = await self._in_pool(tab, doc, output)
                     else:
-                        raw = await self._isolated(tab, doc, output, fetch)
+                        raw = await self._isolated(doc, output, fetch)
             except TimeoutError:
-                # A page stuck in a script is thrown away so the next render is clean.
+                # A page stuck in a script is thrown away so the next render is clean (an
+                # untrusted card's context is already gone with it).
                 self._pool.put_nowait(await self._fresh(tab) if doc.trusted else tab)
                 raise RenderTimeout(detail=f"render exceeded {self._timeout:.1f} s") from None
             except _Navigated as exc:
@@ -384,13 +393,22 @@ class Renderer:
                     "The card's HTML navigated away from itself; it must stay on its page."
                 ) from exc
             except PlaywrightError as exc:
-                if doc.trusted and (tab.navigated or "context was destroyed" in str(exc)):
+                if not doc.trusted:
+                    self._pool.put_nowait(tab)  # an untrusted card never touched it
+                    if self._untrusted is not None and self._untrusted.alive:
+                        # Its own document broke it (a rejected ready promise, a closed
+                        # window, ...): the card's fault, not the browser's.
+                        raise InvalidDocument(
+                            "The card's HTML could not be rendered.", detail=str(exc)[:300]
+                        ) from exc
+                elif tab.navigated or "context was destroyed" in str(exc):
                     self._pool.put_nowait(await self._fresh(tab))
                     raise InvalidDocument(
                         "The card's HTML navigated away from itself; it must stay on its page."
                     ) from exc
+                else:
+                    self._pool.put_nowait(await self._fresh(tab))
                 log.warning("render attempt %d failed: %s", attempt, exc)
-                self._pool.put_nowait(await self._fresh(tab))
                 if attempt == 1:
                     continue
                 raise BrowserUnavailable(detail=f"render failed twice: {exc}") from exc
@@ -414,12 +432,17 @@ class Renderer:
         await tab.load(doc, output)
         return await tab.capture()
 
-    async def _isolated(
-        self, tab: Tab, doc: Document, output: Output, fetch: CardFetch | None
-    ) -> bytes:
-        """Render in a new context of ``tab``'s browser, closed right after the capture."""
-        assert tab.owner is not None
-        context = await tab.owner.isolated(output)
+    async def _isolated(self, doc: Document, output: Output, fetch: CardFetch | None) -> bytes:
+        """Render in a new context of the untrusted browser, closed right after the capture.
+
+        That browser is a process of its own: its GPU process, its renderers and its
+        restarts are never shared with the trusted pool.
+        """
+        if self._untrusted is None:
+            assert self._pw is not None
+            self._untrusted = Chromium(self._pw, self._executable, self._env, self._jail)
+        browser = self._untrusted
+        context = await browser.isolated(output)
         try:
             if fetch is not None:
                 await context.unroute("**/*")
@@ -440,5 +463,5 @@ class Renderer:
             return await _capture(cdp)
         finally:
             if not await _close_context(context):
-                log.warning("a card's context did not close; relaunching its browser")
-                await tab.owner.close()
+                log.warning("an untrusted card's context did not close; relaunching that browser")
+                await browser.close()

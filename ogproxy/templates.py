@@ -17,7 +17,6 @@ import hashlib
 import re
 import threading
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -141,8 +140,11 @@ class _Bounded(SandboxedEnvironment):
 
     def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
         _Deadline.check()
-        if operator == "**" and isinstance(right, int) and abs(right) > 64:
-            raise SecurityError("exponent too large")
+        # A power is bounded by the size of its result: a chain of small powers grows
+        # without end (one took the GIL for two minutes).
+        ints = isinstance(left, int) and isinstance(right, int)
+        if operator == "**" and ints and max(1, left.bit_length()) * abs(right) > 2**16:
+            raise SecurityError("power too large")
         if operator == "*":
             for seq, n in ((left, right), (right, left)):
                 sized = isinstance(seq, str | list | tuple) and isinstance(n, int)
@@ -166,17 +168,6 @@ class _Deadline:
             raise RenderTimeout(detail="template rendering exceeded the render timeout")
 
 
-class _ConfinedLoader(jinja2.FileSystemLoader):
-    """Reads only files that are inside its folders once links are resolved."""
-
-    def get_source(
-        self, environment: jinja2.Environment, template: str
-    ) -> tuple[str, str, Callable[[], bool]]:
-        source, filename, uptodate = super().get_source(environment, template)
-        _confined(Path(filename), [Path(p) for p in self.searchpath])
-        return source, filename, uptodate
-
-
 def _confined(path: Path, folders: list[Path]) -> None:
     real = path.resolve()
     if not any(real.is_relative_to(folder.resolve()) for folder in folders):
@@ -184,40 +175,47 @@ def _confined(path: Path, folders: list[Path]) -> None:
 
 
 class TemplateSet:
-    """The templates of one or more folders, loaded once at start-up.
+    """The templates of one or more folders, read once at start-up.
 
     Folders are searched in order: a template or partial in the first one (the user's
     ``OGPROXY_TEMPLATES_DIR``) overrides one of the same name in a later one (built-ins).
     A template is trusted (renderer.py) when it and every partial are built in, or when
     ``trust`` says the operator vouches for their own.
+
+    The sources are kept in memory, and rendering uses exactly the bytes that were hashed
+    into each version: an edit on disk takes effect at the next start, all at once (the
+    design, its version in ``/v1/templates`` and the cache keys), never half of it. Only
+    the files read here can be extended or included, so nothing outside the folders is.
     """
 
     def __init__(self, *directories: Path, trust: bool = False) -> None:
-        self.env = _Bounded(
-            loader=_ConfinedLoader(list(directories)),
-            autoescape=True,
-            undefined=jinja2.StrictUndefined,
-            trim_blocks=True,
-            lstrip_blocks=True,
-        )
-        self.env.filters["mix"] = mix
-        self.env.filters["readable_on"] = readable_on
-        self.env.globals["linear_gradient"] = linear_gradient
-        self.env.globals["font_stack"] = Markup(FONT_STACK)
         files: dict[str, Path] = {}
         for directory in reversed(directories):  # earlier folders win
             for path in directory.glob("*.html"):
                 _confined(path, [directory])
                 files[path.name] = path
+        sources = {name: path.read_bytes() for name, path in files.items()}
+        self.env = _Bounded(
+            loader=jinja2.DictLoader({n: b.decode("utf-8") for n, b in sources.items()}),
+            autoescape=True,
+            undefined=jinja2.StrictUndefined,
+            trim_blocks=True,
+            lstrip_blocks=True,
+            auto_reload=False,
+        )
+        self.env.filters["mix"] = mix
+        self.env.filters["readable_on"] = readable_on
+        self.env.globals["linear_gradient"] = linear_gradient
+        self.env.globals["font_stack"] = Markup(FONT_STACK)
         built_in = TEMPLATES_DIR.resolve()
         partials = sorted(n for n in files if n.startswith("_"))
         all_partials_built_in = all(files[n].parent.resolve() == built_in for n in partials)
-        partial_bytes = b"".join(files[n].read_bytes() for n in partials)
+        partial_bytes = b"".join(sources[n] for n in partials)
         self.templates: dict[str, Template] = {}
-        for filename in sorted(files):
+        for filename in sorted(sources):
             if filename.startswith("_"):
                 continue
-            source = files[filename].read_bytes()
+            source = sources[filename]
             digest = hashlib.sha256(source + b"\0" + partial_bytes).hexdigest()
             name = filename.removesuffix(".html")
             ours = files[filename].parent.resolve() == built_in and all_partials_built_in
@@ -277,7 +275,7 @@ class TemplateSet:
             html = _generate(template, {**texts, **context})
             markers = {name: _SLOT.format(name) if text else "" for name, text in texts.items()}
             shell = _generate(template, {**markers, **context})
-        except jinja2.TemplateError as exc:
+        except (jinja2.TemplateError, RecursionError, MemoryError) as exc:
             raise InvalidDocument(
                 "The card's template could not be rendered.", detail=_reason(exc)
             ) from None

@@ -51,20 +51,36 @@ class WarmReport:
     failures: list[tuple[str, str]] = field(default_factory=list)
 
 
-async def _text(client: httpx.AsyncClient, source: str) -> str:
+class SourceError(Exception):
+    """The sitemap or page list cannot be read: a one-line reason for the operator."""
+
+
+async def _text(client: httpx.AsyncClient, source: str, *, local: bool = True) -> str:
     if source.startswith(("http://", "https://")):
-        response = await client.get(source)
-        response.raise_for_status()
+        try:
+            response = await client.get(source)
+        except httpx.HTTPError as exc:
+            raise SourceError(f"{source}: cannot fetch it ({type(exc).__name__}: {exc})") from None
+        if response.status_code != 200:
+            raise SourceError(f"{source}: HTTP {response.status_code}")
         return response.text
-    return Path(source).read_text(encoding="utf-8")
+    if not local:  # a sitemap index names sitemaps on the web, never files here
+        raise SourceError(f"{source}: a sitemap index may only list http(s) URLs")
+    try:
+        return Path(source).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise SourceError(f"{source}: {exc.strerror or exc}") from None
+    except UnicodeDecodeError:
+        raise SourceError(f"{source}: not UTF-8 text") from None
 
 
 async def page_urls(client: httpx.AsyncClient, source: str) -> list[str]:
+    """The page URLs a sitemap, sitemap index or list names; SourceError if unreadable."""
     text = await _text(client, source)
     if "<urlset" in text or "<sitemapindex" in text:
         locs = _LOC.findall(text)
         if "<sitemapindex" in text:
-            nested = await asyncio.gather(*(_text(client, loc) for loc in locs))
+            nested = await asyncio.gather(*(_text(client, loc, local=False) for loc in locs))
             locs = [loc for xml in nested for loc in _LOC.findall(xml)]
         return list(dict.fromkeys(locs))
     lines = (line.strip() for line in text.splitlines())

@@ -63,10 +63,10 @@ if [ ! -x "$VENV/bin/python" ]; then
   "$PYTHON" -m venv "$VENV"
 fi
 extras="dev"
-if [ ! -f "$STAMP" ] || [ pyproject.toml -nt "$STAMP" ]; then
-  say "installing ogproxy into $VENV"
+if [ ! -f "$STAMP" ] || [ pyproject.toml -nt "$STAMP" ] || [ clients/python/pyproject.toml -nt "$STAMP" ]; then
+  say "installing ogproxy (and its signer, clients/python) into $VENV"
   "$VENV/bin/python" -m pip install -q --upgrade pip
-  "$VENV/bin/python" -m pip install -q -e ".[$extras]"
+  "$VENV/bin/python" -m pip install -q -e ./clients/python -e ".[$extras]"
   touch "$STAMP"
 fi
 [ "$want_venv_only" = 1 ] && exit 0
@@ -96,7 +96,11 @@ if ! have_browser; then
 fi
 
 if [ "$want_test" = 1 ]; then
+  # node, go and php run the signers in clients/ against tests/vectors.json.
   debs+=(caddy wrk)
+  command -v node >/dev/null 2>&1 || debs+=(nodejs)
+  command -v go >/dev/null 2>&1 || debs+=(golang-go)
+  command -v php >/dev/null 2>&1 || debs+=(php-cli)
 fi
 if [ "$want_bench" = 1 ]; then
   command -v npm >/dev/null 2>&1 || debs+=(nodejs npm)

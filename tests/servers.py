@@ -28,9 +28,17 @@ class Server:
 
 @contextmanager
 def serve(
-    tmp: Path, *args: str, env: dict[str, str] | None = None, ready: float = 40
+    tmp: Path,
+    *args: str,
+    env: dict[str, str] | None = None,
+    ready: float = 40,
+    program: list[str] | None = None,
+    cwd: Path | None = None,
 ) -> Iterator[Server]:
-    """`ogproxy serve` on a free loopback port; stopped (SIGINT, then SIGKILL) on exit."""
+    """`ogproxy serve` on a free loopback port; stopped (SIGINT, then SIGKILL) on exit.
+
+    ``program`` runs another installation's ``ogproxy`` (default: this one's, as a module).
+    """
     tmp.mkdir(parents=True, exist_ok=True)
     port = free_port()
     log = tmp / f"serve-{port}.log"
@@ -38,9 +46,7 @@ def serve(
     with log.open("wb") as out:
         proc = subprocess.Popen(
             [
-                sys.executable,
-                "-m",
-                "ogproxy.cli",
+                *(program or [sys.executable, "-m", "ogproxy.cli"]),
                 "serve",
                 "--host",
                 "127.0.0.1",
@@ -53,6 +59,7 @@ def serve(
             stdout=out,
             stderr=subprocess.STDOUT,
             env={**clean, **(env or {})},
+            cwd=cwd,
             start_new_session=True,
         )
     server = Server(proc, f"http://127.0.0.1:{port}", log)

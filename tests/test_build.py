@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
 import re
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from html import unescape
@@ -17,6 +20,7 @@ from conftest import SECRET, png_image, signed
 from servers import serve
 
 from ogproxy import verify_url
+from ogproxy.build import manifest_path
 from ogproxy.cli import main
 
 
@@ -51,7 +55,9 @@ def test_render_many_from_jsonl_then_skip_unchanged(tmp_path: Path) -> None:
     files = sorted(p.name for p in out.glob("*.png"))
     assert files == sorted(f"post-{i}.png" for i in range(24))
     assert png_image((out / "post-5.png").read_bytes()).size == (1200, 630)
-    manifest = json.loads((out / ".ogproxy-manifest.json").read_text())
+    # The skip manifest is kept in the cache: the output folder holds the images only.
+    assert sorted(p.name for p in out.iterdir()) == files
+    manifest = json.loads(manifest_path(cache, out).read_text())
     assert set(manifest) == set(files)
 
     (out / "post-3.png").unlink()
@@ -104,6 +110,26 @@ def test_render_from_csv_and_single_files(tmp_path: Path) -> None:
     assert image.format == "JPEG" and image.size == (600, 315)
     code, output = run("render", "--title", "x", "-o", str(tmp_path / "x.gif"))
     assert code == 2 and "must end in .png, .jpg or .webp" in output
+
+
+def test_render_writes_the_file_named_and_nothing_in_the_project(tmp_path: Path) -> None:
+    """`-o card.jpeg` writes card.jpeg (not card.jpg); without --cache-dir the cache and
+    the manifest go to the user's cache folder, not into the current (project) folder."""
+    project, xdg = tmp_path / "site", tmp_path / "xdg"
+    (project / "public").mkdir(parents=True)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OGPROXY_")}
+    env["XDG_CACHE_HOME"] = str(xdg)
+    command = [sys.executable, "-m", "ogproxy.cli", "render", "--title", "JPEG"]
+    proc = subprocess.run(
+        [*command, "-o", "public/card.jpeg"], cwd=project, env=env, capture_output=True
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert sorted(str(p.relative_to(project)) for p in project.rglob("*")) == [
+        "public",
+        "public/card.jpeg",
+    ]
+    assert png_image((project / "public" / "card.jpeg").read_bytes()).format == "JPEG"
+    assert manifest_path(xdg / "ogproxy" / "cache", project / "public").is_file()
 
 
 def test_meta_prints_tags_with_a_verifiable_url() -> None:

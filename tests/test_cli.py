@@ -1,11 +1,17 @@
 from __future__ import annotations
 
+import http.server
+import os
 import subprocess
 import sys
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 from click.testing import CliRunner
+from servers import free_port
 
 from ogproxy import verify_url
 from ogproxy.cli import main
@@ -162,3 +168,111 @@ def test_cache_stats_prune_and_clear(tmp_path: Path) -> None:
     )
     missing = runner.invoke(main, ["cache", "stats", "--cache-dir", str(tmp_path / "nope")])
     assert missing.exit_code == 1 and "no cache" in missing.output
+
+
+def test_serve_reads_secret_and_api_key_files(tmp_path: Path) -> None:
+    """A real `ogproxy serve` with OGPROXY_SECRET_FILE and OGPROXY_API_KEYS_FILE only."""
+    from ogproxy_sign import sign_url
+    from servers import serve
+
+    (tmp_path / "secret").write_text("old-secret-0123456789\nfile-secret-0123456789\n")
+    (tmp_path / "keys").write_text("file-key-0123456789\n")
+    env = {
+        "OGPROXY_SECRET_FILE": str(tmp_path / "secret"),
+        "OGPROXY_API_KEYS_FILE": str(tmp_path / "keys"),
+    }
+    with serve(tmp_path / "run", env=env) as server:
+        for secret, status in (
+            ("file-secret-0123456789", 400),  # signed right: checked up to the bad colour
+            ("old-secret-0123456789", 400),
+            ("other-secret-0123456789", 403),
+        ):
+            url = sign_url(server.base + "/og.png", secret, {"title": "x", "accentColor": "no"})
+            assert httpx.get(url, timeout=30).status_code == status, secret
+        for key, status in (("file-key-0123456789", 400), ("other-key-0123456789", 401)):
+            answer = httpx.post(
+                server.base + "/v1/og-image", json={"width": "wide"}, headers={"x-api-key": key}
+            )
+            assert answer.status_code == status, key
+    assert "file-secret" not in server.output() and "file-key" not in server.output()
+
+
+def test_secret_file_problems_are_one_line_errors(tmp_path: Path) -> None:
+    result = CliRunner().invoke(
+        main, ["sign", "--title", "x"], env={"OGPROXY_SECRET_FILE": str(tmp_path / "none")}
+    )
+    assert result.exit_code == 1 and result.exception is not None
+    assert "OGPROXY_SECRET_FILE: cannot read" in result.output
+
+
+# Every misuse an operator is likely to make: a one-line error on stderr naming the
+# problem, the documented exit code (2: input the server would refuse or bad usage;
+# 1: a file, site or folder that cannot be used), and never a traceback.
+GOOD_SECRET = "operator-secret-0123456789"
+MISUSES = [
+    (["sign", "--title", "x", "--template", "fancy"], 2, "unknown template 'fancy'"),
+    (["sign", "--title", "x", "--accent-color", "blue"], 2, "'accentColor'"),
+    (["sign", "--title", "x", "--param", "colour=red"], 2, "'colour': unknown parameter"),
+    (["sign", "--title", "x", "--param", "width=9999"], 2, "'width'"),
+    (["sign", "--title", "x", "--secret", "short"], 2, "shorter than 16 bytes"),
+    (["sign", "--title", "x", "--base-url", "https://og.example.com/card"], 2, "--base-url"),
+    (["sign", "--title", "x", "--param", "sig=forged"], 2, "sig"),
+    (["meta", "--title", "x", "--param", "width=wide"], 2, "'width'"),
+    (["meta", "--title", "x", "--template", "fancy"], 2, "unknown template 'fancy'"),
+    (["warm", "{tmp}/missing.xml"], 1, "missing.xml: No such file or directory"),
+    (["warm", "{tmp}/binary.xml"], 1, "not UTF-8 text"),
+    (["warm", "{tmp}/index.xml"], 1, "a sitemap index may only list http(s) URLs"),
+    (["warm", "http://127.0.0.1:{closed}/sitemap.xml"], 1, "cannot fetch it (ConnectError"),
+    (["warm", "{site}/missing-sitemap.xml"], 1, "missing-sitemap.xml: HTTP 404"),
+    (["render", "--input", "{tmp}/binary.jsonl"], 1, "not UTF-8 text"),
+    (["render", "--title", "x", "-o", "{tmp}/file/card.png"], 1, "file: File exists"),
+    (["cache", "prune", "--to", "lots", "--cache-dir", "{tmp}"], 2, "--to: cannot read"),
+    (["cache", "stats", "--cache-dir", "{tmp}/none"], 1, "no cache at"),
+    # A setting, like every other: a configuration error (1) that names its variable.
+    (["serve", "--trusted-proxies", "10.0.0.0/8,proxy"], 1, "OGPROXY_TRUSTED_PROXIES: 'proxy'"),
+]
+
+
+@pytest.fixture(scope="module")
+def not_found_site() -> Iterator[str]:
+    """A loopback HTTP server that answers 404 to everything."""
+
+    class NotFound(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_error(404)
+
+        def log_message(self, format: str, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), NotFound)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_port}"
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.mark.parametrize(("args", "code", "message"), MISUSES, ids=lambda v: str(v)[:40])
+def test_misuse_is_a_one_line_error(
+    args: list[str], code: int, message: str, tmp_path: Path, not_found_site: str
+) -> None:
+    (tmp_path / "binary.xml").write_bytes(b"\xff\xfe<urlset>\x00")
+    (tmp_path / "binary.jsonl").write_bytes(b"\xff\xfe{}\n")
+    # A sitemap index naming a file on this machine: warm must not read local files for it.
+    (tmp_path / "index.xml").write_text(
+        f"<sitemapindex><sitemap><loc>{tmp_path / 'binary.xml'}</loc></sitemap></sitemapindex>"
+    )
+    (tmp_path / "file").write_text("a file where a folder should be")
+    values = {"tmp": tmp_path, "closed": free_port(), "site": not_found_site}
+    env: dict[str, str | None] = {k: None for k in os.environ if k.startswith("OGPROXY_")}
+    env.update(OGPROXY_SECRET=GOOD_SECRET, XDG_CACHE_HOME=str(tmp_path / "xdg"))
+    # In process (a subprocess per case cost a minute): an exception that escapes the
+    # command is caught by the runner and fails the first assertion, as a traceback would.
+    result = CliRunner().invoke(main, [a.format(**values) for a in args], env=env)
+    assert not isinstance(result.exception, Exception) or isinstance(
+        result.exception, SystemExit
+    ), result.exc_info
+    assert result.exit_code == code, result.stderr
+    assert result.stdout == ""  # nothing printed that looks like a result
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("Error: "), result.stderr
+    assert message in lines[0], lines[0]

@@ -1,4 +1,4 @@
-"""The JS, Go and PHP signers in clients/ agree with tests/vectors.json.
+"""The Python, JS, Go and PHP signers in clients/ agree with tests/vectors.json.
 
 Each runs its own test suite; a test is skipped only when its toolchain is missing.
 """
@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -21,6 +22,12 @@ def _run(cmd: list[str], cwd: Path, env: dict[str, str] | None = None) -> None:
         cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=300, check=False
     )
     assert proc.returncode == 0, f"{' '.join(cmd)} failed:\n{proc.stdout}\n{proc.stderr}"
+
+
+def test_python_signer_matches_vectors() -> None:
+    # Its own suite, as its own pytest run: it is a separate package (ogproxy-sign).
+    suite = "clients/python/tests"
+    _run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", suite], ROOT)
 
 
 def test_js_signer_matches_vectors() -> None:

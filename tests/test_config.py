@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import pytest
@@ -16,7 +17,7 @@ def test_refuses_to_start_without_a_secret(tmp_path: Path) -> None:
 
 
 def test_short_secret_is_refused() -> None:
-    with pytest.raises(ConfigError, match="at least 16"):
+    with pytest.raises(ConfigError, match="shorter than 16 bytes"):
         Settings(secrets=("short",))
 
 
@@ -35,6 +36,44 @@ def test_dev_mode_generates_and_keeps_a_secret(tmp_path: Path) -> None:
     assert file.stat().st_mode & 0o777 == 0o600
     assert Settings(dev=True, dev_secret_file=file).signing_secrets == first
     assert dev_secret(file) == first[0] and len(first[0]) >= 32
+
+
+@pytest.mark.parametrize("mode", [0o644, 0o640, 0o604])
+def test_a_dev_secret_file_others_can_read_is_refused(tmp_path: Path, mode: int) -> None:
+    file = tmp_path / "dev-secret"
+    file.write_text("a-perfectly-long-random-looking-secret-Xq93\n")
+    file.chmod(mode)
+    with pytest.raises(ConfigError, match="chmod 600"):
+        Settings(dev=True, dev_secret_file=file).signing_secrets  # noqa: B018
+
+
+@pytest.mark.parametrize("content", ["short", "x" * 15, "old-secret-0123456789,new-secret-0123456"])
+def test_a_dev_secret_file_with_a_bad_secret_is_refused(tmp_path: Path, content: str) -> None:
+    file = tmp_path / "dev-secret"
+    file.write_text(content + "\n")
+    file.chmod(0o600)
+    with pytest.raises(ConfigError, match=str(file)):
+        Settings(dev=True, dev_secret_file=file).signing_secrets  # noqa: B018
+
+
+@pytest.mark.parametrize(
+    ("secret", "weak"),
+    [
+        ("a" * 16, True),
+        ("abcdabcdabcdabcd", True),
+        ("passwordpassword", True),
+        ("correct horse battery staple", False),
+        ("kX9-vQ2_mR7pL4zT", False),  # 16 random-looking characters
+    ],
+)
+def test_low_entropy_secrets_get_a_warning(
+    secret: str, weak: bool, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, logger="ogproxy")
+    Settings(secrets=("old-but-fine-secret-0123456789", secret))
+    warned = [r.getMessage() for r in caplog.records if "guessable" in r.getMessage()]
+    assert bool(warned) == weak, warned
+    assert all("secret 2 of 2" in m and secret not in m for m in warned)
 
 
 @pytest.mark.parametrize(
@@ -59,6 +98,10 @@ def test_parse_size(text: str, expected: int) -> None:
         ({"OGPROXY_PORT": "70000"}, "OGPROXY_PORT"),
         ({"OGPROXY_PAGES": "0"}, "OGPROXY_PAGES"),
         ({"OGPROXY_RENDER_TIMEOUT": "0"}, "OGPROXY_RENDER_TIMEOUT"),
+        ({"OGPROXY_DEV": "maybe"}, "OGPROXY_DEV"),
+        ({"OGPROXY_LOG_LEVEL": "loud"}, "OGPROXY_LOG_LEVEL"),
+        ({"OGPROXY_WORKERS": "0"}, "OGPROXY_WORKERS"),
+        ({"OGPROXY_FONTS_DIR": "/nonexistent"}, "OGPROXY_FONTS_DIR"),
     ],
 )
 def test_bad_settings_name_the_setting(env: dict[str, str], name: str) -> None:
@@ -107,6 +150,8 @@ def test_every_setting_survives_to_env_and_back(tmp_path: Path) -> None:
         workers=3,
         access_log=False,
         log_level="debug",
+        log_format="text",
+        trusted_proxies="10.0.0.0/8",
         network_isolation="flags",
         trusted_templates=True,
         unsafe_dev=True,
@@ -125,15 +170,42 @@ def test_readme_settings_table_matches_the_declarations() -> None:
     assert rows == expected, "\n".join(expected)
 
 
+def test_secrets_from_files_the_docker_secrets_way(tmp_path: Path) -> None:
+    secret = tmp_path / "ogproxy_secret"
+    secret.write_text("old-secret-0123456789\nnew-secret-0123456789\n")
+    keys = tmp_path / "api_keys"
+    keys.write_text("key-one-0123456789,key-two-0123456789\n")
+    token = tmp_path / "admin_token"
+    token.write_text("admin-token-0123456789\n")
+    settings = Settings.from_env(
+        {
+            "OGPROXY_SECRET_FILE": str(secret),
+            "OGPROXY_API_KEYS_FILE": str(keys),
+            "OGPROXY_ADMIN_TOKEN_FILE": str(token),
+        }
+    )
+    assert settings.signing_secrets == ("old-secret-0123456789", "new-secret-0123456789")
+    assert settings.api_keys == ("key-one-0123456789", "key-two-0123456789")
+    assert settings.admin_token == "admin-token-0123456789"
+
+
 @pytest.mark.parametrize(
-    ("env", "name"),
+    ("env", "message"),
     [
-        ({"OGPROXY_DEV": "maybe"}, "OGPROXY_DEV"),
-        ({"OGPROXY_LOG_LEVEL": "loud"}, "OGPROXY_LOG_LEVEL"),
-        ({"OGPROXY_WORKERS": "0"}, "OGPROXY_WORKERS"),
-        ({"OGPROXY_FONTS_DIR": "/nonexistent"}, "OGPROXY_FONTS_DIR"),
+        (
+            {"OGPROXY_SECRET": "a-secret-0123456789", "OGPROXY_SECRET_FILE": "{file}"},
+            "OGPROXY_SECRET and OGPROXY_SECRET_FILE are both set",
+        ),
+        ({"OGPROXY_SECRET_FILE": "{missing}"}, "OGPROXY_SECRET_FILE: cannot read .*missing"),
+        ({"OGPROXY_API_KEYS_FILE": "{folder}"}, "OGPROXY_API_KEYS_FILE: cannot read"),
+        ({"OGPROXY_SECRET_FILE": "{empty}"}, "OGPROXY_SECRET is missing"),
     ],
 )
-def test_more_bad_settings_name_the_setting(env: dict[str, str], name: str) -> None:
-    with pytest.raises(ConfigError, match=name):
-        Settings.from_env({"OGPROXY_SECRET": "x" * 20, **env})
+def test_bad_secret_files_name_the_setting(
+    tmp_path: Path, env: dict[str, str], message: str
+) -> None:
+    (tmp_path / "file").write_text("a-secret-0123456789")
+    (tmp_path / "empty").write_text("\n")
+    paths = {n: str(tmp_path / n) for n in ("file", "missing", "empty")} | {"folder": str(tmp_path)}
+    with pytest.raises(ConfigError, match=message):
+        Settings.from_env({k: v.format(**paths) for k, v in env.items()})

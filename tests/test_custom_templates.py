@@ -67,15 +67,25 @@ def test_a_template_that_cannot_render_is_refused_at_start(tmp_path: Path, sourc
 
 
 @pytest.mark.browser
-async def test_the_sandbox_holds_at_request_time(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    "trap",
+    [
+        "{{ cycler.__init__.__globals__ }}",
+        # One big-integer operation held the GIL for two minutes.
+        "{{ (((9 ** 64) ** 64) ** 64) ** 64 }}",
+        # Recursion was a 500.
+        "{% macro f(n) %}{{ f(n) }}{% endmacro %}{{ f(1) }}",
+    ],
+)
+async def test_the_sandbox_holds_at_request_time(tmp_path: Path, trap: str) -> None:
     folder = folder_with(
-        tmp_path,
-        sneaky='<h1>{{ title }}</h1>{% if title == "go" %}{{ cycler.__init__.__globals__ }}'
-        "{% endif %}",
+        tmp_path, sneaky='<h1>{{ title }}</h1>{% if title == "go" %}' + trap + "{% endif %}"
     )
     async with running(make_settings(tmp_path, templates_dir=folder)) as (_, client):
+        started = time.monotonic()
         response = await client.get(signed({"title": "go", "template": "sneaky"}))
         assert response.status_code == 422, response.text
+        assert time.monotonic() - started < 5
         assert response.headers["cache-control"] == "no-store"
         assert "__builtins__" not in response.text
         assert (

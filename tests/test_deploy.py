@@ -8,6 +8,7 @@ compose file is read. A test is skipped only when its tool is missing.
 from __future__ import annotations
 
 import fnmatch
+import http.server
 import importlib
 import json
 import os
@@ -16,11 +17,15 @@ import shlex
 import shutil
 import subprocess
 import sys
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
+from servers import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 DEPLOY = ROOT / "deploy"
@@ -112,9 +117,14 @@ def test_dockerfile_lints_clean() -> None:
 
 
 def test_dockerfile_steps_are_consistent() -> None:
-    instructions = _instructions(DOCKERFILE.read_text())
+    everything = _instructions(DOCKERFILE.read_text())
+    froms = [i for i, (word, _) in enumerate(everything) if word == "FROM"]
+    assert [everything[i][1] for i in froms] == [
+        "python:3.11-slim-bookworm AS wheels",
+        "python:3.11-slim-bookworm",
+    ]
+    build, instructions = everything[: froms[1]], everything[froms[1] :]
     words = [word for word, _ in instructions]
-    assert words[0] == "FROM" and instructions[0][1] == "python:3.11-slim-bookworm"
 
     # The same browser and fonts as a machine set up by scripts/setup.sh.
     assert _apt_packages(instructions) == _setup_sh_packages()
@@ -131,30 +141,31 @@ def test_dockerfile_steps_are_consistent() -> None:
     assert user not in {"root", "0"}
     assert max(i for i, w in enumerate(words) if w == "RUN") < words.index("USER")
 
-    # A HEALTHCHECK that asks /healthz with Python (the slim image has no curl).
+    # A HEALTHCHECK that asks /readyz (down while the browser is) with Python (no curl).
     checks = [a for w, a in instructions if w == "HEALTHCHECK"]
-    assert len(checks) == 1 and "/healthz" in checks[0] and "NONE" not in checks[0]
+    assert len(checks) == 1 and "/readyz" in checks[0] and "NONE" not in checks[0]
     command = _args(checks[0].split("CMD", 1)[1].strip())
     assert command[0] == "python"
 
-    # Every COPY source exists in the repo and is not left out by .dockerignore.
+    # The first stage builds the wheels from sources that exist in the repo and are not
+    # left out by .dockerignore; the image gets the wheels only, through a mount that
+    # leaves nothing behind: no COPY, no source tree, no editable install.
     ignored = [
         line.strip()
         for line in (ROOT / ".dockerignore").read_text().splitlines()
         if line.strip() and not line.startswith("#")
     ]
-    copies = [_args(a) for w, a in instructions if w in {"COPY", "ADD"}]
-    assert copies
+    copies = [_args(a) for w, a in build if w in {"COPY", "ADD"}]
     for parts in copies:
-        assert not any(p.startswith("--from") for p in parts), "single-stage build expected"
-        sources = [p for p in parts if not p.startswith("--")][:-1]
-        assert sources, parts
-        for source in sources:
+        for source in [p for p in parts if not p.startswith("--")][:-1]:
             assert (ROOT / source).exists(), f"COPY {source}: not in the repo"
             assert not any(fnmatch.fnmatch(source, pattern) for pattern in ignored), source
-    # The templates must sit next to the package (ogproxy/config.py: TEMPLATES_DIR).
     copied = {p for parts in copies for p in parts}
-    assert {"ogproxy", "templates", "pyproject.toml"} <= copied
+    assert {"ogproxy", "clients/python", "pyproject.toml", "LICENSE"} <= copied
+    assert not any(w in {"COPY", "ADD"} for w in words), "the image copies from the repo"
+    installs = [a for w, a in instructions if w == "RUN" and "pip install" in a]
+    assert len(installs) == 1 and "from=wheels" in installs[0] and "/wheels/*.whl" in installs[0]
+    assert " -e " not in installs[0]
 
     env: dict[str, str] = {}
     for word, args in instructions:
@@ -252,6 +263,86 @@ def test_compose_caddyfile_adapts(domain: str | None) -> None:
     assert proxy["health_checks"]["passive"]["fail_duration"] == 30 * 10**9
 
 
+def _hidden_paths(caddyfile: Path) -> set[str]:
+    match = re.search(r"@private path (.+)", caddyfile.read_text())
+    assert match, caddyfile
+    return set(match.group(1).split())
+
+
+def test_compose_caddyfile_hides_what_the_top_level_one_hides(tmp_path: Path) -> None:
+    """A real Caddy running Caddyfile.compose answers /metrics and /readyz itself (404)
+    and proxies the rest. The compose host names are swapped for a loopback upstream
+    (and the site for plain HTTP on loopback) in the adapted JSON; the routes are as is."""
+    assert (
+        _hidden_paths(CADDYFILE)
+        == _hidden_paths(ROOT / "Caddyfile")
+        == {
+            "/metrics",
+            "/readyz",
+        }
+    )
+    caddy = shutil.which("caddy")
+    if caddy is None:
+        pytest.skip("caddy is not installed")
+    proc = _run([caddy, "adapt", "--config", str(CADDYFILE), "--adapter", "caddyfile"])
+    assert proc.returncode == 0, proc.stderr
+    config = json.loads(proc.stdout)
+    upstream = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Upstream)
+    threading.Thread(target=upstream.serve_forever, daemon=True).start()
+    (proxy,) = _handlers(config, "reverse_proxy")
+    proxy["upstreams"] = [{"dial": f"127.0.0.1:{upstream.server_port}"}]
+    port = free_port()
+    (server,) = config["apps"]["http"]["servers"].values()
+    server["listen"] = [f"127.0.0.1:{port}"]
+    server["automatic_https"] = {"disable": True}
+    del server["routes"][0]["match"]  # the host name
+    config["admin"] = {"disabled": True}
+    (tmp_path / "caddy.json").write_text(json.dumps(config))
+    env = {**os.environ, "HOME": str(tmp_path), "XDG_DATA_HOME": str(tmp_path)}
+    with (tmp_path / "caddy.log").open("wb") as log:
+        caddy_proc = subprocess.Popen(
+            [caddy, "run", "--config", str(tmp_path / "caddy.json")],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    try:
+        base = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                answer = httpx.get(base + "/og.png?title=x", timeout=10)
+                break
+            except httpx.TransportError:
+                assert caddy_proc.poll() is None, (tmp_path / "caddy.log").read_text()
+                assert time.monotonic() < deadline, (tmp_path / "caddy.log").read_text()
+                time.sleep(0.1)
+        assert answer.status_code == 200 and answer.text == "upstream /og.png?title=x"
+        assert httpx.get(base + "/healthz", timeout=10).text == "upstream /healthz"
+        for path in ("/metrics", "/readyz", "/metrics?x=1"):
+            assert httpx.get(base + path, timeout=10).status_code == 404, path
+    finally:
+        caddy_proc.terminate()
+        caddy_proc.wait(timeout=10)
+        upstream.shutdown()
+        upstream.server_close()
+
+
+class _Upstream(http.server.BaseHTTPRequestHandler):
+    """Stands in for ogproxy behind Caddy: says which path reached it."""
+
+    def do_GET(self) -> None:
+        body = f"upstream {self.path}".encode()
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
 def _scalar(text: str) -> str:
     text = re.sub(r"\s+#.*$", "", text).strip()  # a trailing comment
     if len(text) >= 2 and text[0] == text[-1] and text[0] in "'\"":
@@ -319,6 +410,26 @@ def _load_compose() -> tuple[dict[str, Any], bool]:
     return data, True
 
 
+def test_compose_passes_every_setting_through() -> None:
+    """Every `ogproxy serve` variable (and the secret files) reaches the containers, but
+    those the image and the Caddyfile fix."""
+    from ogproxy.cli import serve
+    from ogproxy.config import SECRET_FILE_SETTINGS
+
+    fixed = {"OGPROXY_HOST", "OGPROXY_CACHE_DIR", "OGPROXY_CHROMIUM", "OGPROXY_PORT"}
+    dev_only = {"OGPROXY_DEV", "OGPROXY_DEV_SECRET_FILE", "OGPROXY_UNSAFE_DEV"}
+    settings = {p.envvar for p in serve.params if isinstance(p.envvar, str)}
+    assert "OGPROXY_QUEUE" in settings and fixed <= settings
+    expected = settings - fixed - dev_only | {f"{n}_FILE" for n in SECRET_FILE_SETTINGS}
+    compose, _ = _load_compose()
+    for name in ("ogproxy-a", "ogproxy-b"):
+        environment = compose["services"][name]["environment"]
+        assert set(environment) == expected
+        for variable, value in environment.items():
+            # Passed through (with a default at most), never a value written in the file.
+            assert str(value).startswith("${" + variable), variable
+
+
 def test_compose_file_is_consistent() -> None:
     compose, _ = _load_compose()
     services = compose["services"]
@@ -328,7 +439,6 @@ def test_compose_file_is_consistent() -> None:
         service = services[name]
         assert service["build"] == {"context": "..", "dockerfile": "deploy/Dockerfile"}
         assert (DEPLOY / service["build"]["context"] / service["build"]["dockerfile"]).is_file()
-        assert service["environment"]["OGPROXY_SECRET"].startswith("${OGPROXY_SECRET:?")
         assert service["restart"] == "unless-stopped"
         assert "healthcheck" not in service  # the image's HEALTHCHECK applies
         (volume,) = service["volumes"]

@@ -19,16 +19,18 @@ from hypothesis import strategies as st
 from starlette.types import Message
 
 from ogproxy.app import create_app
+from ogproxy.limits import MAX_HEADER_BYTES
 from ogproxy.signing import canonical_query, parse_query, signature
 
 pytestmark = pytest.mark.anyio
+API_KEY = "fuzz-api-key-0123456789"
 
 
 class AppThread:
     """The real app (real Chromium) on an event loop in a thread, called with raw ASGI scopes."""
 
     def __init__(self, tmp: Path) -> None:
-        self.app = create_app(make_settings(tmp))
+        self.app = create_app(make_settings(tmp, api_keys=(API_KEY,)))
         self.loop = asyncio.new_event_loop()
         self._ready = threading.Event()
         self._stop: asyncio.Event | None = None
@@ -53,20 +55,24 @@ class AppThread:
         return int(self.app.state.cards.renderer.renders)
 
     def request(
-        self, path: str, query: bytes, headers: list[tuple[bytes, bytes]] | None = None
+        self,
+        path: str,
+        query: bytes,
+        headers: list[tuple[bytes, bytes]] | None = None,
+        body: bytes | None = None,
     ) -> tuple[int, bytes]:
         return asyncio.run_coroutine_threadsafe(
-            self._request(path, query, headers or []), self.loop
+            self._request(path, query, headers or [], body), self.loop
         ).result(60)
 
     async def _request(
-        self, path: str, query: bytes, headers: list[tuple[bytes, bytes]]
+        self, path: str, query: bytes, headers: list[tuple[bytes, bytes]], body: bytes | None
     ) -> tuple[int, bytes]:
         scope: dict[str, Any] = {
             "type": "http",
             "asgi": {"version": "3.0"},
             "http_version": "1.1",
-            "method": "GET",
+            "method": "GET" if body is None else "POST",
             "scheme": "http",
             "path": path,
             "raw_path": path.encode(),
@@ -76,20 +82,20 @@ class AppThread:
             "client": ("127.0.0.1", 1),
             "server": ("127.0.0.1", 80),
         }
-        status, body = 0, b""
+        status, answer = 0, b""
 
         async def receive() -> Message:
-            return {"type": "http.request", "body": b"", "more_body": False}
+            return {"type": "http.request", "body": body or b"", "more_body": False}
 
         async def send(message: Message) -> None:
-            nonlocal status, body
+            nonlocal status, answer
             if message["type"] == "http.response.start":
                 status = message["status"]
             else:
-                body += message.get("body", b"")
+                answer += message.get("body", b"")
 
         await self.app(scope, receive, send)
-        return status, body
+        return status, answer
 
 
 @pytest.fixture(scope="module")
@@ -168,6 +174,130 @@ def test_validly_signed_junk_is_a_clear_4xx(
     assert status in (200, 400, 414), (status, body[:200])
     if status == 400:
         assert json.loads(body)["param"] is not None
+
+
+DIGITS = st.one_of(
+    st.just(b""),
+    st.integers(0, 10**6).map(lambda n: str(n).encode()),
+    st.integers(1, 9000).map(lambda n: b"9" * n),  # past int()'s 4300-digit limit
+    st.integers(1, 9000).map(lambda n: b"0" * n + b"1"),
+)
+RANGES = st.one_of(
+    st.tuples(DIGITS, DIGITS).map(lambda ab: b"bytes=" + ab[0] + b"-" + ab[1]),
+    st.lists(st.tuples(DIGITS, DIGITS), min_size=2, max_size=4).map(
+        lambda spans: b"bytes=" + b",".join(a + b"-" + b for a, b in spans)
+    ),
+    st.binary(max_size=80),
+    st.text(max_size=40).map(lambda t: t.encode("utf-8", "surrogatepass")),
+)
+
+
+@FUZZ
+@given(range_header=RANGES, fast=st.booleans())
+def test_any_range_header_is_200_206_or_416(
+    app_thread: AppThread, range_header: bytes, fast: bool
+) -> None:
+    url = signed({"title": "Ranged", "template": "minimal"})
+    query = url.split("?", 1)[1].encode()
+    if not fast:  # a respelled query verifies but is never on the fast path
+        query = query.replace(b"title=", b"%74itle=")
+    full = app_thread.request("/og.png", query)
+    status, body = app_thread.request("/og.png", query, [(b"range", range_header)])
+    too_big = len(range_header) > MAX_HEADER_BYTES  # refused like any oversized header
+    assert status in ((431,) if too_big else (200, 206, 416)), (status, range_header[:80])
+    if status == 206:
+        assert body and body in full[1]
+
+
+def _nested(depth: int, kind: tuple[bytes, bytes], closed: bool) -> bytes:
+    opener, closer = kind
+    return opener * depth + b"1" + (closer * depth if closed else b"")
+
+
+JSON_BODIES = st.one_of(
+    st.builds(
+        lambda depth, kind, closed: b'{"x": ' + _nested(depth, kind, closed) + b"}",
+        st.integers(1, 200_000),
+        st.sampled_from([(b"[", b"]"), (b'{"a":', b"}"), (b'[{"a":', b"}]")]),
+        st.booleans(),
+    ),
+    st.recursive(
+        st.none() | st.booleans() | st.integers() | st.text(max_size=10),
+        lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=4), inner),
+        max_leaves=40,
+    ).map(lambda value: json.dumps({"x": value}).encode()),
+)
+
+
+@FUZZ
+@given(JSON_BODIES)
+def test_any_json_nesting_is_a_4xx(app_thread: AppThread, body: bytes) -> None:
+    headers = [(b"x-api-key", API_KEY.encode()), (b"content-type", b"application/json")]
+    status, answer = app_thread.request("/v1/og-image", b"", headers, body=body)
+    assert status in (400, 413), (status, body[:60], answer[:200])
+
+
+HOSTS = st.sampled_from(
+    [
+        "example.com",
+        "127.0.0.1",
+        "[::1]",
+        "[::1",
+        "::1]",
+        "[fe80::1%25eth0]",
+        "[v1.x]",
+        "",
+        "a:b:c",
+        "xn--",
+        "%00",
+        "\u00e9.example",
+        "[1:2:3:4:5:6:7:8:9]",
+        "@",
+        "a@b",
+        "[]",
+    ]
+)
+PORTS = st.one_of(
+    st.sampled_from(
+        [
+            "",
+            ":",
+            ":0",
+            ":80",
+            ":443",
+            ":65535",
+            ":65536",
+            ":99999",
+            ":-1",
+            ":1:2",
+            ":80:443",
+            ":abc",
+            ": 80",
+            ":+80",
+            ":٣",
+        ]
+    ),
+    st.integers(0, 10**30).map(lambda n: f":{n}"),
+)
+IMAGE_URLS = st.builds(
+    lambda scheme, host, port, path: f"{scheme}{host}{port}{path}",
+    st.sampled_from(["https://", "http://", "HTTPS://", "https:/", "https:///", "ftp://"]),
+    HOSTS,
+    PORTS,
+    st.sampled_from(["", "/", "/a.png", "/%zz", "?q", "#f", "/a b"]),
+)
+
+
+@FUZZ
+@given(url=IMAGE_URLS, name=st.sampled_from(["avatar", "logo"]))
+def test_any_image_url_shape_is_a_clear_400(app_thread: AppThread, url: str, name: str) -> None:
+    """No image origin is allowed here, so every URL is refused before any fetch."""
+    before = app_thread.renders
+    signed_url = signed({"title": "Images", "template": "default", name: url})
+    status, body = app_thread.request("/og.png", signed_url.split("?", 1)[1].encode())
+    assert status == 400, (status, url, body[:200])
+    assert json.loads(body)["param"] == name
+    assert app_thread.renders == before
 
 
 @pytest.mark.parametrize(

@@ -203,6 +203,36 @@ async def test_user_templates_override_and_add(tmp_path: Path) -> None:
         assert unknown.status_code == 400 and unknown.json()["param"] == "author"
 
 
+@pytest.mark.browser
+async def test_a_template_edited_while_serving_changes_nothing_until_a_restart(
+    tmp_path: Path,
+) -> None:
+    """No half state: the design, its version and the cache keys move together, at the
+    next start. (Before, new cards used the edited file while /v1/templates and the
+    cache keys kept the old version.)"""
+    folder = tmp_path / "mine"
+    folder.mkdir()
+    blue = "<body style='margin:0;background:#0000ff'>{{ title }}</body>"
+    (folder / "minimal.html").write_text(blue)
+    settings = make_settings(tmp_path, templates_dir=folder)
+
+    async def state(client: httpx.AsyncClient, title: str) -> tuple[str, tuple[int, ...]]:
+        version = (await client.get("/v1/templates")).json()["templates"]["minimal"]["version"]
+        card = await client.get(signed({"title": title, "template": "minimal"}))
+        pixel = image(card.content).convert("RGB").getpixel((600, 600))
+        assert isinstance(pixel, tuple)
+        return version, pixel
+
+    async with running(settings) as (_, client):
+        before = await state(client, "Before the edit")
+        (folder / "minimal.html").write_text(blue.replace("#0000ff", "#00ff00"))
+        # A card not rendered before still has the design of the version shown.
+        assert await state(client, "After the edit") == before == (before[0], (0, 0, 255))
+    async with running(settings) as (_, client):
+        version, pixel = await state(client, "After the restart")
+        assert version != before[0] and pixel == (0, 255, 0)
+
+
 API_KEY = "api-key-0123456789"
 
 

@@ -81,11 +81,12 @@ def test_dev_banner_url_serves_a_card(dev_server: DevServer) -> None:
     assert head.headers["x-cache"] == "HIT"
     assert "server" not in head.headers
     time.sleep(1.5)  # access lines are written in batches, at least every second
-    lines = [
+    logged = [
         json.loads(line)
         for line in (tmp / "serve.log").read_text().splitlines()
-        if line.startswith('{"method"')
+        if line.startswith('{"time"')
     ]
+    lines = [line for line in logged if line["logger"] == "ogproxy.access"]
     assert [(line["method"], line["status"], line["cache"]) for line in lines[-2:]] == [
         ("GET", 200, "HIT" if lines[-2].get("render_ms") is None else "MISS"),
         ("HEAD", 200, "HIT"),

@@ -9,10 +9,13 @@ from urllib.parse import urlsplit
 import pytest
 
 from ogproxy import sign_url, verify_url
-from ogproxy.errors import BadSignature
-from ogproxy.signing import canonical_query, parse_query, verify_query
+from ogproxy.config import Settings
+from ogproxy.errors import BadSignature, ConfigError
+from ogproxy.signing import canonical_query, is_canonical, parse_query, verify_query
 
-VECTORS = json.loads((Path(__file__).parent / "vectors.json").read_text())["vectors"]
+FILE = json.loads((Path(__file__).parent / "vectors.json").read_text())
+VECTORS = FILE["vectors"]
+SECRET_CASES = FILE["secrets"]["cases"]
 
 
 @pytest.mark.parametrize("vector", VECTORS, ids=[v["name"] for v in VECTORS])
@@ -111,3 +114,68 @@ def test_parse_query_decodes_plus_and_percent() -> None:
 def test_sig_is_reserved() -> None:
     with pytest.raises(ValueError, match="reserved"):
         sign_url("https://h/og.png", "s" * 20, {"sig": "x", "title": "y"})
+
+
+def _respell_sig(url: str, change: Callable[[str], str]) -> str:
+    base, sig = url.split("&sig=")
+    return f"{base}&sig={change(sig)}"
+
+
+def _flip_low_bits(sig: str) -> str:
+    # The last of 43 characters carries 4 bits of the digest and 2 padding bits that a
+    # lenient decoder ignores: this spelling decodes to the same 32 bytes.
+    alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+    return sig[:-1] + alphabet[alphabet.index(sig[-1]) | 1]
+
+
+@pytest.mark.parametrize(
+    "respell",
+    [
+        lambda s: s + "=",
+        lambda s: s + "==",
+        lambda s: s + "=x",
+        lambda s: s[:10] + "!!" + s[10:],
+        lambda s: s.replace("-", "+").replace("_", "/") if ("-" in s or "_" in s) else s + "+",
+        _flip_low_bits,
+        lambda s: "%" + format(ord(s[0]), "02X") + s[1:],  # percent-encoded character
+        lambda s: s[:20] + "%0A" + s[20:],
+        lambda s: s + "%3D",
+    ],
+)
+def test_exactly_one_spelling_of_the_signature(respell: Callable[[str], str]) -> None:
+    url = sign_url("https://h/og.png", "s" * 20, {"title": "Hello"})
+    assert verify_url(url, "s" * 20) == {"title": "Hello"}
+    other = _respell_sig(url, respell)
+    assert other != url
+    with pytest.raises(BadSignature):
+        verify_url(other, "s" * 20)
+
+
+def test_canonical_spelling_is_recognised() -> None:
+    url = sign_url("https://h/og.png", "s" * 20, {"title": "a b", "template": "minimal"})
+    query = url.split("?", 1)[1].encode()
+    assert is_canonical(query, verify_query("/og.png", query, ["s" * 20]))
+    for other in (
+        query.replace(b"%20", b"+"),
+        b"&" + query,
+        query.replace(b"template", b"%74emplate"),
+        b"sig=" + query.split(b"&sig=")[1] + b"&" + query.split(b"&sig=")[0],
+    ):
+        assert not is_canonical(other, verify_query("/og.png", other, ["s" * 20])), other
+
+
+@pytest.mark.parametrize("case", SECRET_CASES, ids=[c["name"] for c in SECRET_CASES])
+def test_the_secret_rule(case: dict[str, Any]) -> None:
+    """sign_url reads a secret string like the server reads OGPROXY_SECRET."""
+    params = [tuple(p) for p in case.get("params", [["title", "x"]])]
+    if case.get("error"):
+        with pytest.raises(ValueError, match="16 bytes"):
+            sign_url("https://og.example.com/og.png", case["env"], params)
+        with pytest.raises(ConfigError):
+            Settings.from_env({"OGPROXY_SECRET": case["env"], "OGPROXY_DEV": ""})
+        return
+    url = sign_url("https://og.example.com/og.png", case["env"], params)
+    assert url.endswith("&sig=" + case["sig"])
+    settings = Settings.from_env({"OGPROXY_SECRET": case["env"]})
+    assert settings.signing_secrets[-1] == case["signing_secret"]
+    assert verify_url(url, settings.signing_secrets) == dict(params)

@@ -170,3 +170,78 @@ async def test_memory_of_a_card_is_freed_with_it(tmp_path: Path) -> None:
             assert (await client.get(signed({"title": f"after {i}"}))).status_code == 200
         after = chromium_rss()
     assert after - baseline < 150 * 2**20, f"{(after - baseline) / 2**20:.0f} MiB still held"
+
+
+# The GPU process is shared by every context of a browser: shader work queued by one card
+# ran on after its context was closed and held every later card past its timeout.
+GPU_BOMB = """<canvas id="c" width="1000" height="1000"></canvas><script>
+const g = c.getContext("webgl");
+if (g) {
+  const sh = (t, s) => { const x = g.createShader(t); g.shaderSource(x, s); g.compileShader(x);
+                         return x; };
+  const p = g.createProgram();
+  g.attachShader(p, sh(g.VERTEX_SHADER,
+    "attribute vec2 a; void main() { gl_Position = vec4(a, 0, 1); }"));
+  g.attachShader(p, sh(g.FRAGMENT_SHADER, "precision highp float; uniform float u;" +
+    "void main() { float s = 0.0; for (int i = 0; i < 5000; i++) {" +
+    " s += sin(float(i) * u + gl_FragCoord.x); } gl_FragColor = vec4(s, 0, 0, 1); }"));
+  g.linkProgram(p); g.useProgram(p);
+  const b = g.createBuffer(); g.bindBuffer(g.ARRAY_BUFFER, b);
+  g.bufferData(g.ARRAY_BUFFER, new Float32Array([-1, -1, 3, -1, -1, 3]), g.STATIC_DRAW);
+  g.enableVertexAttribArray(0); g.vertexAttribPointer(0, 2, g.FLOAT, false, 0, 0);
+  for (let k = 0; k < 3; k++) {
+    g.uniform1f(g.getUniformLocation(p, "u"), k); g.drawArrays(g.TRIANGLES, 0, 3);
+  }
+  g.flush();
+}
+window.__ogReady = Promise.resolve();
+</script>"""
+
+
+async def test_gpu_work_of_a_card_does_not_hold_later_cards(tmp_path: Path) -> None:
+    settings = make_settings(tmp_path, pages=1, browsers=1, api_keys=(API_KEY,), render_timeout=4)
+    async with running(settings) as (_, client):
+        assert (await client.get(signed({"title": "warm-up"}))).status_code == 200
+        started = time.monotonic()
+        assert (await client.get(signed({"title": "baseline"}))).status_code == 200
+        baseline = time.monotonic() - started
+        hostile = await post_html(client, GPU_BOMB)
+        assert hostile.status_code in (200, 422, 504), hostile.text
+        for i in range(3):
+            started = time.monotonic()
+            response = await client.get(signed({"title": f"after the shaders {i}"}))
+            assert response.status_code == 200, response.text
+            assert time.monotonic() - started < max(1.5, 10 * baseline)
+
+
+@pytest.mark.parametrize(
+    "script",
+    [
+        "window.__ogReady = Promise.reject(new Error('no'));",
+        "Object.defineProperty(window, '__ogReady', { get() { throw new Error('no'); } });",
+        "HTMLImageElement.prototype.decode = () => { throw new Error('no'); };"
+        "document.body.appendChild(new Image());",
+    ],
+)
+async def test_a_broken_document_is_its_own_fault(tmp_path: Path, script: str) -> None:
+    """422 for the card, not 503 for the renderer; the pool's tabs are not replaced."""
+    async with running(one_tab(tmp_path)) as (app, client):
+        assert (await client.get(signed({"title": "before"}))).status_code == 200
+        renderer = app.state.cards.renderer
+        tab = renderer._pool._queue[0]
+        response = await post_html(client, f"<h1>x</h1><script>{script}</script>")
+        assert response.status_code == 422, response.text
+        assert response.headers["cache-control"] == "no-store"
+        assert renderer._pool._queue[0] is tab and renderer.restarts == 0
+        assert (await client.get(signed({"title": "after"}))).status_code == 200
+
+
+async def test_a_card_at_another_scale_changes_no_later_card(tmp_path: Path) -> None:
+    card = {"title": "Same card, same bytes", "template": "gradient"}
+    async with running(one_tab(tmp_path / "fresh")) as (_, client):
+        fresh = (await client.get(signed(card))).content
+    async with running(one_tab(tmp_path / "mixed")) as (_, client):
+        for i in range(2):
+            retina = {"title": f"Retina card {i}", "template": "gradient", "scale": "2"}
+            assert (await client.get(signed(retina))).status_code == 200
+        assert (await client.get(signed(card))).content == fresh

@@ -32,7 +32,7 @@ const FONTS = [['Inter-Medium.otf', 500], ['Inter-Bold.otf', 700], ['Inter-Extra
   ([file, weight]) => ({ name: 'Inter', data: readFileSync(join(FONT_DIR, file)), weight, style: 'normal' }),
 );
 
-// The card, as satori-style plain objects (no JSX). Mirrors templates/gradient.html with
+// The card, as satori-style plain objects (no JSX). Mirrors ogproxy/builtin_templates/gradient.html with
 // accent #6366f1: deep = mix(accent, #020617, 0.62) = #272a6a, ink = white. Title at a
 // fixed 72px (ogproxy fits it in the browser); no emoji (satori would fetch it from a CDN).
 // box-sizing: border-box everywhere, like the template's `*` rule (satori 0.63 would use content-box).

@@ -67,18 +67,45 @@ func mac(key []byte, msg string) []byte {
 	return h.Sum(nil)
 }
 
-// Signature returns the sig for path + "?" + canonicalQuery.
+// Signature returns the sig for path + "?" + canonicalQuery, with secret as the key itself.
 func Signature(secret, path, canonicalQuery string) string {
 	key := mac([]byte(secret), salt)
 	return base64.RawURLEncoding.EncodeToString(mac(key, path+"?"+canonicalQuery))
 }
 
+// MinSecretBytes is the shortest secret the server accepts, in bytes of UTF-8.
+const MinSecretBytes = 16
+
+// SigningSecret returns the key that signs, from a secret read the way the server
+// reads OGPROXY_SECRET: comma-separated, each item trimmed of ASCII whitespace (space,
+// tab, CR, LF, VT, FF), empty items dropped, the last one signs. Every item must be
+// at least MinSecretBytes long.
+func SigningSecret(secret string) (string, error) {
+	var items []string
+	for _, part := range strings.Split(secret, ",") {
+		if item := strings.Trim(part, " \t\n\r\v\f"); item != "" {
+			items = append(items, item)
+		}
+	}
+	for _, item := range items {
+		if len(item) < MinSecretBytes {
+			return "", errors.New("ogsign: a signing secret must be at least 16 bytes")
+		}
+	}
+	if len(items) == 0 {
+		return "", errors.New("ogsign: a signing secret must be at least 16 bytes (none given)")
+	}
+	return items[len(items)-1], nil
+}
+
 // SignURL returns base + "?" + canonical query + "&sig=" + signature. base is the
 // image endpoint (https://og.example.com/og.png); a bare origin gets /og.png.
+// secret may be the value of OGPROXY_SECRET as it is (see SigningSecret).
 // Parameters may repeat. A base with a query or fragment is an error.
 func SignURL(base, secret string, params [][2]string) (string, error) {
-	if secret == "" {
-		return "", errors.New("ogsign: the secret must not be empty")
+	secret, err := SigningSecret(secret)
+	if err != nil {
+		return "", err
 	}
 	if strings.ContainsAny(base, "?#") {
 		return "", errors.New("ogsign: base must not carry a query or fragment")

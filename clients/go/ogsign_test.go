@@ -46,6 +46,50 @@ func TestVectors(t *testing.T) {
 	}
 }
 
+type secretCase struct {
+	Name          string      `json:"name"`
+	Env           string      `json:"env"`
+	SigningSecret string      `json:"signing_secret"`
+	Path          string      `json:"path"`
+	Params        [][2]string `json:"params"`
+	Sig           string      `json:"sig"`
+	Error         bool        `json:"error"`
+}
+
+func TestSecretRule(t *testing.T) {
+	data, err := os.ReadFile("../../tests/vectors.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var file struct {
+		Secrets struct{ Cases []secretCase }
+	}
+	if err := json.Unmarshal(data, &file); err != nil {
+		t.Fatal(err)
+	}
+	if len(file.Secrets.Cases) == 0 {
+		t.Fatal("no secret cases")
+	}
+	for _, c := range file.Secrets.Cases {
+		t.Run(c.Name, func(t *testing.T) {
+			got, err := SigningSecret(c.Env)
+			if c.Error {
+				if err == nil {
+					t.Fatalf("SigningSecret(%q) = %q; want an error", c.Env, got)
+				}
+				return
+			}
+			if err != nil || got != c.SigningSecret {
+				t.Fatalf("SigningSecret(%q) = %q, %v; want %q", c.Env, got, err, c.SigningSecret)
+			}
+			url, err := SignURL("https://og.example.com"+c.Path, c.Env, c.Params)
+			if err != nil || !strings.HasSuffix(url, "&sig="+c.Sig) {
+				t.Errorf("SignURL = %q, %v; want sig %q", url, err, c.Sig)
+			}
+		})
+	}
+}
+
 func TestBareOrigin(t *testing.T) {
 	params := [][2]string{{"title", "x"}}
 	want, _ := SignURL("https://og.example.com/og.png", "s3cret-s3cret-s3cret", params)
@@ -62,10 +106,11 @@ func TestErrors(t *testing.T) {
 		base, secret string
 		params       [][2]string
 	}{
-		{"https://og.example.com/og.png?v=1", "secret", ok},
-		{"https://og.example.com/og.png#x", "secret", ok},
-		{"https://og.example.com/og.png", "secret", [][2]string{{"sig", "abc"}}},
+		{"https://og.example.com/og.png?v=1", "s3cret-s3cret-s3cret", ok},
+		{"https://og.example.com/og.png#x", "s3cret-s3cret-s3cret", ok},
+		{"https://og.example.com/og.png", "s3cret-s3cret-s3cret", [][2]string{{"sig", "abc"}}},
 		{"https://og.example.com/og.png", "", ok},
+		{"https://og.example.com/og.png", "short", ok},
 	}
 	for _, c := range cases {
 		if got, err := SignURL(c.base, c.secret, c.params); err == nil {

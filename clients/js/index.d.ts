@@ -10,15 +10,21 @@ export type OgParams =
   | Iterable<readonly [string, OgParamValue]>
   | { readonly [name: string]: OgParamValue };
 
-/** The signing secret (`OGPROXY_SECRET`): a string (UTF-8) or raw bytes. Must not be empty. */
+/**
+ * The signing secret: the value of `OGPROXY_SECRET` as it is (comma-separated, each item trimmed
+ * of ASCII whitespace, the last one signs, each at least 16 bytes of UTF-8) or one key as raw bytes.
+ */
 export type OgSecret = string | Uint8Array;
+
+/** The key that signs: the last item of an `OGPROXY_SECRET` value. @throws Error if an item is under 16 bytes. */
+export function signingSecret(secret: OgSecret): string | Uint8Array;
 
 /**
  * Returns `baseUrl + "?" + canonicalQuery(params) + "&sig=" + signature`.
  *
  * @param baseUrl the image endpoint, e.g. `https://og.example.com/og.png`; a bare origin gets
  *   `/og.png`. A query or fragment is an error.
- * @throws Error if `baseUrl` has a query or fragment, a parameter is named `sig`, or the secret is empty.
+ * @throws Error if `baseUrl` has a query or fragment, a parameter is named `sig`, or a secret is under 16 bytes.
  */
 export function signOgUrl(baseUrl: string | URL, secret: OgSecret, params: OgParams): Promise<string>;
 
@@ -28,5 +34,5 @@ export function signOgUrl(baseUrl: string | URL, secret: OgSecret, params: OgPar
  */
 export function canonicalQuery(params: OgParams): string;
 
-/** The `sig` value: base64url (no padding) HMAC-SHA256 over `path + "?" + canonicalQuery(params)`. */
+/** The `sig` value: base64url (no padding) HMAC-SHA256 over `path + "?" + canonicalQuery(params)`, `secret` being one key. */
 export function signature(secret: OgSecret, path: string, params: OgParams): Promise<string>;

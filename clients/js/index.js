@@ -53,7 +53,27 @@ function base64url(bytes) {
   return btoa(bin).replace(/\+/g, '-').replace(/\//g, '_').replace(/=+$/, '');
 }
 
-/** The `sig` for `path + "?" + canonicalQuery(params)`. */
+const MIN_SECRET_BYTES = 16;
+const EDGE_WHITESPACE = /^[ \t\n\r\v\f]+|[ \t\n\r\v\f]+$/g;
+
+/**
+ * The key that signs, from a secret read the way the server reads OGPROXY_SECRET:
+ * comma-separated, each item trimmed of ASCII whitespace, empty items dropped, the last
+ * one signs; every item must be at least 16 bytes of UTF-8. Bytes are one key as is.
+ */
+export function signingSecret(secret) {
+  if (typeof secret !== 'string') {
+    if (!(secret?.byteLength >= MIN_SECRET_BYTES)) throw new Error(`a signing secret must be at least ${MIN_SECRET_BYTES} bytes`);
+    return secret;
+  }
+  const items = secret.split(',').map((s) => s.replace(EDGE_WHITESPACE, '')).filter(Boolean);
+  if (!items.length || items.some((s) => utf8.encode(s).length < MIN_SECRET_BYTES)) {
+    throw new Error(`a signing secret must be at least ${MIN_SECRET_BYTES} bytes (OGPROXY_SECRET: comma-separated, the last signs)`);
+  }
+  return items[items.length - 1];
+}
+
+/** The `sig` for `path + "?" + canonicalQuery(params)`, with `secret` as the key itself. */
 export async function signature(secret, path, params) {
   const raw = typeof secret === 'string' ? utf8.encode(secret) : secret;
   if (!raw?.byteLength) throw new Error('a signing secret must not be empty');
@@ -64,7 +84,8 @@ export async function signature(secret, path, params) {
 
 /**
  * `baseUrl` (the image endpoint, e.g. https://og.example.com/og.png; a bare origin
- * gets /og.png) with the canonical query and its `sig` appended.
+ * gets /og.png) with the canonical query and its `sig` appended. `secret` may be the
+ * value of OGPROXY_SECRET as it is (see signingSecret).
  */
 export async function signOgUrl(baseUrl, secret, params) {
   baseUrl = String(baseUrl);
@@ -74,6 +95,6 @@ export async function signOgUrl(baseUrl, secret, params) {
   const path = bare ? DEFAULT_PATH : pathname;
   const base = bare ? baseUrl.replace(/\/$/, '') + DEFAULT_PATH : baseUrl;
   const pairs = pairsOf(params); // once: params may be a one-shot iterator
-  const sig = await signature(secret, path, pairs);
+  const sig = await signature(signingSecret(secret), path, pairs);
   return `${base}?${canonicalQuery(pairs)}&sig=${sig}`;
 }

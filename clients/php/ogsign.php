@@ -42,7 +42,7 @@ function ogproxy_canonical_query(array $params): string
     return implode('&', array_map(fn ($p) => $p[0] . '=' . $p[1], $pairs));
 }
 
-/** The sig for $path . "?" . $canonicalQuery. */
+/** The sig for $path . "?" . $canonicalQuery, with $secret as the key itself. */
 function ogproxy_signature(string $secret, string $path, string $canonicalQuery): string
 {
     if ($secret === '') {
@@ -54,12 +54,36 @@ function ogproxy_signature(string $secret, string $path, string $canonicalQuery)
 }
 
 /**
+ * The key that signs, from a secret read the way the server reads OGPROXY_SECRET:
+ * comma-separated, each item trimmed of ASCII whitespace (space, tab, CR, LF, VT, FF),
+ * empty items dropped, the last one signs. Every item must be at least 16 bytes.
+ */
+function ogproxy_signing_secret(string $secret): string
+{
+    $items = array_values(array_filter(
+        array_map(fn ($s) => trim($s, " \t\n\r\v\f"), explode(',', $secret)),
+        fn ($s) => $s !== ''
+    ));
+    foreach ($items as $item) {
+        if (strlen($item) < 16) {
+            throw new InvalidArgumentException('a signing secret must be at least 16 bytes');
+        }
+    }
+    if ($items === []) {
+        throw new InvalidArgumentException('a signing secret must be at least 16 bytes (none given)');
+    }
+    return $items[count($items) - 1];
+}
+
+/**
  * $base with the canonical query and its sig appended. $base is the image endpoint
- * (https://og.example.com/og.png); a bare origin gets /og.png. A query or fragment
- * in $base is an error.
+ * (https://og.example.com/og.png); a bare origin gets /og.png. $secret may be the value
+ * of OGPROXY_SECRET as it is (see ogproxy_signing_secret). A query or fragment in $base
+ * is an error.
  */
 function ogproxy_sign_url(string $base, string $secret, array $params): string
 {
+    $secret = ogproxy_signing_secret($secret);
     if (strpbrk($base, '?#') !== false) {
         throw new InvalidArgumentException('base must not carry a query or fragment');
     }

@@ -38,6 +38,18 @@ foreach ($file['vectors'] as $v) {
     check($url === $want, "{$v['name']}: url $url");
 }
 
+check(count($file['secrets']['cases']) > 0, 'vectors.json has secret cases');
+foreach ($file['secrets']['cases'] as $c) {
+    if (!empty($c['error'])) {
+        check(throws(fn () => ogproxy_signing_secret($c['env'])), "{$c['name']}: refused");
+        check(throws(fn () => ogproxy_sign_url('https://og.example.com/og.png', $c['env'], ['title' => 'x'])), "{$c['name']}: url refused");
+        continue;
+    }
+    check(ogproxy_signing_secret($c['env']) === $c['signing_secret'], "{$c['name']}: signing secret");
+    $url = ogproxy_sign_url('https://og.example.com' . $c['path'], $c['env'], $c['params']);
+    check(substr($url, -strlen('&sig=' . $c['sig'])) === '&sig=' . $c['sig'], "{$c['name']}: url $url");
+}
+
 $secret = 's3cret-s3cret-s3cret';
 $want = ogproxy_sign_url('https://og.example.com/og.png', $secret, [['title', 'x']]);
 check(ogproxy_sign_url('https://og.example.com', $secret, [['title', 'x']]) === $want, 'bare origin');

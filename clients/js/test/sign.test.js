@@ -1,9 +1,9 @@
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { test } from 'node:test';
-import { canonicalQuery, signature, signOgUrl } from '../index.js';
+import { canonicalQuery, signature, signingSecret, signOgUrl } from '../index.js';
 
-const { vectors } = JSON.parse(readFileSync(new URL('../../../tests/vectors.json', import.meta.url), 'utf8'));
+const { vectors, secrets } = JSON.parse(readFileSync(new URL('../../../tests/vectors.json', import.meta.url), 'utf8'));
 const SECRET = 's3cret-s3cret-s3cret';
 
 for (const v of vectors) {
@@ -66,3 +66,16 @@ test("!'()* are percent-encoded, and only A-Z a-z 0-9 - . _ ~ are left as is", (
 test('an empty secret is rejected', async () => {
   await assert.rejects(signature('', '/og.png', { title: 'x' }), /secret/);
 });
+
+for (const c of secrets.cases) {
+  test(`secret rule: ${c.name}`, async () => {
+    if (c.error) {
+      assert.throws(() => signingSecret(c.env), /16 bytes/);
+      await assert.rejects(signOgUrl('https://og.example.com/og.png', c.env, { title: 'x' }), /16 bytes/);
+      return;
+    }
+    assert.equal(signingSecret(c.env), c.signing_secret);
+    const url = await signOgUrl('https://og.example.com' + c.path, c.env, c.params);
+    assert.ok(url.endsWith('&sig=' + c.sig), url);
+  });
+}
