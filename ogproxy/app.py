@@ -38,6 +38,7 @@ from .hits import HitMiddleware
 from .limits import LimitsMiddleware
 from .meta import meta_tags
 from .metrics import Metrics
+from .objectstore import ObjectTier
 from .params import ENDPOINTS, MAX_QUERY_BYTES, CardParams, Output, parse_card
 from .renderer import Renderer
 from .signing import sign_url, verify_query
@@ -114,20 +115,25 @@ async def healthz(request: Request) -> Response:
 
 
 async def readyz(request: Request) -> Response:
-    """The browser can render and the cache is open (memory-only counts as degraded).
+    """The browser can render and the caches are usable.
 
-    A browser found dead is relaunched in the background: 503 until it is back.
+    A cache that is not (memory-only, an object store behind an open breaker) is
+    reported as degraded but stays ready: it costs renders, not answers. A browser found
+    dead is relaunched in the background: 503 until it is back.
     """
     cards: Cards | None = getattr(request.app.state, "cards", None)
-    checks = {
+    remote = cards.store.remote if cards else None
+    checks: dict[str, object] = {
         "browser": bool(cards and cards.renderer.ready),
         "disk_cache": bool(cards and cards.store.disk is not None),
+        "object_store": "off" if remote is None else "open" if remote.breaker.is_open else "ok",
     }
     if cards is not None:
         cards.renderer.revive()  # a dead browser comes back without waiting for traffic
     status = 200 if checks["browser"] else 503
+    degraded = not checks["disk_cache"] or checks["object_store"] == "open"
     return JSONResponse(
-        {"ready": status == 200, **checks},
+        {"ready": status == 200, "degraded": degraded, **checks},
         status_code=status,
         headers={"Cache-Control": "no-store"},
     )
@@ -206,6 +212,7 @@ def create_app(settings: Settings) -> Starlette:
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        remote = await ObjectTier.open(settings.store, os.environ) if settings.store else None
         renderer = Renderer(
             pages=settings.pages,
             browsers=settings.browsers,
@@ -216,8 +223,13 @@ def create_app(settings: Settings) -> Starlette:
         )
         await renderer.start()
         store = Store(
-            settings.cache_dir, size_limit=settings.cache_size, memory_bytes=settings.memory_cache
+            settings.cache_dir,
+            size_limit=settings.cache_size,
+            memory_bytes=settings.memory_cache,
+            remote=remote,
         )
+        if remote is not None:
+            remote.start()
         app.state.cards = Cards(
             settings,
             settings.signing_secrets,
@@ -241,6 +253,8 @@ def create_app(settings: Settings) -> Starlette:
             app.state.metrics.bind(None)
             await renderer.stop()
             await app.state.cards.assets.close()
+            if remote is not None:
+                await remote.close()  # the queued uploads, within a deadline
             store.close()
 
     app = Starlette(

@@ -74,7 +74,7 @@ class Cards:
         if cached is not None:
             return Result(cached, rendered=False)
         async with self.store.render_lock(key, hold=self.settings.render_timeout * 3):
-            cached = await self.store.get(key)
+            cached = await self.store.get(key, recheck=True)
             if cached is not None:
                 return Result(cached, rendered=False)
             card = await self._inline_images(params)

@@ -23,6 +23,7 @@ from .cli_options import (
     secret_for_signing,
     settings_or_exit,
     signing_options,
+    store_option,
     templates_dir_option,
 )
 from .config import (
@@ -35,6 +36,7 @@ from .config import (
 )
 from .errors import ConfigError
 from .meta import meta_tags
+from .objectstore import check_store
 from .params import ENDPOINTS, Output
 from .signing import sign_url
 
@@ -47,6 +49,7 @@ def main() -> None:
 
 @main.command()
 @cache_dir_option
+@store_option
 @chromium_option
 @templates_dir_option
 @fonts_dir_option
@@ -191,6 +194,7 @@ def serve(
     host: str,
     port: int,
     cache_dir: Path,
+    store: str | None,
     cache_size: str,
     memory_cache: str,
     secret: str | None,
@@ -236,6 +240,7 @@ def serve(
             "api_keys": split_secrets(api_keys),
             "admin_token": admin_token or None,
             "public_url": public_url or None,
+            "store": store or None,
         }
     except ConfigError as exc:
         raise click.ClickException(str(exc)) from None
@@ -252,6 +257,8 @@ def serve(
     configure_logging(log_level, access_log)
     try:
         preflight(settings.chromium)
+        if settings.store:
+            check_store(settings.store)
         app = create_app(settings)
     except ConfigError as exc:
         raise click.ClickException(str(exc)) from None

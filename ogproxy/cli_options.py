@@ -60,6 +60,13 @@ asset_origins_option = env_option(
     default="",
     help="Comma-separated origins (https://host) that avatar/logo URLs may be fetched from.",
 )
+store_option = env_option(
+    "--store",
+    env="STORE",
+    default=None,
+    help="Shared cache tier on object storage, s3://bucket/prefix (AWS_ENDPOINT_URL, "
+    "AWS_REGION, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY configure the rest).",
+)
 chromium_option = env_option(
     "--chromium",
     env="CHROMIUM",

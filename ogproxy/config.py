@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .errors import ConfigError
+from .objectstore import parse_url
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8000
@@ -59,6 +60,9 @@ class Settings:
     public_url: str | None = None  # the image endpoint as pages see it (for the playground)
     render_timeout: float = DEFAULT_RENDER_TIMEOUT
     dev_secret_file: Path = DEFAULT_DEV_SECRET_FILE
+    store: str | None = (
+        None  # s3://bucket/prefix: the fleet's shared cache tier (AWS_* for the rest)
+    )
 
     def __post_init__(self) -> None:
         if not self.secrets and not self.dev:
@@ -84,6 +88,8 @@ class Settings:
             raise ConfigError(f"OGPROXY_TEMPLATES_DIR: {self.templates_dir} is not a directory")
         if self.fonts_dir is not None and not self.fonts_dir.is_dir():
             raise ConfigError(f"OGPROXY_FONTS_DIR: {self.fonts_dir} is not a directory")
+        if self.store is not None:
+            parse_url(self.store)  # raises a ConfigError naming OGPROXY_STORE
 
     @property
     def template_dirs(self) -> tuple[Path, ...]:
@@ -117,6 +123,7 @@ class Settings:
             ("render_timeout", float),
             ("admin_token", str),
             ("public_url", str),
+            ("store", str),
         ):
             if raw := env.get(f"OGPROXY_{name.upper()}"):
                 values[name] = _convert(conv, raw, f"OGPROXY_{name.upper()}")
@@ -162,6 +169,8 @@ class Settings:
             env["OGPROXY_ADMIN_TOKEN"] = self.admin_token
         if self.public_url:
             env["OGPROXY_PUBLIC_URL"] = self.public_url
+        if self.store:
+            env["OGPROXY_STORE"] = self.store
         env["OGPROXY_ASSET_ORIGINS"] = ",".join(self.asset_origins)
         env["OGPROXY_API_KEYS"] = ",".join(self.api_keys)
         return env

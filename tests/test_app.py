@@ -306,7 +306,13 @@ async def test_readyz_and_metrics_follow_the_traffic(tmp_path: Path) -> None:
     async with running(make_settings(tmp_path)) as (app, client):
         ready = await client.get("/readyz")
         assert ready.status_code == 200
-        assert ready.json() == {"ready": True, "browser": True, "disk_cache": True}
+        assert ready.json() == {
+            "ready": True,
+            "degraded": False,
+            "browser": True,
+            "disk_cache": True,
+            "object_store": "off",
+        }
         url = signed({"title": "Counted"})
         for _ in range(3):
             await client.get(url)
@@ -320,6 +326,9 @@ async def test_readyz_and_metrics_follow_the_traffic(tmp_path: Path) -> None:
         assert "ogproxy_browser_restarts_total 0.0" in text
         assert "ogproxy_cache_entries 1.0" in text
         assert "ogproxy_renders_total 1.0" in text
+        # Two memory hits, and the miss that went on to disk and rendered.
+        assert 'ogproxy_cache_tier_lookups_total{result="hit",tier="memory"} 2.0' in text
+        assert 'ogproxy_cache_tier_lookups_total{result="miss",tier="disk"} 1.0' in text
         killed = browsers_of_this_process()
         for pid in killed:
             os.kill(pid, signal.SIGKILL)
@@ -354,7 +363,13 @@ async def test_readyz_brings_a_dead_browser_back_without_traffic(tmp_path: Path)
             ready = await client.get("/readyz")
             if ready.status_code == 200 and renderer.restarts == len(killed):
                 break
-        assert ready.json() == {"ready": True, "browser": True, "disk_cache": True}
+        assert ready.json() == {
+            "ready": True,
+            "degraded": False,
+            "browser": True,
+            "disk_cache": True,
+            "object_store": "off",
+        }
         assert renderer.restarts == len(killed) and renderer.renders == 0
         assert (await client.get(signed({"title": "Back"}))).status_code == 200
         assert renderer.restarts == len(killed)
