@@ -1,7 +1,8 @@
 from __future__ import annotations
 
 import io
-from collections.abc import AsyncIterator, Callable
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -9,6 +10,7 @@ from typing import Any
 import httpx
 import pytest
 from PIL import Image
+from s3server import Weed
 from starlette.applications import Starlette
 
 from ogproxy import sign_url
@@ -17,6 +19,7 @@ from ogproxy.config import Settings
 
 SECRET = "test-secret-0123456789abcdef"
 BASE = "http://ogproxy.test/og.png"
+BUCKET = "ogproxy-tests"
 
 
 @pytest.fixture(scope="session")
@@ -70,3 +73,22 @@ def client(served: tuple[Starlette, httpx.AsyncClient]) -> httpx.AsyncClient:
 def renders(served: tuple[Starlette, httpx.AsyncClient]) -> Callable[[], int]:
     app = served[0]
     return lambda: int(app.state.cards.renderer.renders)
+
+
+@pytest.fixture(scope="session")
+def weed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Weed]:
+    """One real S3 server (SeaweedFS) for the session, with the bucket ``BUCKET``."""
+    server = Weed(tmp_path_factory.mktemp("weed"))
+    server.start()
+    try:
+        server.create_bucket(BUCKET)
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def store_url(request: pytest.FixtureRequest) -> str:
+    """A prefix of its own in the shared bucket, for one test."""
+    name = "".join(c if c.isalnum() else "-" for c in request.node.name[:40])
+    return f"s3://{BUCKET}/{name}-{uuid.uuid4().hex[:8]}"
