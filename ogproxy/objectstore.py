@@ -42,7 +42,9 @@ READ_TIMEOUT = 1.0  # seconds; a card is ~50 KB, a healthy store answers in a fe
 WRITE_TIMEOUT = 5.0  # seconds per upload attempt
 QUEUE = 1000  # uploads waiting; beyond it new ones are dropped and counted as failed
 UPLOADERS = 4  # uploads in flight at once
-ATTEMPTS = 8  # tries per upload: back-off 0.25 s doubling to 5 s, ~18 s in all
+PATIENCE = (
+    60.0  # seconds an upload is retried (back-off 0.25 s doubling to 5 s) before it is given up
+)
 BACKOFF, MAX_BACKOFF = 0.25, 5.0
 DRAIN = 10.0  # seconds shutdown waits for queued uploads
 MAX_OBJECT = 32 * 2**20  # an object bigger than any card is not read
@@ -258,19 +260,21 @@ class ObjectTier:
                 self._queue.task_done()
 
     async def _upload(self, key: str, value: bytes) -> None:
-        for attempt in range(ATTEMPTS):
-            if self.breaker.allow():
+        give_up, tries = time.monotonic() + PATIENCE, 0
+        while time.monotonic() < give_up:
+            if self.breaker.allow():  # while open, wait for the probe without trying
+                tries += 1
                 try:
                     stored = await self.put(key, value)
                 except _ERRORS as exc:
-                    log.info("upload of %s failed (try %d): %s", key[:12], attempt + 1, exc)
+                    log.info("upload of %s failed (try %d): %s", key[:12], tries, exc)
                 else:
                     if stored != value and self.on_adopt is not None:
                         await self.on_adopt(key, stored)
                     return
-            await asyncio.sleep(min(BACKOFF * 2**attempt, MAX_BACKOFF))
+            await asyncio.sleep(min(BACKOFF * 2 ** max(tries - 1, 0), MAX_BACKOFF))
         self.upload_failures += 1
-        log.error("object store upload of %s given up after %d tries", key[:12], ATTEMPTS)
+        log.error("object store upload of %s given up after %d tries", key[:12], tries)
 
     async def close(self, deadline: float = DRAIN) -> None:
         """Finish queued uploads within ``deadline`` seconds; count the rest as failed."""

@@ -186,13 +186,13 @@ async def test_uploads_are_retried_until_the_store_answers(
 async def test_uploads_given_up_or_left_at_shutdown_are_counted(
     faulty: ObjectTier, proxy: FaultProxy, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(objectstore, "ATTEMPTS", 2)
+    monkeypatch.setattr(objectstore, "PATIENCE", 0.3)
     monkeypatch.setattr(objectstore, "BACKOFF", 0.01)
     proxy.set("403")
     faulty.enqueue(key_of("given up"), PNG)
     await asyncio.sleep(1.0)
     assert faulty.upload_failures == 1 and faulty.waiting == 0
-    monkeypatch.setattr(objectstore, "ATTEMPTS", 100)
+    monkeypatch.setattr(objectstore, "PATIENCE", 100)
     monkeypatch.setattr(objectstore, "BACKOFF", 0.5)
     for i in range(3):
         faulty.enqueue(key_of(f"left {i}"), PNG)
