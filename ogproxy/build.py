@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import csv
 import json
+import os
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -23,6 +24,7 @@ from .cards import Cards
 from .config import Settings
 from .errors import OgProxyError
 from .fonts import fingerprint
+from .objectstore import ObjectTier
 from .params import Output, parse_card
 from .renderer import Renderer
 from .store import Store
@@ -31,6 +33,7 @@ from .templates import TemplateSet
 MANIFEST = ".ogproxy-manifest.json"
 SUFFIXES = {"png": ".png", "jpeg": ".jpg", "webp": ".webp"}
 NAME_FIELDS = ("name", "slug", "file")  # which field names the output file
+BUILD_DRAIN = 600.0  # seconds a build waits for its uploads to the object store
 
 
 @dataclass
@@ -46,6 +49,9 @@ class Summary:
     skipped: int = 0
     failed: list[tuple[int, str]] = field(default_factory=list)
     seconds: float = 0.0
+    uploaded: int = 0  # cards put into the object store (with --store)
+    present: int = 0  # cards the object store already had
+    upload_failures: int = 0
 
 
 def read_jobs(path: Path) -> list[Job]:
@@ -84,7 +90,11 @@ async def render_jobs(
     fmt: str = "png",
     on_progress: Callable[[], None] = lambda: None,
 ) -> Summary:
-    """Render ``jobs`` into ``out_dir``, skipping those whose content address is unchanged."""
+    """Render ``jobs`` into ``out_dir``, skipping those whose content address is unchanged.
+
+    With ``settings.store``, cards already in the object store are not rendered, and
+    every card (skipped ones too) ends up there.
+    """
     out_dir.mkdir(parents=True, exist_ok=True)
     manifest_path = out_dir / MANIFEST
     manifest: dict[str, str] = (
@@ -96,6 +106,9 @@ async def render_jobs(
     summary = Summary()
     started = time.monotonic()
 
+    remote = await ObjectTier.open(settings.store, os.environ, queue=0) if settings.store else None
+    if remote is not None:
+        remote.start()
     planned = []
     for job in jobs:
         try:
@@ -112,6 +125,8 @@ async def render_jobs(
             continue
         if manifest.get(job.name) == key and (out_dir / job.name).exists():
             summary.skipped += 1
+            if remote is not None:
+                remote.enqueue(key, (out_dir / job.name).read_bytes())
             on_progress()
             continue
         planned.append((job, params, out, key))
@@ -126,7 +141,9 @@ async def render_jobs(
             fonts_dir=settings.fonts_dir,
         )
         # The server's cache dir: cards it already rendered are copied, not rendered again.
-        store = Store(settings.cache_dir, size_limit=settings.cache_size, memory_bytes=0)
+        store = Store(
+            settings.cache_dir, size_limit=settings.cache_size, memory_bytes=0, remote=remote
+        )
         cards = Cards(
             settings, (), templates, store, renderer, output, Assets(settings.asset_origins), fonts
         )
@@ -139,6 +156,8 @@ async def render_jobs(
                 except OgProxyError as exc:
                     summary.failed.append((job.line, exc.public_message))
                 else:
+                    if remote is not None and not result.rendered:  # a render enqueued itself
+                        remote.enqueue(key, result.png)
                     (out_dir / job.name).write_bytes(result.png)
                     manifest[job.name] = key
                     summary.rendered += 1
@@ -150,6 +169,10 @@ async def render_jobs(
             await cards.assets.close()
             store.close()
     manifest_path.write_text(json.dumps(manifest, indent=1, sort_keys=True))
+    if remote is not None:
+        await remote.close(BUILD_DRAIN)
+        summary.uploaded, summary.present = remote.uploads, remote.conflicts
+        summary.upload_failures = remote.upload_failures
     summary.seconds = time.monotonic() - started
     summary.failed.sort()
     return summary

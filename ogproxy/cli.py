@@ -12,7 +12,8 @@ import click
 from . import __version__
 from .accesslog import configure as configure_logging
 from .browser import preflight
-from .cli_build import cache, render, templates, warm
+from .cli_build import render, templates, warm
+from .cli_cache import cache
 from .cli_options import (
     asset_origins_option,
     cache_dir_option,

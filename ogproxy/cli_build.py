@@ -1,4 +1,4 @@
-"""The ``ogproxy`` commands that work on files and caches: render, warm, templates, cache."""
+"""The ``ogproxy`` commands that work on files: render, warm, templates."""
 
 from __future__ import annotations
 
@@ -16,15 +16,17 @@ from .cli_options import (
     fonts_dir_option,
     preflight_or_exit,
     settings_or_exit,
+    store_option,
     templates_dir_option,
 )
-from .config import parse_size, split_secrets
+from .config import split_secrets
 from .errors import ConfigError
 
 
 def _render_options(func: Any) -> Any:
     options = [
         cache_dir_option,
+        store_option,
         templates_dir_option,
         fonts_dir_option,
         asset_origins_option,
@@ -81,13 +83,17 @@ def render(
     out_dir: Path,
     fmt: str | None,
     cache_dir: Path,
+    store: str | None,
     templates_dir: Path | None,
     fonts_dir: Path | None,
     asset_origins: str,
     chromium: str | None,
     concurrency: int | None,
 ) -> None:
-    """Render cards to files, without a server (build-time generation)."""
+    """Render cards to files, without a server (build-time generation).
+
+    With --store, every card also goes to the object store, so that a fleet starts warm.
+    """
     import asyncio
 
     from rich.console import Console
@@ -119,9 +125,12 @@ def render(
         fonts_dir=fonts_dir,
         asset_origins=split_secrets(asset_origins),
         chromium=chromium,
+        store=store or None,
         **({"pages": concurrency} if concurrency else {}),
     )
     preflight_or_exit(settings.chromium)
+    if settings.store:
+        _check_store(settings.store)
     console = Console(stderr=True)
     with Progress(
         "[progress.description]{task.description}",
@@ -143,10 +152,24 @@ def render(
         f"{len(summary.failed)} failed in {summary.seconds:.1f} s "
         f"({rate:.1f} cards/s) -> {out_dir}"
     )
+    if settings.store:
+        console.print(
+            f"object store {settings.store}: {summary.uploaded} uploaded, "
+            f"{summary.present} already there, {summary.upload_failures} failed"
+        )
     for line, problem in summary.failed:
         console.print(f"  line {line}: {problem}" if line else f"  {problem}", style="red")
-    if summary.failed:
+    if summary.failed or summary.upload_failures:
         raise SystemExit(1)
+
+
+def _check_store(url: str) -> None:
+    from .objectstore import check_store
+
+    try:
+        check_store(url)
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
 
 
 @click.command()
@@ -205,62 +228,3 @@ def templates(templates_dir: Path | None) -> None:
             f"{name:<16} v={info['version']}  accentColor={info['accentColor']}"
             + (f"  params: {params}" if params else "")
         )
-
-
-@click.group()
-def cache() -> None:
-    """Inspect or trim the render cache."""
-
-
-def _open_store(cache_dir: Path) -> Any:
-    from .store import Store
-
-    if not cache_dir.is_dir():
-        raise click.ClickException(f"no cache at {cache_dir}")
-    return Store(cache_dir, size_limit=None, memory_bytes=0)  # keep the server's limit
-
-
-@cache.command("stats")
-@cache_dir_option
-def cache_stats(cache_dir: Path) -> None:
-    """Entries and bytes in the cache."""
-    store = _open_store(cache_dir)
-    try:
-        info = store.stats()
-    finally:
-        store.close()
-    click.echo(
-        f"{info['directory']}: {info['entries']} entries, "
-        f"{int(info['bytes']) / 2**20:.1f} MiB of {int(info['size_limit']) / 2**20:.0f} MiB"
-    )
-
-
-@cache.command("clear")
-@cache_dir_option
-@click.option("--yes", is_flag=True, help="Do not ask.")
-def cache_clear(cache_dir: Path, yes: bool) -> None:
-    """Delete every cached image (they are rendered again on demand)."""
-    if not yes:
-        click.confirm(f"Delete every cached image in {cache_dir}?", abort=True)
-    store = _open_store(cache_dir)
-    try:
-        click.echo(f"removed {store.clear()} entries")
-    finally:
-        store.close()
-
-
-@cache.command("prune")
-@cache_dir_option
-@click.option("--to", "target", required=True, help="Size to shrink to, e.g. 500MB.")
-def cache_prune(cache_dir: Path, target: str) -> None:
-    """Evict the oldest images until the cache is at most --to."""
-    try:
-        to_bytes = parse_size(target, "--to")
-    except ConfigError as exc:
-        raise click.BadParameter(str(exc), param_hint="--to") from None
-    store = _open_store(cache_dir)
-    try:
-        removed = store.prune(to_bytes)
-        click.echo(f"removed {removed} entries; {int(store.stats()['bytes']) / 2**20:.1f} MiB left")
-    finally:
-        store.close()

@@ -148,10 +148,13 @@ class ObjectTier:
     _pending: int = 0  # uploads queued or in flight
 
     @classmethod
-    async def open(cls, url: str, environ: Mapping[str, str]) -> ObjectTier:
+    async def open(cls, url: str, environ: Mapping[str, str], queue: int = QUEUE) -> ObjectTier:
         """Connect and check the bucket: a missing bucket is a ConfigError, an
-        unreachable or forbidding store only a warning (it is a cache)."""
-        tier = cls(s3_store(url, environ), url)
+        unreachable or forbidding store only a warning (it is a cache).
+
+        ``queue`` bounds the uploads waiting (0: unbounded, for a build that waits).
+        """
+        tier = cls(s3_store(url, environ), url, _queue=asyncio.Queue(queue))
         try:
             await asyncio.wait_for(
                 obstore.list(tier.store, chunk_size=1).__anext__(), WRITE_TIMEOUT

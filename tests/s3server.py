@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import os
 import shutil
@@ -16,7 +17,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
+import obstore
 from servers import free_port
+
+from ogproxy.objectstore import DIGEST_FIELD, s3_store
 
 ACCESS_KEY, SECRET_KEY = "ogproxy-test", "ogproxy-test-secret"
 WEED = shutil.which("weed", path=str(Path(sys.executable).parent)) or shutil.which("weed")
@@ -229,3 +233,21 @@ async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> N
 def port_open(port: int) -> bool:
     with socket.socket() as s:
         return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+def bucket_objects(weed: Weed, url: str) -> dict[str, bytes]:
+    """Every object under ``url``'s prefix, checked against its digest: ``{path: bytes}``."""
+
+    async def read() -> dict[str, bytes]:
+        store = s3_store(url, weed.env())
+        found = {}
+        for meta in await obstore.list(store).collect_async():
+            result = await obstore.get_async(store, meta["path"])
+            body = bytes(await result.bytes_async())
+            assert (
+                result.attributes[DIGEST_FIELD] == hashlib.blake2b(body, digest_size=16).hexdigest()
+            )
+            found[meta["path"]] = body
+        return found
+
+    return asyncio.run(read())

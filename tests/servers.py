@@ -82,3 +82,12 @@ def serve(
             except subprocess.TimeoutExpired:
                 os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait()
+
+
+def metric(server: Server, sample: str) -> float:
+    """The value of one sample line (name and labels exactly as exposed), 0 if absent."""
+    for line in httpx.get(server.base + "/metrics", timeout=10).text.splitlines():
+        name, _, value = line.rpartition(" ")
+        if name == sample:
+            return float(value)
+    return 0.0

@@ -3,33 +3,23 @@
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import shutil
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import ExitStack
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 import httpx
 import obstore
 import pytest
 from conftest import BUCKET, SECRET, png_image, signed
-from s3server import FaultProxy, Weed
-from servers import Server, serve
+from s3server import FaultProxy, Weed, bucket_objects
+from servers import Server, metric, serve
 
-from ogproxy.objectstore import DIGEST_FIELD, s3_store
+from ogproxy.objectstore import s3_store
 
 ARGS = ("--secret", SECRET, "--pages", "1", "--browsers", "1", "--no-access-log")
-
-
-def metric(server: Server, sample: str) -> float:
-    """The value of one sample line (name and labels exactly as exposed), 0 if absent."""
-    for line in httpx.get(server.base + "/metrics", timeout=10).text.splitlines():
-        name, _, value = line.rpartition(" ")
-        if name == sample:
-            return float(value)
-    return 0.0
 
 
 def wait_until(condition: Callable[[], bool], timeout: float = 30, what: str = "") -> None:
@@ -61,26 +51,20 @@ def uploaded(server: Server, count: int) -> Callable[[], bool]:
     )
 
 
-def bucket_objects(weed: Weed, url: str) -> dict[str, bytes]:
-    """Every object under ``url``'s prefix, checked against its digest: ``{path: bytes}``."""
-
-    async def read() -> dict[str, bytes]:
-        store = s3_store(url, weed.env())
-        found = {}
-        for meta in await obstore.list(store).collect_async():
-            result = await obstore.get_async(store, meta["path"])
-            body = bytes(await result.bytes_async())
-            assert (
-                result.attributes[DIGEST_FIELD] == hashlib.blake2b(body, digest_size=16).hexdigest()
-            )
-            found[meta["path"]] = body
-        return found
-
-    return asyncio.run(read())
-
-
 def etag_key(response: httpx.Response) -> str:
     return response.headers["etag"].strip('"')
+
+
+@contextmanager
+def serve_many(dirs: list[Path], *args: str, env: dict[str, str]) -> Iterator[list[Server]]:
+    """Several `ogproxy serve` processes, started at the same time (each launch is slow)."""
+    with ExitStack() as stack, ThreadPoolExecutor(len(dirs)) as pool:
+        managers = [serve(d, *args, env=env) for d in dirs]
+        starting = [pool.submit(m.__enter__) for m in managers]
+        for manager, future in zip(managers, starting, strict=True):
+            stack.push(manager)  # stopped on the way out, also when another start failed
+            future.exception()
+        yield [future.result() for future in starting]
 
 
 @pytest.fixture
@@ -93,8 +77,7 @@ def test_a_fleet_renders_each_card_once_and_a_redeploy_starts_warm(
 ) -> None:
     cards = [{"title": f"Fleet card {i}", "template": "gradient"} for i in range(5)]
     dirs = [tmp_path / name for name in "abc"]
-    with ExitStack() as stack:
-        a, b, c = (stack.enter_context(serve(d, *fleet_args, env=weed.env())) for d in dirs)
+    with serve_many(dirs, *fleet_args, env=weed.env()) as (a, b, c):
         first = [get(a, card) for card in cards]
         assert {r.headers["x-cache"] for r in first} == {"MISS"}
         wait_until(uploaded(a, len(cards)), what="uploads")
@@ -121,8 +104,7 @@ def test_two_instances_racing_for_a_card_end_with_one_object(
 ) -> None:
     cards = [{"title": f"Raced card {i}"} for i in range(4)]
     with (
-        serve(tmp_path / "a", *fleet_args, env=weed.env()) as a,
-        serve(tmp_path / "b", *fleet_args, env=weed.env()) as b,
+        serve_many([tmp_path / "a", tmp_path / "b"], *fleet_args, env=weed.env()) as (a, b),
         ThreadPoolExecutor(8) as pool,
     ):
         both = [(pool.submit(get, a, card), pool.submit(get, b, card)) for card in cards]
