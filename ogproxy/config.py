@@ -10,7 +10,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .errors import ConfigError
-from .objectstore import parse_url
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8000
@@ -22,6 +21,7 @@ DEFAULT_RENDER_TIMEOUT = 10.0  # seconds
 DEFAULT_QUEUE = 64  # renders waiting for a page before new misses get 503
 TEMPLATES_DIR = Path(__file__).resolve().parent.parent / "templates"
 
+_STORE_URL = re.compile(r"^s3://([a-z0-9][a-z0-9.\-]{1,61}[a-z0-9])(?:/([\w.\-/]*?))?/?$", re.ASCII)
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]i?b?|b)?\s*$", re.IGNORECASE)
 _UNITS = {"": 1, "b": 1, "k": 10**3, "m": 10**6, "g": 10**9, "t": 10**12}
 
@@ -35,6 +35,20 @@ def parse_size(text: str, setting: str) -> int:
     base = unit[:1]
     scale = 2 ** (10 * " kmgt".index(base)) if "i" in unit else _UNITS[base]
     return int(number * scale)
+
+
+def parse_store_url(url: str) -> tuple[str, str]:
+    """``s3://bucket/prefix`` -> ``(bucket, prefix)``; errors name OGPROXY_STORE."""
+    m = _STORE_URL.match(url.strip())
+    prefix = (m.group(2) or "").strip("/") if m else ""
+    segments = prefix.split("/") if prefix else []
+    if not m or ".." in m.group(1) or any(s in ("", ".", "..") for s in segments):
+        raise ConfigError(
+            f"OGPROXY_STORE: {url!r} is not s3://bucket or s3://bucket/prefix "
+            "(a bucket name is 3-63 lowercase letters, digits, dots and hyphens; "
+            "a prefix is letters, digits, '.', '_', '-' and '/')"
+        )
+    return m.group(1), prefix
 
 
 @dataclass(frozen=True)
@@ -89,7 +103,7 @@ class Settings:
         if self.fonts_dir is not None and not self.fonts_dir.is_dir():
             raise ConfigError(f"OGPROXY_FONTS_DIR: {self.fonts_dir} is not a directory")
         if self.store is not None:
-            parse_url(self.store)  # raises a ConfigError naming OGPROXY_STORE
+            parse_store_url(self.store)  # raises a ConfigError naming OGPROXY_STORE
 
     @property
     def template_dirs(self) -> tuple[Path, ...]:

@@ -22,7 +22,6 @@ import contextlib
 import hashlib
 import logging
 import os
-import re
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
@@ -33,6 +32,8 @@ from obstore.exceptions import AlreadyExistsError, BaseError, NotFoundError, Pre
 from obstore.store import S3Store
 
 from .breaker import Breaker
+from .cachekey import IMMUTABLE
+from .config import parse_store_url as parse_url
 from .errors import ConfigError
 from .tiers import TierStats
 
@@ -49,22 +50,9 @@ BACKOFF, MAX_BACKOFF = 0.25, 5.0
 DRAIN = 10.0  # seconds shutdown waits for queued uploads
 MAX_OBJECT = 32 * 2**20  # an object bigger than any card is not read
 DIGEST_FIELD = "ogproxy-blake2b"  # user metadata (x-amz-meta-ogproxy-blake2b)
-IMMUTABLE = "public, max-age=31536000, immutable"
-_URL = re.compile(r"^s3://([a-z0-9][a-z0-9.\-]{1,61}[a-z0-9])(?:/(.*?))?/?$")
-_MAGIC = ((b"\x89PNG", "image/png"), (b"\xff\xd8\xff", "image/jpeg"), (b"RIFF", "image/webp"))
+_MAGIC = ((b"\x89PNG", "png"), (b"\xff\xd8\xff", "jpeg"), (b"RIFF", "webp"))  # first bytes
 # What obstore and the network throw (asyncio's TimeoutError is not the builtin on 3.10).
 _ERRORS = (BaseError, OSError, TimeoutError, asyncio.TimeoutError)
-
-
-def parse_url(url: str) -> tuple[str, str]:
-    """``s3://bucket/prefix`` -> ``(bucket, prefix)``; errors name OGPROXY_STORE."""
-    m = _URL.match(url.strip())
-    if not m or ".." in m.group(1):
-        raise ConfigError(
-            f"OGPROXY_STORE: {url!r} is not s3://bucket or s3://bucket/prefix "
-            "(a bucket name is 3-63 lowercase letters, digits, dots and hyphens)"
-        )
-    return m.group(1), (m.group(2) or "").strip("/")
 
 
 def s3_store(url: str, environ: Mapping[str, str]) -> S3Store:
@@ -126,7 +114,10 @@ def _digest(value: bytes) -> str:
 
 
 def _media_type(value: bytes) -> str:
-    return next((t for magic, t in _MAGIC if value.startswith(magic)), "application/octet-stream")
+    from .encoder import MEDIA_TYPES  # here: pyvips is too heavy for `import ogproxy.config`
+
+    fmt = next((fmt for magic, fmt in _MAGIC if value.startswith(magic)), None)
+    return MEDIA_TYPES[fmt] if fmt else "application/octet-stream"
 
 
 @dataclass

@@ -58,7 +58,8 @@ async def faulty(proxy: FaultProxy, weed: Weed, store_url: str) -> AsyncIterator
 def test_store_url_is_checked_and_named() -> None:
     assert parse_url("s3://cards") == ("cards", "")
     assert parse_url("s3://cards/og/v1/") == ("cards", "og/v1")
-    for bad in ("cards", "http://cards/x", "s3://", "s3://A_B", "s3://a..b/x", "gs://cards"):
+    bad_urls = ("cards", "http://cards/x", "s3://", "s3://A_B", "s3://a..b/x", "gs://cards")
+    for bad in (*bad_urls, "s3://cards/../x", "s3://cards/a//b", "s3://cards/a b", "s3://c/."):
         with pytest.raises(ConfigError, match="OGPROXY_STORE"):
             parse_url(bad)
     with pytest.raises(ConfigError, match="OGPROXY_STORE"):
