@@ -34,6 +34,7 @@ from obstore.store import S3Store
 from .breaker import Breaker
 from .cachekey import IMMUTABLE
 from .config import parse_store_url as parse_url
+from .encoder import MEDIA_TYPES
 from .errors import ConfigError
 from .tiers import TierStats
 
@@ -41,12 +42,10 @@ log = logging.getLogger("ogproxy.objectstore")
 
 READ_TIMEOUT = 1.0  # seconds; a card is ~50 KB, a healthy store answers in a few ms
 WRITE_TIMEOUT = 5.0  # seconds per upload attempt
-QUEUE = 1000  # uploads waiting; beyond it new ones are dropped and counted as failed
+QUEUE = 1000  # uploads waiting (~50 MB of cards); beyond it they are dropped and counted
 UPLOADERS = 4  # uploads in flight at once
-PATIENCE = (
-    60.0  # seconds an upload is retried (back-off 0.25 s doubling to 5 s) before it is given up
-)
-BACKOFF, MAX_BACKOFF = 0.25, 5.0
+PATIENCE = 60.0  # seconds an upload is retried before it is given up
+BACKOFF, MAX_BACKOFF = 0.25, 5.0  # seconds between tries, doubling
 DRAIN = 10.0  # seconds shutdown waits for queued uploads
 MAX_OBJECT = 32 * 2**20  # an object bigger than any card is not read
 DIGEST_FIELD = "ogproxy-blake2b"  # user metadata (x-amz-meta-ogproxy-blake2b)
@@ -114,8 +113,6 @@ def _digest(value: bytes) -> str:
 
 
 def _media_type(value: bytes) -> str:
-    from .encoder import MEDIA_TYPES  # here: pyvips is too heavy for `import ogproxy.config`
-
     fmt = next((fmt for magic, fmt in _MAGIC if value.startswith(magic)), None)
     return MEDIA_TYPES[fmt] if fmt else "application/octet-stream"
 
