@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import shutil
+import signal
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -18,6 +19,7 @@ from conftest import BUCKET, SECRET, png_image, signed
 from s3server import FaultProxy, Weed, bucket_objects
 from servers import Server, metric, serve
 
+from ogproxy import objectstore
 from ogproxy.objectstore import s3_store
 
 ARGS = ("--secret", SECRET, "--pages", "1", "--browsers", "1", "--no-access-log")
@@ -212,6 +214,15 @@ def test_a_failing_store_costs_renders_never_answers(
             assert httpx.get(a.base + "/readyz").json()["object_store"] == "ok"
             assert metric(a, "ogproxy_object_store_breaker_opened_total") >= 1
             assert metric(a, "ogproxy_object_store_upload_failures_total") == 0
+            # Uploads still failing at shutdown: the drain waits its deadline, no longer,
+            # and says what it left behind.
+            proxy.set("500")
+            get(a, {"title": "Left behind at shutdown"})
+            stopping = time.monotonic()
+            a.proc.send_signal(signal.SIGINT)
+            a.proc.wait(timeout=60)
+            assert time.monotonic() - stopping < objectstore.DRAIN + 10
+            assert "shutdown: 1 uploads" in a.output()
     finally:
         proxy.close()
     objects = bucket_objects(weed, store_url)

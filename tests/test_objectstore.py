@@ -16,7 +16,7 @@ from ogproxy import objectstore
 from ogproxy.breaker import Breaker
 from ogproxy.config import Settings
 from ogproxy.errors import ConfigError
-from ogproxy.objectstore import ObjectTier, parse_url
+from ogproxy.objectstore import ObjectTier, parse_url, s3_store
 from ogproxy.store import Store
 
 pytestmark = pytest.mark.anyio
@@ -67,6 +67,27 @@ def test_store_url_is_checked_and_named() -> None:
     settings = Settings.from_env({"OGPROXY_SECRET": "x" * 16, "OGPROXY_STORE": "s3://cards/p"})
     assert settings.store == "s3://cards/p"
     assert Settings.from_env(settings.to_env()).store == "s3://cards/p"
+
+
+def test_the_client_follows_the_aws_variables() -> None:
+    local = s3_store(
+        "s3://cards/og",
+        {"AWS_ENDPOINT_URL": "http://127.0.0.1:8333/", "AWS_ACCESS_KEY_ID": "k",
+         "AWS_SECRET_ACCESS_KEY": "s"},
+    )  # fmt: skip
+    assert local.prefix == "og"
+    assert local.config["endpoint"] == "http://127.0.0.1:8333"
+    assert local.config["region"] == "us-east-1"  # the default with an endpoint
+    assert local.config["virtual_hosted_style_request"] == "false"  # path-style
+    assert local.client_options is not None and local.client_options["allow_http"] == "true"
+    r2 = s3_store(
+        "s3://cards",
+        {"AWS_ENDPOINT_URL": "https://acc.r2.cloudflarestorage.com", "AWS_REGION": "auto"},
+    )
+    assert r2.config["region"] == "auto" and r2.prefix is None
+    assert r2.client_options is not None and r2.client_options["allow_http"] == "false"
+    aws = s3_store("s3://cards/x", {"AWS_REGION": "eu-west-1"})
+    assert aws.config["region"] == "eu-west-1" and "endpoint" not in aws.config
 
 
 async def test_a_missing_bucket_is_a_start_up_error(weed: Weed) -> None:
