@@ -94,7 +94,8 @@ class Store:
         self.directory = directory
         self.memory = MemoryLRU(memory_bytes)
         self.remote = remote
-        self.tiers = {"memory": TierStats(), "disk": TierStats()}
+        self._memory_stats = TierStats()
+        self.tiers = {"memory": self._memory_stats, "disk": TierStats()}
         if remote is not None:
             self.tiers["object"] = remote.stats
             remote.on_adopt = self._adopt
@@ -113,7 +114,11 @@ class Store:
 
     def get_memory(self, key: str) -> bytes | None:
         value = self.memory.get(key)
-        self.tiers["memory"].count("miss" if value is None else "hit")
+        # Counted inline: this is the hot path of every repeat hit.
+        if value is None:
+            self._memory_stats.misses += 1
+        else:
+            self._memory_stats.hits += 1
         return value
 
     async def get(self, key: str, *, recheck: bool = False) -> bytes | None:
