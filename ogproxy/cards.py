@@ -1,4 +1,4 @@
-"""Getting a card's PNG: from memory, from disk, or rendered exactly once.
+"""Getting a card's PNG: from memory, from disk, from the object store, or rendered once.
 
 Identical misses in this process share one render (single flight); other worker
 processes on the same cache dir wait for it through a lock in the cache itself.
