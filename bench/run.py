@@ -1,8 +1,9 @@
 """`make bench` / `make bench-quick`: every speed figure of ogproxy next to its references.
 
 Runs, in one process and one sitting: the in-process render scenarios (render_bench),
-the server scenarios against real processes on loopback (serve_bench: wrk, Caddy), and
-the Node peers (peers/run.mjs). Prints one Markdown table of figures, references and
+the server scenarios against real processes on loopback (serve_bench: wrk, Caddy), hit
+latency per cache tier with a real SeaweedFS (tier_bench), and the Node peers
+(peers/run.mjs). Prints one Markdown table of figures, references and
 ratios, and writes it with the raw figures to bench/results/latest.{md,json}.
 """
 
@@ -23,6 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import render_bench
 import serve_bench
+import tier_bench
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
@@ -195,6 +197,20 @@ def rows(r: dict[str, Any]) -> list[tuple[str, str, str, str, str, str]]:
         "< 2 s",
         s["start_to_ready_s_p50"] < 2,
     )
+    t = r["tiers"]
+    for tier, label in (
+        ("memory", "memory"),
+        ("disk", "disk"),
+        ("object_store", "object store (SeaweedFS on loopback)"),
+    ):
+        add(
+            f"cache hit from {label}, {t['card_bytes']} B card: p50 / p99 ms",
+            f"{t[tier]['p50_ms']} / {t[tier]['p99_ms']}",
+            "—" if tier == "memory" else f"memory {t['memory']['p50_ms']}",
+            None,
+            "report",
+            None,
+        )
     mem = r["memory"]
     add(
         f"memory after {mem['n']} renders vs after 100, MB",
@@ -234,6 +250,7 @@ def main() -> None:
             ("mixed", lambda d: serve_bench.mixed_load(d, quick)),
             ("load", lambda d: serve_bench.load_zero_errors(d, 20_000, 64)),
             ("memory", lambda d: serve_bench.memory_growth(d, quick)),
+            ("tiers", lambda d: tier_bench.run(d, quick)),
         ]
         for name, fn in scenarios:
             folder = root / name

@@ -122,21 +122,26 @@ async def healthz(request: Request) -> Response:
 
 
 async def readyz(request: Request) -> Response:
-    """The browser can render and the cache is open (memory-only counts as degraded).
+    """The browser can render and the caches are usable.
 
-    A browser found dead is relaunched in the background: 503 until it is back.
+    A cache that is not (memory-only, an object store behind an open breaker) is
+    reported as degraded but stays ready: it costs renders, not answers. A browser found
+    dead is relaunched in the background: 503 until it is back.
     """
     cards: Cards | None = getattr(request.app.state, "cards", None)
+    remote = cards.store.remote if cards else None
     checks: dict[str, object] = {
         "browser": bool(cards and cards.renderer.ready),
         "disk_cache": bool(cards and cards.store.disk is not None),
+        "object_store": "off" if remote is None else "open" if remote.breaker.is_open else "ok",
         "network_isolation": cards.renderer.network_isolation if cards else "none",
     }
     if cards is not None:
         cards.renderer.revive()  # a dead browser comes back without waiting for traffic
     status = 200 if checks["browser"] else 503
+    degraded = not checks["disk_cache"] or checks["object_store"] == "open"
     return JSONResponse(
-        {"ready": status == 200, **checks},
+        {"ready": status == 200, "degraded": degraded, **checks},
         status_code=status,
         headers={"Cache-Control": "no-store"},
     )

@@ -19,6 +19,7 @@ import shutil
 import sys
 from pathlib import Path
 
+import anyio
 from playwright.async_api import (
     Browser,
     BrowserContext,
@@ -190,6 +191,19 @@ class Chromium:
                 self.generation += 1
                 self.launches += 1
             return self._context
+
+    async def responsive(self) -> bool:
+        """Whether the browser still answers: right after it was killed, Playwright may not
+        have seen its pipe close yet, so ``alive`` alone cannot tell."""
+        if not self.alive or self._browser is None:
+            return False
+        try:
+            with anyio.fail_after(2):
+                probe = await self._browser.new_context()
+                await probe.close()
+        except (PlaywrightError, TimeoutError):
+            return False
+        return True
 
     async def isolated(self, output: Output) -> BrowserContext:
         """A new context of its own for one card: a new realm, and a renderer process that

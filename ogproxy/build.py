@@ -13,6 +13,7 @@ import asyncio
 import csv
 import hashlib
 import json
+import os
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
@@ -24,10 +25,12 @@ from .config import Settings
 from .errors import OgProxyError
 from .fonts import fingerprint
 from .formats import FORMATS, Format
+from .objectstore import ObjectTier
 from .params import Output, json_pairs, parse_card
 from .templates import TemplateSet
 
 NAME_FIELDS = ("name", "slug", "file")  # which field names the output file
+BUILD_DRAIN = 600.0  # seconds a build waits for its uploads to the object store
 
 
 @dataclass
@@ -43,6 +46,9 @@ class Summary:
     skipped: int = 0
     failed: list[tuple[int, str]] = field(default_factory=list)
     seconds: float = 0.0
+    uploaded: int = 0  # cards put into the object store (with --store)
+    present: int = 0  # cards the object store already had
+    upload_failures: int = 0
 
 
 def read_jobs(path: Path) -> list[Job]:
@@ -98,7 +104,11 @@ async def render_jobs(
     fmt: Format = "png",
     on_progress: Callable[[], None] = lambda: None,
 ) -> Summary:
-    """Render ``jobs`` into ``out_dir``, skipping those whose content address is unchanged."""
+    """Render ``jobs`` into ``out_dir``, skipping those whose content address is unchanged.
+
+    With ``settings.store``, cards already in the object store are not rendered, and
+    every card (skipped ones too) ends up there.
+    """
     out_dir.mkdir(parents=True, exist_ok=True)
     manifest_file = manifest_path(settings.cache_dir, out_dir)
     manifest = _read_manifest(manifest_file)
@@ -108,6 +118,9 @@ async def render_jobs(
     summary = Summary()
     started = time.monotonic()
 
+    remote = await ObjectTier.open(settings.store, os.environ, queue=0) if settings.store else None
+    if remote is not None:
+        remote.start()
     planned = []
     for job in jobs:
         try:
@@ -124,6 +137,8 @@ async def render_jobs(
             continue
         if manifest.get(job.name) == key and (out_dir / job.name).exists():
             summary.skipped += 1
+            if remote is not None:
+                remote.enqueue(key, (out_dir / job.name).read_bytes())
             on_progress()
             continue
         planned.append((job, params, out, key))
@@ -133,7 +148,7 @@ async def render_jobs(
         # Every card waits its turn (no 503s) and none is kept in memory once written.
         own = replace(settings, queue=min(len(planned), 100_000), memory_cache=0)
         waiting = asyncio.Semaphore(own.queue)  # never more than the queue takes
-        async with Cards.open(own, templates) as cards:
+        async with Cards.open(own, templates, remote=remote) as cards:
 
             async def one(job: Job, params: Any, out: Output, key: str) -> None:
                 try:
@@ -142,6 +157,8 @@ async def render_jobs(
                 except OgProxyError as exc:
                     summary.failed.append((job.line, exc.public_message))
                 else:
+                    if remote is not None and result.source != "MISS":
+                        remote.enqueue(key, result.body)  # a render enqueued itself
                     (out_dir / job.name).write_bytes(result.body)
                     manifest[job.name] = key
                     summary.rendered += 1
@@ -150,6 +167,10 @@ async def render_jobs(
             await asyncio.gather(*(one(*item) for item in planned))
     manifest_file.parent.mkdir(parents=True, exist_ok=True)
     manifest_file.write_text(json.dumps(manifest, indent=1, sort_keys=True))
+    if remote is not None:
+        await remote.close(BUILD_DRAIN)
+        summary.uploaded, summary.present = remote.uploads, remote.conflicts
+        summary.upload_failures = remote.upload_failures
     summary.seconds = time.monotonic() - started
     summary.failed.sort()
     return summary

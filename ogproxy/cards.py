@@ -1,4 +1,5 @@
-"""The render-once service: a card's image from memory, from disk, or rendered exactly once.
+"""The render-once service: a card's image from memory, from disk, from the object store,
+or rendered exactly once.
 
 Identical misses in this process share one render (single flight); other worker
 processes on the same cache dir wait for it through a lock in the cache itself. It knows
@@ -7,6 +8,7 @@ nothing of HTTP: the server and ``ogproxy render`` both open it with ``Cards.ope
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -20,6 +22,7 @@ from .config import Settings
 from .errors import OutputTooLarge
 from .fetcher import Fetcher
 from .fonts import fingerprint
+from .objectstore import ObjectTier
 from .params import MAX_OUTPUT_BYTES, CardParams, Output
 from .renderer import Renderer
 from .singleflight import SingleFlight
@@ -71,8 +74,17 @@ class Cards:
         settings: Settings,
         templates: TemplateSet,
         on_render: Callable[[float], None] | None = None,
+        remote: ObjectTier | None = None,
     ) -> AsyncIterator[Cards]:
-        """Launch the browser and open the cache and the asset fetcher; close them after."""
+        """Launch the browser and open the cache tiers and the asset fetcher; close them after.
+
+        The object-store tier (``OGPROXY_STORE``) is opened first: a bucket that does not
+        exist is a start-up error, before a browser is launched. A ``remote`` given by the
+        caller (``ogproxy render``'s, which waits for its uploads) is the caller's to close.
+        """
+        owned = False
+        if remote is None and settings.store is not None:
+            remote, owned = await ObjectTier.open(settings.store, os.environ), True
         renderer = Renderer(
             pages=settings.pages,
             browsers=settings.browsers,
@@ -84,8 +96,13 @@ class Cards:
         )
         await renderer.start()
         store = Store(
-            settings.cache_dir, size_limit=settings.cache_size, memory_bytes=settings.memory_cache
+            settings.cache_dir,
+            size_limit=settings.cache_size,
+            memory_bytes=settings.memory_cache,
+            remote=remote,
         )
+        if owned and remote is not None:
+            remote.start()
         fetcher = Fetcher.for_settings(settings)
         # A render hung in another worker is cut off after the timeout: wait a few of those.
         hold = settings.render_timeout * 3
@@ -96,6 +113,8 @@ class Cards:
         finally:
             await renderer.stop()
             await fetcher.close()
+            if owned and remote is not None:
+                await remote.close()  # the queued uploads, within a deadline
             store.close()
 
     def key(self, params: CardParams, output: Output) -> str:
@@ -121,7 +140,7 @@ class Cards:
         # against the other workers.
         card = await self._inline_images(params)
         async with self.store.render_lock(key, hold=self.lock_hold):
-            cached = await self.store.get(key)
+            cached = await self.store.get(key, recheck=True)
             if cached is not None:  # another process rendered it while we waited
                 return Result(cached, "WAIT")
             started = time.perf_counter()

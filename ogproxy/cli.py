@@ -11,7 +11,8 @@ import click
 from . import __version__
 from .accesslog import configure as configure_logging
 from .browser import preflight
-from .cli_build import cache, render, templates, warm
+from .cli_build import render, templates, warm
+from .cli_cache import cache
 from .cli_options import (
     card_options,
     card_params,
@@ -25,6 +26,7 @@ from .cli_options import (
 )
 from .config import SECRET_FILE_SETTINGS, declarations, read_secret_files
 from .meta import meta_tags
+from .objectstore import check_store
 from .params import Output
 from .signing import sign_url
 
@@ -60,6 +62,8 @@ def serve(**values: Any) -> None:
     configure_logging(settings.log_level, settings.access_log, settings.log_format)
     with config_errors():
         preflight(settings.chromium)
+        if settings.store:
+            check_store(settings.store)
         app = create_app(settings)
     proxies = "" if settings.trusted_proxies.strip() in ("", "none") else settings.trusted_proxies
     options: dict[str, Any] = {

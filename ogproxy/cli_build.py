@@ -1,4 +1,4 @@
-"""The ``ogproxy`` commands that work on files and caches: render, warm, templates, cache."""
+"""The ``ogproxy`` commands that work on files: render, warm, templates."""
 
 from __future__ import annotations
 
@@ -11,7 +11,6 @@ import click
 
 from .browser import preflight
 from .cli_options import (
-    InvalidInput,
     card_options,
     card_params,
     config_errors,
@@ -19,14 +18,11 @@ from .cli_options import (
     setting_options,
     settings_or_exit,
 )
-from .config import DEFAULT_CACHE_DIR, parse_size
-from .errors import ConfigError
 from .formats import FORMATS, Format, for_file
 
 *_FIRST, _LAST = (row.suffix for row in FORMATS.values())
 _SUFFIXES = f"{', '.join(_FIRST)} or {_LAST}"  # .png, .jpg or .webp
 # The cache commands work on a cache dir without building Settings: give them its default.
-_cache_dir_option = setting_option("cache_dir", default=DEFAULT_CACHE_DIR)
 
 
 def user_cache_dir() -> Path:
@@ -48,7 +44,9 @@ render_cache_dir_option = setting_option(
 def _render_options(func: Any) -> Any:
     options = [
         render_cache_dir_option,
-        setting_options("templates_dir", "fonts_dir", "asset_origins", "asset_failure", "chromium"),
+        setting_options(
+            "store", "templates_dir", "fonts_dir", "asset_origins", "asset_failure", "chromium"
+        ),
         click.option(
             "--concurrency",
             default=None,
@@ -109,6 +107,7 @@ def render(
     out_dir: Path,
     fmt: Format | None,
     cache_dir: Path | None,
+    store: str | None,
     templates_dir: Path | None,
     fonts_dir: Path | None,
     asset_origins: tuple[str, ...] | None,
@@ -116,7 +115,10 @@ def render(
     chromium: str | None,
     concurrency: int | None,
 ) -> None:
-    """Render cards to files, without a server (build-time generation)."""
+    """Render cards to files, without a server (build-time generation).
+
+    With --store, every card also goes to the object store, so that a fleet starts warm.
+    """
     import asyncio
 
     from rich.console import Console
@@ -153,9 +155,14 @@ def render(
         asset_failure=asset_failure,
         chromium=chromium,
         pages=concurrency,
+        store=store,
     )
     with config_errors():
         preflight(settings.chromium)
+        if settings.store:
+            from .objectstore import check_store
+
+            check_store(settings.store)  # a missing bucket is an error before any render
     console = Console(stderr=True)
     with Progress(
         "[progress.description]{task.description}",
@@ -180,9 +187,14 @@ def render(
         f"{len(summary.failed)} failed in {summary.seconds:.1f} s "
         f"({rate:.1f} cards/s) -> {out_dir}"
     )
+    if settings.store:
+        console.print(
+            f"object store {settings.store}: {summary.uploaded} uploaded, "
+            f"{summary.present} already there, {summary.upload_failures} failed"
+        )
     for line, problem in summary.failed:
         console.print(f"  line {line}: {problem}" if line else f"  {problem}", style="red")
-    if summary.failed:
+    if summary.failed or summary.upload_failures:
         raise SystemExit(1)
 
 
@@ -246,62 +258,3 @@ def templates(templates_dir: Path | None) -> None:
             f"{name:<16} v={info['version']}  accentColor={info['accentColor']}"
             + (f"  params: {params}" if params else "")
         )
-
-
-@click.group()
-def cache() -> None:
-    """Inspect or trim the render cache."""
-
-
-def _open_store(cache_dir: Path) -> Any:
-    from .store import Store
-
-    if not cache_dir.is_dir():
-        raise click.ClickException(f"no cache at {cache_dir}")
-    return Store(cache_dir, size_limit=None, memory_bytes=0)  # keep the server's limit
-
-
-@cache.command("stats")
-@_cache_dir_option
-def cache_stats(cache_dir: Path) -> None:
-    """Entries and bytes in the cache."""
-    store = _open_store(cache_dir)
-    try:
-        info = store.stats()
-    finally:
-        store.close()
-    click.echo(
-        f"{info['directory']}: {info['entries']} entries, "
-        f"{int(info['bytes']) / 2**20:.1f} MiB of {int(info['size_limit']) / 2**20:.0f} MiB"
-    )
-
-
-@cache.command("clear")
-@_cache_dir_option
-@click.option("--yes", is_flag=True, help="Do not ask.")
-def cache_clear(cache_dir: Path, yes: bool) -> None:
-    """Delete every cached image (they are rendered again on demand)."""
-    if not yes:
-        click.confirm(f"Delete every cached image in {cache_dir}?", abort=True)
-    store = _open_store(cache_dir)
-    try:
-        click.echo(f"removed {store.clear()} entries")
-    finally:
-        store.close()
-
-
-@cache.command("prune")
-@_cache_dir_option
-@click.option("--to", "target", required=True, help="Size to shrink to, e.g. 500MB.")
-def cache_prune(cache_dir: Path, target: str) -> None:
-    """Evict the oldest images until the cache is at most --to."""
-    try:
-        to_bytes = parse_size(target, "--to")
-    except ConfigError as exc:  # the message already names --to
-        raise InvalidInput(str(exc)) from None
-    store = _open_store(cache_dir)
-    try:
-        removed = store.prune(to_bytes)
-        click.echo(f"removed {removed} entries; {int(store.stats()['bytes']) / 2**20:.1f} MiB left")
-    finally:
-        store.close()

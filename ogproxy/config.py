@@ -46,6 +46,7 @@ TEMPLATES_DIR = package_dir("builtin_templates")
 # the convention of Docker and Kubernetes secrets, which are mounted as files.
 SECRET_FILE_SETTINGS = ("OGPROXY_SECRET", "OGPROXY_API_KEYS", "OGPROXY_ADMIN_TOKEN")
 
+_STORE_URL = re.compile(r"^s3://([a-z0-9][a-z0-9.\-]{1,61}[a-z0-9])(?:/([\w.\-/]*?))?/?$", re.ASCII)
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]i?b?|b)?\s*$", re.IGNORECASE)
 _UNITS = {"": 1, "b": 1, "k": 10**3, "m": 10**6, "g": 10**9, "t": 10**12}
 _TRUE, _FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
@@ -157,6 +158,20 @@ def setting(
 
 def _cpus() -> int:
     return max(1, os.cpu_count() or 1)
+
+
+def parse_store_url(url: str) -> tuple[str, str]:
+    """``s3://bucket/prefix`` -> ``(bucket, prefix)``; errors name OGPROXY_STORE."""
+    m = _STORE_URL.match(url.strip())
+    prefix = (m.group(2) or "").strip("/") if m else ""
+    segments = prefix.split("/") if prefix else []
+    if not m or ".." in m.group(1) or any(s in ("", ".", "..") for s in segments):
+        raise ConfigError(
+            f"OGPROXY_STORE: {url!r} is not s3://bucket or s3://bucket/prefix "
+            "(a bucket name is 3-63 lowercase letters, digits, dots and hyphens; "
+            "a prefix is letters, digits, '.', '_', '-' and '/')"
+        )
+    return m.group(1), prefix
 
 
 @dataclass(frozen=True)
@@ -332,6 +347,12 @@ class Settings:
         shown="off: `--dev` refuses a real secret and non-loopback addresses",
         help="Allow --dev with a real OGPROXY_SECRET or on a non-loopback address.",
     )
+    store: str | None = setting(
+        kind="text",
+        shown="none: memory and disk only; `s3://bucket/prefix` adds the fleet's shared tier",
+        help="Object-store cache tier shared by the fleet, s3://bucket/prefix "
+        "(AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_REGION for the rest).",
+    )
 
     def __post_init__(self) -> None:
         if not self.secrets and not self.dev:
@@ -347,6 +368,8 @@ class Settings:
         if self.dev and not self.unsafe_dev:
             _check_dev(self)
         _check_proxies(self.trusted_proxies)
+        if self.store is not None:
+            parse_store_url(self.store)  # raises a ConfigError naming OGPROXY_STORE
 
     @property
     def template_dirs(self) -> tuple[Path, ...]:

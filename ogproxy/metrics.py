@@ -12,11 +12,17 @@ from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    Metric,
+    SummaryMetricFamily,
+)
 from prometheus_client.registry import Collector
 
 if TYPE_CHECKING:
     from .cards import Cards
+    from .store import Store
 
 
 class _Live(Collector):
@@ -65,6 +71,51 @@ class _Live(Collector):
             "Disk cache reads or writes that failed.",
             value=store.disk_errors,
         )
+        yield from _tiers(store)
+
+
+def _tiers(store: Store) -> Iterator[Metric]:
+    """Per cache tier (memory, disk, object): lookups by result and time spent."""
+    lookups = CounterMetricFamily(
+        "ogproxy_cache_tier_lookups",
+        "Cache lookups by tier (memory, disk, object) and result (hit, miss, error).",
+        labels=["tier", "result"],
+    )
+    seconds = SummaryMetricFamily(
+        "ogproxy_cache_tier_seconds",
+        "Time spent in disk and object-store lookups.",
+        labels=["tier"],
+    )
+    for tier, stats in store.tiers.items():
+        for result, value in (("hit", stats.hits), ("miss", stats.misses), ("error", stats.errors)):
+            lookups.add_metric([tier, result], value)
+        if tier != "memory":  # memory lookups take under a microsecond and are not timed
+            seconds.add_metric([tier], count_value=stats.lookups, sum_value=stats.seconds)
+    yield lookups
+    yield seconds
+    remote = store.remote
+    if remote is None:
+        return
+    for name, help_text, value in (
+        ("uploads", "Cards this process created in the object store.", remote.uploads),
+        ("upload_conflicts", "Uploads that found the card already there.", remote.conflicts),
+        (
+            "upload_failures",
+            "Uploads given up: retries spent, queue full or shutdown.",
+            remote.upload_failures,
+        ),
+        ("corrupt", "Objects that failed their digest check and were dropped.", remote.corrupt),
+        ("breaker_opened", "Times the object-store circuit breaker opened.", remote.breaker.opened),
+    ):
+        yield CounterMetricFamily(f"ogproxy_object_store_{name}", help_text, value=value)
+    yield GaugeMetricFamily(
+        "ogproxy_object_store_upload_queue", "Uploads queued or in flight.", value=remote.waiting
+    )
+    yield GaugeMetricFamily(
+        "ogproxy_object_store_breaker_open",
+        "1 while the object store is skipped after repeated failures.",
+        value=int(remote.breaker.is_open),
+    )
 
 
 class Metrics:

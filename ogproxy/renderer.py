@@ -395,7 +395,7 @@ class Renderer:
             except PlaywrightError as exc:
                 if not doc.trusted:
                     self._pool.put_nowait(tab)  # an untrusted card never touched it
-                    if self._untrusted is not None and self._untrusted.alive:
+                    if self._untrusted is not None and await self._untrusted.responsive():
                         # Its own document broke it (a rejected ready promise, a closed
                         # window, ...): the card's fault, not the browser's.
                         raise InvalidDocument(

@@ -1,7 +1,9 @@
-"""The render cache: a size-limited diskcache on disk, with the hottest images in memory.
+"""The render cache: a size-limited diskcache on disk, with the hottest images in memory,
+and optionally a bucket shared by the fleet behind both (ogproxy/objectstore.py).
 
 Hits are served from memory when they can be (no thread hop, no disk read); a disk hit
-is promoted to memory. diskcache is synchronous, so disk I/O runs in a worker thread.
+is promoted to memory, an object-store hit to disk and memory. diskcache is synchronous,
+so disk I/O runs in a worker thread.
 
 The disk is a cache, never a dependency: an entry is stored with a digest and checked on
 every read (a truncated or corrupted one is dropped and rendered again), and a full,
@@ -25,6 +27,9 @@ from pathlib import Path
 
 import anyio.to_thread
 import diskcache
+
+from .objectstore import ObjectTier
+from .tiers import TierStats
 
 log = logging.getLogger("ogproxy.store")
 
@@ -78,10 +83,23 @@ def _open(sealed: object) -> bytes | None:
 
 
 class Store:
-    def __init__(self, directory: Path, *, size_limit: int | None, memory_bytes: int) -> None:
+    def __init__(
+        self,
+        directory: Path,
+        *,
+        size_limit: int | None,
+        memory_bytes: int,
+        remote: ObjectTier | None = None,
+    ) -> None:
         """``size_limit`` None keeps the limit the cache directory already has."""
         self.directory = directory
         self.memory = MemoryLRU(memory_bytes)
+        self.remote = remote
+        self._memory_stats = TierStats()
+        self.tiers = {"memory": self._memory_stats, "disk": TierStats()}
+        if remote is not None:
+            self.tiers["object"] = remote.stats
+            remote.on_adopt = self._adopt
         self.disk_errors = 0
         self.corrupt = 0
         self.disk: diskcache.Cache | None
@@ -96,20 +114,50 @@ class Store:
             self.disk = None
 
     def get_memory(self, key: str) -> bytes | None:
-        return self.memory.get(key)
+        value = self.memory.get(key)
+        # Counted inline: this is the hot path of every repeat hit.
+        if value is None:
+            self._memory_stats.misses += 1
+        else:
+            self._memory_stats.hits += 1
+        return value
 
-    async def get(self, key: str) -> bytes | None:
+    async def get(self, key: str, *, recheck: bool = False) -> bytes | None:
+        """From memory, else disk, else the object store.
+
+        ``recheck``: looking again after waiting for another worker's render, which it
+        left on the shared disk; the object store is not asked and nothing is counted.
+        """
         value = self.memory.get(key)
         if value is None and self.disk is not None:
+            started = time.perf_counter()
             value = await anyio.to_thread.run_sync(self._read, key)
+            if not recheck:
+                seconds = time.perf_counter() - started
+                self.tiers["disk"].count("miss" if value is None else "hit", seconds)
             if value is not None:
                 self.memory.put(key, value)
+        if value is None and not recheck and self.remote is not None:
+            value = await self.remote.get(key)
+            if value is not None:
+                await self._keep(key, value)
         return value
 
     async def put(self, key: str, value: bytes) -> None:
+        """Keep a new render here and upload it to the object store in the background."""
+        await self._keep(key, value)
+        if self.remote is not None:
+            self.remote.enqueue(key, value)
+
+    async def _keep(self, key: str, value: bytes) -> None:
         self.memory.put(key, value)
         if self.disk is not None:
             await anyio.to_thread.run_sync(self._write, key, value)
+
+    async def _adopt(self, key: str, value: bytes) -> None:
+        """Another instance stored ``key`` first: serve its object from now on, as the
+        rest of the fleet does."""
+        await self._keep(key, value)
 
     def _read(self, key: str) -> bytes | None:
         assert self.disk is not None
@@ -117,6 +165,7 @@ class Store:
             sealed = self.disk.get(key)
         except DISK_ERRORS as exc:
             self.disk_errors += 1
+            self.tiers["disk"].errors += 1
             log.warning("cache read of %s failed, rendering instead: %s", key[:12], exc)
             return None
         if sealed is None:

@@ -2,7 +2,8 @@ from __future__ import annotations
 
 import io
 import sys
-from collections.abc import AsyncIterator, Callable
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -15,6 +16,8 @@ from starlette.applications import Starlette
 # bench/harness.py: the process harness the bench and the tests share.
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "bench"))
 
+from s3server import Weed  # after the harness is on the path
+
 from ogproxy import sign_url
 from ogproxy.app import create_app
 from ogproxy.config import Settings
@@ -22,6 +25,7 @@ from ogproxy.renderer import Renderer
 
 SECRET = "test-secret-0123456789abcdef"
 BASE = "http://ogproxy.test/og.png"
+BUCKET = "ogproxy-tests"
 
 
 # Fixtures that start Chromium: a test using one is a `browser` test. Others that start
@@ -119,3 +123,22 @@ def client(served: tuple[Starlette, httpx.AsyncClient]) -> httpx.AsyncClient:
 def renders(served: tuple[Starlette, httpx.AsyncClient]) -> Callable[[], int]:
     app = served[0]
     return lambda: int(app.state.cards.renderer.renders)
+
+
+@pytest.fixture(scope="session")
+def weed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Weed]:
+    """One real S3 server (SeaweedFS) for the session, with the bucket ``BUCKET``."""
+    server = Weed(tmp_path_factory.mktemp("weed"))
+    server.start()
+    try:
+        server.create_bucket(BUCKET)
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def store_url(request: pytest.FixtureRequest) -> str:
+    """A prefix of its own in the shared bucket, for one test."""
+    name = "".join(c if c.isalnum() else "-" for c in request.node.name[:40])
+    return f"s3://{BUCKET}/{name}-{uuid.uuid4().hex[:8]}"

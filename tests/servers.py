@@ -11,6 +11,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+import httpx
 from harness import free_port, stop_tree, wait_http
 
 __all__ = ["Server", "free_port", "serve"]
@@ -68,3 +69,12 @@ def serve(
         yield server
     finally:  # Ctrl-C, as a user stops it; then whatever is left, browsers included
         stop_tree(proc, signal.SIGINT, group=False, grace_s=20)
+
+
+def metric(server: Server, sample: str) -> float:
+    """The value of one sample line (name and labels exactly as exposed), 0 if absent."""
+    for line in httpx.get(server.base + "/metrics", timeout=10).text.splitlines():
+        name, _, value = line.rpartition(" ")
+        if name == sample:
+            return float(value)
+    return 0.0

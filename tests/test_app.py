@@ -333,8 +333,10 @@ async def test_readyz_and_metrics_follow_the_traffic(tmp_path: Path) -> None:
         assert ready.status_code == 200
         assert ready.json() == {
             "ready": True,
+            "degraded": False,
             "browser": True,
             "disk_cache": True,
+            "object_store": "off",
             "network_isolation": "namespace",
         }
         url = signed({"title": "Counted"})
@@ -352,6 +354,9 @@ async def test_readyz_and_metrics_follow_the_traffic(tmp_path: Path) -> None:
         assert "ogproxy_browser_restarts_total 0.0" in text
         assert "ogproxy_cache_entries 1.0" in text
         assert "ogproxy_renders_total 1.0" in text
+        # Two memory hits, and the miss that went on to disk and rendered.
+        assert 'ogproxy_cache_tier_lookups_total{result="hit",tier="memory"} 2.0' in text
+        assert 'ogproxy_cache_tier_lookups_total{result="miss",tier="disk"} 1.0' in text
         killed = browsers_of_this_process()
         for pid in killed:
             os.kill(pid, signal.SIGKILL)
@@ -392,8 +397,10 @@ async def test_readyz_brings_a_dead_browser_back_without_traffic(tmp_path: Path)
                 break
         assert ready.json() == {
             "ready": True,
+            "degraded": False,
             "browser": True,
             "disk_cache": True,
+            "object_store": "off",
             "network_isolation": "namespace",
         }
         assert renderer.restarts == len(killed) and renderer.renders == 0

@@ -14,10 +14,12 @@ from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from click.testing import CliRunner
 from conftest import SECRET, png_image, signed
-from servers import serve
+from s3server import Weed, bucket_objects
+from servers import metric, serve
 
 from ogproxy import verify_url
 from ogproxy.build import manifest_path
@@ -239,3 +241,42 @@ def test_render_reports_asset_failures_per_line(tmp_path: Path) -> None:
     assert f"line 2: {host.url('/missing.png')} answered HTTP 404" in output
     assert "line 3: Invalid parameter 'logo': http://127.0.0.1:9 is not an allowed" in output
     assert sorted(p.name for p in (tmp_path / "out").glob("*.png")) == ["ok.png"]
+
+
+@pytest.mark.browser
+def test_render_fills_the_object_store_so_a_fleet_starts_warm(
+    tmp_path: Path, weed: Weed, store_url: str
+) -> None:
+    cards = tmp_path / "cards.jsonl"
+    titles = [f"Warm from the build {i}" for i in range(3)]
+    cards.write_text(
+        "".join(json.dumps({"slug": f"p{i}", "title": t}) + "\n" for i, t in enumerate(titles))
+    )
+    out = tmp_path / "out"
+    args = (
+        "render",
+        "--input",
+        str(cards),
+        "--out-dir",
+        str(out),
+        "--cache-dir",
+        str(tmp_path / "c"),
+    )
+    code, output = run(*args, "--store", store_url, env=weed.env())
+    output = " ".join(output.split())  # rich wraps long lines
+    assert code == 0, output
+    assert f"object store {store_url}: 3 uploaded, 0 already there, 0 failed" in output
+    assert len(bucket_objects(weed, store_url)) == 3
+    # Unchanged cards are skipped, but still reach a store that lacks them.
+    other = store_url + "-other"
+    code, output = run(*args, "--store", other, env=weed.env())
+    output = " ".join(output.split())
+    assert "0 rendered, 3 unchanged (skipped)" in output and "3 uploaded" in output, output
+    code, output = run(*args, "--store", "s3://no-such-bucket", env=weed.env())
+    output = " ".join(output.split())
+    assert code == 1 and "bucket of s3://no-such-bucket does not exist" in output
+    with serve(tmp_path / "serve", "--secret", SECRET, "--store", store_url, env=weed.env()) as s:
+        for title in titles:
+            response = httpx.get(signed({"title": title}, base=s.base + "/og.png"), timeout=30)
+            assert response.status_code == 200 and response.headers["x-cache"] == "HIT"
+        assert metric(s, "ogproxy_renders_total") == 0

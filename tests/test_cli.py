@@ -11,6 +11,7 @@ from pathlib import Path
 import httpx
 import pytest
 from click.testing import CliRunner
+from s3server import Weed
 from servers import free_port
 
 from ogproxy import verify_url
@@ -276,3 +277,40 @@ def test_misuse_is_a_one_line_error(
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("Error: "), result.stderr
     assert message in lines[0], lines[0]
+
+
+def test_cache_commands_know_the_object_store(tmp_path: Path, weed: Weed, store_url: str) -> None:
+    import asyncio
+
+    from ogproxy.objectstore import ObjectTier
+
+    async def fill() -> None:
+        tier = await ObjectTier.open(store_url, weed.env())
+        for i in range(3):
+            await tier.put(f"{i:064x}", b"\x89PNG" + bytes(2**20))
+            await asyncio.sleep(1.1 if i == 0 else 0)  # S3 times have one-second resolution
+
+    asyncio.run(fill())
+    runner, env = CliRunner(), {**weed.env(), "OGPROXY_STORE": store_url}
+    cache = ["--cache-dir", str(tmp_path / "none")]
+    stats = runner.invoke(main, ["cache", "stats", *cache], env=env)
+    assert stats.exit_code == 0 and f"{store_url}: 3 objects, 3.0 MiB" in stats.output
+    refused = runner.invoke(main, ["cache", "prune", *cache], env=env)
+    assert refused.exit_code == 2 and "--store-to" in refused.output
+    pruned = runner.invoke(main, ["cache", "prune", "--store-to", "2.5MiB", *cache], env=env)
+    assert pruned.exit_code == 0 and "removed 1 objects" in pruned.output
+    asked = runner.invoke(main, ["cache", "clear", *cache], env=env, input="n\n")
+    assert asked.exit_code == 1 and "(shared by the fleet)" in asked.output
+    cleared = runner.invoke(main, ["cache", "clear", "--yes", *cache], env=env)
+    assert cleared.exit_code == 0 and "removed 2 objects" in cleared.output
+    assert "0 objects" in runner.invoke(main, ["cache", "stats", *cache], env=env).output
+
+
+def test_serve_with_a_missing_bucket_fails_before_starting(tmp_path: Path, weed: Weed) -> None:
+    result = CliRunner().invoke(
+        main,
+        ["serve", "--dev", "--dev-secret-file", str(tmp_path / "s"), "--store", "s3://nope-x/p"],
+        env=weed.env(),
+    )
+    assert result.exit_code == 1
+    assert "OGPROXY_STORE: bucket of s3://nope-x/p does not exist" in result.output

@@ -155,6 +155,7 @@ def test_every_setting_survives_to_env_and_back(tmp_path: Path) -> None:
         network_isolation="flags",
         trusted_templates=True,
         unsafe_dev=True,
+        store="s3://cards/og",
     )
     defaults = Settings(secrets=("x" * 16,))
     for declared in declarations():  # the case above must change every setting

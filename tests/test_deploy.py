@@ -456,3 +456,26 @@ def test_compose_file_is_consistent() -> None:
     assert {"80:80", "443:443"} <= set(caddy["ports"])
     for volume in caddy["volumes"][1:]:
         assert volume.split(":")[0] in compose["volumes"]
+
+
+def test_compose_with_an_object_store_is_consistent() -> None:
+    """deploy/compose.store.yaml: both replicas use the bucket that minio-init creates."""
+    from ogproxy.config import parse_store_url as parse_url
+
+    store = _simple_yaml((DEPLOY / "compose.store.yaml").read_text())
+    services = store["services"]
+    base = _load_compose()[0]["services"]
+    minio = services["minio"]
+    init = " ".join(services["minio-init"]["entrypoint"])
+    for name in ("ogproxy-a", "ogproxy-b"):
+        assert name in base  # an override of compose.yaml's replicas
+        env = services[name]["environment"]
+        bucket, prefix = parse_url(env["OGPROXY_STORE"])
+        assert f"mc mb --ignore-existing store/{bucket}" in init and prefix
+        assert env["AWS_ENDPOINT_URL"] == f"http://minio:{minio['expose'][0]}"
+        assert env["AWS_ACCESS_KEY_ID"] == minio["environment"]["MINIO_ROOT_USER"]
+        assert env["AWS_SECRET_ACCESS_KEY"] == minio["environment"]["MINIO_ROOT_PASSWORD"]
+        assert services[name]["depends_on"]["minio-init"] == {
+            "condition": "service_completed_successfully"
+        }
+    assert "minio-data:/data" in minio["volumes"] and "minio-data" in store["volumes"]

@@ -62,8 +62,14 @@ async def test_browser_killed_mid_render_gets_retry_or_503_never_a_hang(tmp_path
         request = asyncio.create_task(
             client.get(signed({"title": "Mid-render", "template": "slow"}))
         )
-        await asyncio.sleep(0.6)  # inside the 1.5 s script
-        [pid] = browsers(os.getpid())
+        # A custom template renders in the browser for untrusted cards, launched at its
+        # first card: wait for it, then kill it inside the 1.5 s script.
+        for _ in range(100):
+            if len(browsers(os.getpid())) == 2:
+                break
+            await asyncio.sleep(0.05)
+        await asyncio.sleep(0.6)
+        pid = max(browsers(os.getpid()))
         os.kill(pid, signal.SIGKILL)
         response = await asyncio.wait_for(request, 20)
         assert response.status_code in (200, 503)
