@@ -133,13 +133,24 @@ class Tab:
     renders: int = field(default=0)
     owner: Chromium | None = None
     generation: int = 0
+    fetch: CardFetch | None = None  # serves the current card's requests; None: refused
 
     @classmethod
     async def open(cls, owner: Chromium) -> Tab:
         context = await owner.context()
         page = await context.new_page()
         cdp = await context.new_cdp_session(page)
-        return cls(page, cdp, owner=owner, generation=owner.generation)
+        tab = cls(page, cdp, owner=owner, generation=owner.generation)
+        await page.route("**/*", tab._route)
+        return tab
+
+    async def _route(self, route: Route) -> None:
+        # Built-in shells make no request (their images are inlined first); a trusted
+        # custom template's assets go through its card's fetcher like anyone else's.
+        if self.fetch is not None:
+            await self.fetch.handle(route)
+        else:
+            await _abort(route)
 
     @property
     def navigated(self) -> bool:
@@ -161,6 +172,7 @@ class Tab:
         await self.close()
         self.page = await context.new_page()
         self.cdp = await context.new_cdp_session(self.page)
+        await self.page.route("**/*", self._route)
         self.shell, self.size = None, (0, 0, 0)
 
     async def load(self, doc: Document, output: Output) -> None:
@@ -367,8 +379,8 @@ class Renderer:
     ) -> bytes:
         """Render a card to image bytes of ``output``'s size and format.
 
-        ``fetch`` serves the requests of an untrusted document's page; without it every
-        request is refused. Its failures are raised after the capture. The render is cut
+        ``fetch`` serves the requests of the card's page (in the pool too, for a trusted
+        custom template); without it every request is refused. Its failures are raised after the capture. The render is cut
         off after the timeout, or at ``deadline`` (``time.monotonic()``) if one is given.
         """
         for attempt in (1, 2):
@@ -379,7 +391,7 @@ class Renderer:
             try:
                 with anyio.fail_after(budget):
                     if doc.trusted:
-                        raw = await self._in_pool(tab, doc, output)
+                        raw = await self._in_pool(tab, doc, output, fetch)
                     else:
                         raw = await self._isolated(doc, output, fetch)
             except TimeoutError:
@@ -428,9 +440,15 @@ class Renderer:
         self.renders += 1
         return png
 
-    async def _in_pool(self, tab: Tab, doc: Document, output: Output) -> bytes:
-        await tab.load(doc, output)
-        return await tab.capture()
+    async def _in_pool(
+        self, tab: Tab, doc: Document, output: Output, fetch: CardFetch | None
+    ) -> bytes:
+        tab.fetch = fetch
+        try:
+            await tab.load(doc, output)
+            return await tab.capture()
+        finally:
+            tab.fetch = None
 
     async def _isolated(self, doc: Document, output: Output, fetch: CardFetch | None) -> bytes:
         """Render in a new context of the untrusted browser, closed right after the capture.

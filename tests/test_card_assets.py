@@ -331,6 +331,31 @@ async def test_a_custom_template_shows_them_too(app: Any, hosts: Any) -> None:
     assert ImageChops.difference(image, await reference(app[1], cdn.origin)).getbbox() is None
 
 
+async def test_a_trusted_custom_template_loads_them_in_the_pool(
+    tmp_path: Path, app: Any, hosts: Any
+) -> None:
+    """OGPROXY_TRUSTED_TEMPLATES puts the template in the shared pool: its assets still
+    come through the card's fetcher (before, the pool refused them without a word)."""
+    cdn, fonts_css, _ = hosts
+    templates = tmp_path / "templates"
+    templates.mkdir()
+    (templates / "brand.html").write_text(
+        '{% extends "_base.html" %}{% block body %}'
+        + card_html(cdn.origin).replace("Hamburgefonstiv", "{{ title }}")
+        + "{% endblock %}"
+    )
+    settings = make_settings(
+        tmp_path / "cache",
+        asset_origins=(cdn.origin, fonts_css.origin),
+        templates_dir=templates,
+        trusted_templates=True,
+        render_timeout=4.0,
+    )
+    async with running(settings) as (_, client):
+        image = screenshot(await client.get(signed({"template": "brand", "title": "Pooled"})))
+    assert image.getpixel((200, 100)) == (255, 0, 0)
+
+
 async def test_a_google_fonts_shaped_origin_pair(app: Any, hosts: Any) -> None:
     cdn, fonts_css, _ = hosts
     html = card_html(cdn.origin, css_href=fonts_css.url("/css2?family=Brand:wght@400"))
