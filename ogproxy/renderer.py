@@ -380,8 +380,9 @@ class Renderer:
         """Render a card to image bytes of ``output``'s size and format.
 
         ``fetch`` serves the requests of the card's page (in the pool too, for a trusted
-        custom template); without it every request is refused. Its failures are raised after the capture. The render is cut
-        off after the timeout, or at ``deadline`` (``time.monotonic()``) if one is given.
+        custom template); without it every request is refused. Its failures are raised
+        after the capture. The render is cut off after the timeout, or at ``deadline``
+        (``time.monotonic()``) if one is given.
         """
         for attempt in (1, 2):
             tab = await self._checkout()

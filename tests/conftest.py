@@ -20,7 +20,10 @@ from s3server import Weed  # after the harness is on the path
 
 from ogproxy import sign_url
 from ogproxy.app import create_app
+from ogproxy.assetcache import AssetCache
 from ogproxy.config import Settings
+from ogproxy.fetcher import Fetcher
+from ogproxy.origins import AllowList
 from ogproxy.renderer import Renderer
 
 SECRET = "test-secret-0123456789abcdef"
@@ -142,3 +145,18 @@ def store_url(request: pytest.FixtureRequest) -> str:
     """A prefix of its own in the shared bucket, for one test."""
     name = "".join(c if c.isalnum() else "-" for c in request.node.name[:40])
     return f"s3://{BUCKET}/{name}-{uuid.uuid4().hex[:8]}"
+
+
+@pytest.fixture
+async def fetcher(tmp_path: Path) -> AsyncIterator[Any]:
+    """Fetchers over an allow-list, each with an asset cache of its own; closed after."""
+    made: list[Fetcher] = []
+
+    def build(*origins: str, **options: Any) -> Fetcher:
+        f = Fetcher(AllowList(origins), AssetCache(tmp_path / f"assets{len(made)}"), **options)
+        made.append(f)
+        return f
+
+    yield build
+    for f in made:
+        await f.close()

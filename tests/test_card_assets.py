@@ -15,11 +15,9 @@ from conftest import make_settings, png_image, running, signed
 from PIL import Image, ImageChops
 from playwright.async_api import Browser, Page, async_playwright
 
-from ogproxy.assetcache import AssetCache
 from ogproxy.browser import launch
 from ogproxy.errors import AssetFailed, AssetRefused
-from ogproxy.fetcher import CardFetch, Fetcher
-from ogproxy.origins import AllowList
+from ogproxy.fetcher import CardFetch
 
 pytestmark = [pytest.mark.anyio, pytest.mark.browser]
 FAMILY = "Og Test Serif"
@@ -57,20 +55,6 @@ def cdn() -> Iterator[AssetHost]:
             "text/css",
         )
         yield host
-
-
-@pytest.fixture
-async def fetcher(tmp_path: Path) -> AsyncIterator[Any]:
-    made: list[Fetcher] = []
-
-    def build(*origins: str, **options: Any) -> Fetcher:
-        f = Fetcher(AllowList(origins), AssetCache(tmp_path / f"assets{len(made)}"), **options)
-        made.append(f)
-        return f
-
-    yield build
-    for f in made:
-        await f.close()
 
 
 async def open_card(browser: Browser, card: CardFetch, html: str) -> Page:
