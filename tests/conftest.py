@@ -11,6 +11,7 @@ from typing import Any
 import httpx
 import pytest
 from PIL import Image
+from playwright.async_api import Page
 from starlette.applications import Starlette
 
 # bench/harness.py: the process harness the bench and the tests share.
@@ -160,3 +161,17 @@ async def fetcher(tmp_path: Path) -> AsyncIterator[Any]:
     yield build
     for f in made:
         await f.close()
+
+
+async def fonts_used(page: Page, selector: str) -> set[str]:
+    """The font families Chromium actually drew the first ``selector`` node with."""
+    cdp = await page.context.new_cdp_session(page)
+    await cdp.send("DOM.enable")
+    await cdp.send("CSS.enable")
+    root = await cdp.send("DOM.getDocument")
+    node = await cdp.send(
+        "DOM.querySelector", {"nodeId": root["root"]["nodeId"], "selector": selector}
+    )
+    fonts = await cdp.send("CSS.getPlatformFontsForNode", {"nodeId": node["nodeId"]})
+    await cdp.detach()
+    return {f["familyName"] for f in fonts["fonts"]}

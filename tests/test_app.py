@@ -22,6 +22,16 @@ from conftest import (
     signed,
 )
 
+# /readyz of a healthy instance with no object store, in this machine's isolation level.
+READY = {
+    "ready": True,
+    "degraded": False,
+    "browser": True,
+    "disk_cache": True,
+    "object_store": "off",
+    "network_isolation": "namespace",
+}
+
 pytestmark = pytest.mark.anyio
 
 
@@ -331,14 +341,7 @@ async def test_readyz_and_metrics_follow_the_traffic(tmp_path: Path) -> None:
     async with running(make_settings(tmp_path)) as (app, client):
         ready = await client.get("/readyz")
         assert ready.status_code == 200
-        assert ready.json() == {
-            "ready": True,
-            "degraded": False,
-            "browser": True,
-            "disk_cache": True,
-            "object_store": "off",
-            "network_isolation": "namespace",
-        }
+        assert ready.json() == READY
         url = signed({"title": "Counted"})
         for _ in range(3):
             await client.get(url)
@@ -395,14 +398,7 @@ async def test_readyz_brings_a_dead_browser_back_without_traffic(tmp_path: Path)
             ready = await client.get("/readyz")
             if ready.status_code == 200 and renderer.restarts == len(killed):
                 break
-        assert ready.json() == {
-            "ready": True,
-            "degraded": False,
-            "browser": True,
-            "disk_cache": True,
-            "object_store": "off",
-            "network_isolation": "namespace",
-        }
+        assert ready.json() == READY
         assert renderer.restarts == len(killed) and renderer.renders == 0
         assert (await client.get(signed({"title": "Back"}))).status_code == 200
         assert renderer.restarts == len(killed)

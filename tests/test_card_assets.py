@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 from assethost import AssetHost, Reply, asset_host, woff2_font
-from conftest import make_settings, png_image, running, signed
+from conftest import fonts_used, make_settings, png_image, running, signed
 from PIL import Image, ImageChops
 from playwright.async_api import Browser, Page, async_playwright
 
@@ -65,18 +65,6 @@ async def open_card(browser: Browser, card: CardFetch, html: str) -> Page:
     await page.set_content(html, wait_until="load")
     await page.evaluate(_SETTLED)
     return page
-
-
-async def fonts_used(page: Page, selector: str) -> set[str]:
-    cdp = await page.context.new_cdp_session(page)
-    await cdp.send("DOM.enable")
-    await cdp.send("CSS.enable")
-    root = await cdp.send("DOM.getDocument")
-    node = await cdp.send(
-        "DOM.querySelector", {"nodeId": root["root"]["nodeId"], "selector": selector}
-    )
-    fonts = await cdp.send("CSS.getPlatformFontsForNode", {"nodeId": node["nodeId"]})
-    return {f["familyName"] for f in fonts["fonts"]}
 
 
 async def pixel(page: Page, x: int, y: int) -> tuple[int, int, int]:

@@ -8,7 +8,7 @@ from typing import Any
 
 import httpx
 import pytest
-from conftest import max_channel, png_image, rgb_at, signed
+from conftest import fonts_used, max_channel, png_image, rgb_at, signed
 from PIL import ImageChops
 from playwright.async_api import Page, async_playwright
 
@@ -150,19 +150,6 @@ async def test_text_always_fits(page: Page, template: str, title: str, subtitle:
         assert report[0]["size"] == report[0]["max"]
     else:
         assert report[0]["size"] < report[0]["max"]
-
-
-async def fonts_used(page: Page, selector: str) -> set[str]:
-    cdp = await page.context.new_cdp_session(page)
-    await cdp.send("DOM.enable")
-    await cdp.send("CSS.enable")
-    root = await cdp.send("DOM.getDocument")
-    node = await cdp.send(
-        "DOM.querySelector", {"nodeId": root["root"]["nodeId"], "selector": selector}
-    )
-    fonts = await cdp.send("CSS.getPlatformFontsForNode", {"nodeId": node["nodeId"]})
-    await cdp.detach()
-    return {f["familyName"] for f in fonts["fonts"]}
 
 
 @pytest.mark.parametrize(
