@@ -80,3 +80,18 @@ def test_text_format_and_untrusted_forwarded_for(tmp_path: Path) -> None:
     assert "client=127.0.0.1 " in hit and "203.0.113.7" not in server.output()
     assert f"user_agent={json.dumps(CRAWLER)}" in hit
     assert PRIVATE_TITLE.split()[-1] not in server.output()
+
+
+def test_a_text_access_line_cannot_be_split_by_the_path(tmp_path: Path) -> None:
+    env = {"OGPROXY_SECRET": SECRET, "OGPROXY_LOG_FORMAT": "text"}
+    forged = "2000-01-01T00:00:00.000Z ERROR ogproxy: forged"
+    with serve(tmp_path, env=env) as server:
+        for path in ("/og.png%0A" + forged.replace(" ", "%20"), "/x%0D%1B[2J%E2%80%A8y"):
+            assert httpx.get(server.base + path, timeout=10).status_code == 404
+        httpx.get(server.base + "/healthz", timeout=5)  # flushes the access lines
+    lines = [line for line in server.output().splitlines() if line.strip()]
+    assert not [line for line in lines if line.startswith(forged[:10])], lines
+    for line in lines:
+        assert TIME.match(line.split(" ", 1)[0]) and "\r" not in line and "\x1b" not in line
+        assert "\u2028" not in line, line
+    assert any(f"GET /og.png\\n{forged.split()[0]}" in line for line in lines)  # still readable
