@@ -64,6 +64,11 @@ LAUNCH_ARGS = [
     # A capture otherwise waits for the next 60 Hz compositor frame (~10 ms).
     "--disable-frame-rate-limit",
     "--disable-gpu-vsync",
+    # A reused page re-rasterised only the changed part of its tiles over the last card:
+    # where a title crossed a shape, edge pixels came out a few levels apart depending on
+    # the card before, so one card had different bytes on two instances. Whole tiles are
+    # rasterised again instead (tests/test_takeover.py; cost in bench/README).
+    "--disable-partial-raster",
     # A memory ceiling per page: a script that allocates without end makes V8 kill its
     # renderer at this heap size (MiB) instead of growing by GBs until the render timeout.
     # Cards need a few MiB; shells with big inlined images stay far below it.

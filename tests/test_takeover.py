@@ -253,3 +253,22 @@ async def test_a_card_at_another_scale_changes_no_later_card(tmp_path: Path) -> 
             retina = {"title": f"Retina card {i}", "template": "gradient", "scale": "2"}
             assert (await client.get(signed(retina))).status_code == 200
         assert (await client.get(signed(card))).content == fresh
+
+
+async def test_a_card_is_the_same_bytes_whatever_its_tab_rendered_before(tmp_path: Path) -> None:
+    """The same card rendered again on the same tab (``v`` changes the key, not a pixel).
+
+    Chromium re-rasterised only the changed part of a reused page's tiles over what was
+    there before: where a title crossed a shape, the edge pixels depended on the card
+    before it, so a card's bytes depended on its instance's history (0 to 10 of 12 cards
+    differed between two instances behind Caddy, under one ETag).
+    """
+    titles = [f"gradient card {i}: the quick brown fox jumps" for i in range(6)]
+    titles += [f"Fleet card {i}" for i in range(6)]
+    async with running(one_tab(tmp_path)) as (_, client):
+        rounds = []
+        for v in ("1", "2"):
+            cards = [{"title": t, "template": "gradient", "v": v} for t in titles]
+            rounds.append(await render_all(client, cards))
+    changed = [titles[i] for i, (a, b) in enumerate(zip(*rounds, strict=True)) if a != b]
+    assert changed == []
