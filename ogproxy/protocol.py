@@ -12,12 +12,15 @@ Behind Caddy or a CDN the edge does this too; ``docker run -p 8000:8000`` has no
 from __future__ import annotations
 
 import asyncio
+import logging
 import weakref
 from typing import Any
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from .limits import MAX_HEADER_BYTES, MAX_HEADERS, MAX_TARGET_BYTES
+
+log = logging.getLogger("ogproxy.protocol")
 
 # Request line and headers with their separators (": " and CRLF on each line), plus
 # slack; beyond it LimitsMiddleware would refuse the request anyway.
@@ -38,6 +41,32 @@ SWEEP_EVERY = 1.0
 _sweeps: weakref.WeakKeyDictionary[Any, asyncio.TimerHandle] = weakref.WeakKeyDictionary()
 
 
+def _schedule(loop: asyncio.AbstractEventLoop, state: Any) -> None:
+    # The timer holds the server state weakly: a server stopped with a sweep pending is
+    # freed with its state.
+    _sweeps[state] = loop.call_later(SWEEP_EVERY, _sweep, loop, weakref.ref(state))
+
+
+def _sweep(loop: asyncio.AbstractEventLoop, state_ref: weakref.ref[Any]) -> None:
+    """Close every connection of one server whose head is past its time."""
+    state = state_ref()
+    if state is None:
+        return
+    now = loop.time()
+    try:
+        for conn in list(state.connections):
+            if isinstance(conn, BoundedHttpToolsProtocol):
+                try:
+                    conn._check_head(now)
+                except Exception:  # one broken connection must not end the sweeps
+                    log.exception("checking a request head's time failed")
+    finally:
+        if state.connections:
+            _schedule(loop, state)
+        else:
+            _sweeps.pop(state, None)  # the next connection starts it again
+
+
 class BoundedHttpToolsProtocol(HttpToolsProtocol):
     """Pass as ``uvicorn.run(..., http="ogproxy.protocol:BoundedHttpToolsProtocol")``."""
 
@@ -52,9 +81,14 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         super().connection_made(transport)
         self._head_since = self.loop.time()
         if self.server_state not in _sweeps:
-            _sweeps[self.server_state] = self.loop.call_later(SWEEP_EVERY, self._sweep)
+            _schedule(self.loop, self.server_state)
 
     def data_received(self, data: bytes) -> None:
+        if self._head_since is None and (self.cycle is None or self.cycle.response_complete):
+            # Bytes after an answered request are the next head, whatever the parser makes
+            # of them: blank lines it skips (and which cancel uvicorn's keep-alive timer)
+            # start the clock too.
+            self._head_since = self.loop.time()
         # Counted when the chunk starts inside a head: a head and its body in one chunk
         # is fine (the head ends in it), a head spread over many chunks adds up.
         if self._head_since is not None:
@@ -77,18 +111,6 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         self._head_since = None
         self._head_bytes = 0
         super().on_headers_complete()
-
-    def _sweep(self) -> None:
-        """Close every connection of this server whose head is past its time."""
-        state = self.server_state
-        now = self.loop.time()
-        for conn in list(state.connections):
-            if isinstance(conn, BoundedHttpToolsProtocol):
-                conn._check_head(now)
-        if state.connections:
-            _sweeps[state] = self.loop.call_later(SWEEP_EVERY, self._sweep)
-        else:
-            _sweeps.pop(state, None)  # the next connection starts it again
 
     def _check_head(self, now: float) -> None:
         since = self._head_since
