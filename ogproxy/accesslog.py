@@ -14,6 +14,7 @@ request put in a message has its control characters escaped, so it cannot forge 
 from __future__ import annotations
 
 import itertools
+import json
 import logging
 import os
 import sys
@@ -178,7 +179,7 @@ class AccessLine:
             f"{logs.timestamp()} INFO {log.name}: {e(self.method)} {e(self.path)} "
             f"{self.status} {self.cache or '-'} {self.bytes}B {self.ms}ms "
             f"client={e(str(self.client))} request_id={self.request_id}{extra} "
-            f"user_agent={logs.json_string(self.user_agent)}"
+            f"user_agent={json.dumps(self.user_agent)}"  # ASCII: C1 controls escaped too
         )
 
 

@@ -86,12 +86,16 @@ def test_a_text_access_line_cannot_be_split_by_the_path(tmp_path: Path) -> None:
     env = {"OGPROXY_SECRET": SECRET, "OGPROXY_LOG_FORMAT": "text"}
     forged = "2000-01-01T00:00:00.000Z ERROR ogproxy: forged"
     with serve(tmp_path, env=env) as server:
-        for path in ("/og.png%0A" + forged.replace(" ", "%20"), "/x%0D%1B[2J%E2%80%A8y"):
+        for path in ("/og.png%0A" + forged.replace(" ", "%20"), "/x%0D%1B[2J%E2%80%A8y%C2%85z"):
             assert httpx.get(server.base + path, timeout=10).status_code == 404
+        # Header bytes 0x80-0xff arrive as Latin-1: U+0085 ends a line, U+009B is a CSI.
+        agent = {"User-Agent": b"crawler\x9b31m \x85" + forged.encode()}
+        assert httpx.get(server.base + "/healthz", headers=agent, timeout=10).status_code == 200
         httpx.get(server.base + "/healthz", timeout=5)  # flushes the access lines
     lines = [line for line in server.output().splitlines() if line.strip()]
     assert not [line for line in lines if line.startswith(forged[:10])], lines
     for line in lines:
         assert TIME.match(line.split(" ", 1)[0]) and "\r" not in line and "\x1b" not in line
-        assert "\u2028" not in line, line
+        assert not {"\u2028", "\x85", "\x9b"} & set(line), line
+    assert len(server.output().splitlines()) == len(server.output().split("\n")) - 1
     assert any(f"GET /og.png\\n{forged.split()[0]}" in line for line in lines)  # still readable
