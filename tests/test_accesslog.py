@@ -53,7 +53,7 @@ def test_every_line_is_a_whole_event(server: Server) -> None:
     assert httpx.get(server.base + "/og.png%0Aforged?x=1", timeout=5).status_code == 404
     # U+0085 (NEL) and U+009B (CSI) break a line for many readers, like U+2028.
     assert httpx.get(server.base + "/og.png%C2%85%C2%9B%E2%80%A8", timeout=5).status_code == 404
-    agent = {"User-Agent": b"crawler\x85\x9b"}  # header bytes arrive as Latin-1
+    agent = {b"User-Agent": b"crawler\x85\x9b"}  # header bytes arrive as Latin-1
     assert httpx.get(server.base + "/healthz", headers=agent, timeout=5).status_code == 200
     lines = _lines(server)
     assert not [line for line in lines if not LINE.match(line)], lines

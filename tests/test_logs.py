@@ -89,7 +89,7 @@ def test_a_text_access_line_cannot_be_split_by_the_path(tmp_path: Path) -> None:
         for path in ("/og.png%0A" + forged.replace(" ", "%20"), "/x%0D%1B[2J%E2%80%A8y%C2%85z"):
             assert httpx.get(server.base + path, timeout=10).status_code == 404
         # Header bytes 0x80-0xff arrive as Latin-1: U+0085 ends a line, U+009B is a CSI.
-        agent = {"User-Agent": b"crawler\x9b31m \x85" + forged.encode()}
+        agent = {b"User-Agent": b"crawler\x9b31m \x85" + forged.encode()}
         assert httpx.get(server.base + "/healthz", headers=agent, timeout=10).status_code == 200
         httpx.get(server.base + "/healthz", timeout=5)  # flushes the access lines
     lines = [line for line in server.output().splitlines() if line.strip()]
