@@ -11,6 +11,8 @@ import pytest
 from conftest import SECRET, signed
 from servers import Server, serve
 
+pytestmark = pytest.mark.browser  # a real `ogproxy serve` process, with its Chromium
+
 API_KEY = "api-key-0123456789abcdef"
 # Short enough to survive the 40 characters of a parameter name that an error repeats.
 FORGED = "2000-01-01 00:00:00,000 ERROR ogproxy:"

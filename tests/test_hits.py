@@ -6,6 +6,7 @@ import re
 import socket
 from pathlib import Path
 
+import pytest
 from conftest import SECRET, signed
 from servers import serve
 
@@ -52,6 +53,7 @@ def _get_many(port: int, path: str, queries: list[str]) -> list[bytes]:
     return statuses
 
 
+@pytest.mark.browser  # a real server process, with its Chromium
 def test_fifteen_thousand_spellings_of_one_url_do_not_grow_memory(tmp_path: Path) -> None:
     with serve(tmp_path, "--no-access-log", env={"OGPROXY_SECRET": SECRET}) as server:
         port = int(server.base.rsplit(":", 1)[1])

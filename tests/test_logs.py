@@ -7,8 +7,11 @@ import re
 from pathlib import Path
 
 import httpx
+import pytest
 from conftest import SECRET, signed
 from servers import serve
+
+pytestmark = pytest.mark.browser  # real `ogproxy serve` processes, each with its Chromium
 
 TIME = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
 # Only in the query: the signature and the card's text must never reach the log.
