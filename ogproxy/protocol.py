@@ -85,10 +85,14 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
             _schedule(self.loop, self.server_state)
 
     def data_received(self, data: bytes) -> None:
-        if self._head_since is None and (self.cycle is None or self.cycle.response_complete):
-            # Bytes after an answered request are the next head, whatever the parser makes
-            # of them: blank lines it skips (and which cancel uvicorn's keep-alive timer)
-            # start the clock too.
+        cycle = self.cycle
+        if self._head_since is None and (
+            cycle is None or (cycle.response_complete and not cycle.more_body)
+        ):
+            # Bytes after a whole request and its answer are the next head, whatever the
+            # parser makes of them: blank lines it skips (and which cancel uvicorn's
+            # keep-alive timer) start the clock too. (The rest of a body the app did not
+            # wait for is not a head.)
             self._head_since = self.loop.time()
         # Counted when the chunk starts inside a head: a head and its body in one chunk
         # is fine (the head ends in it), a head spread over many chunks adds up.
