@@ -17,7 +17,7 @@ from starlette.applications import Starlette
 # bench/harness.py: the process harness the bench and the tests share.
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "bench"))
 
-from s3server import Weed  # after the harness is on the path
+from s3server import Weed, weed_with_bucket  # after the harness is on the path
 
 from ogproxy import sign_url
 from ogproxy.app import create_app
@@ -132,13 +132,8 @@ def renders(served: tuple[Starlette, httpx.AsyncClient]) -> Callable[[], int]:
 @pytest.fixture(scope="session")
 def weed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Weed]:
     """One real S3 server (SeaweedFS) for the session, with the bucket ``BUCKET``."""
-    server = Weed(tmp_path_factory.mktemp("weed"))
-    server.start()
-    try:
-        server.create_bucket(BUCKET)
+    with weed_with_bucket(tmp_path_factory.mktemp("weed"), BUCKET) as server:
         yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture

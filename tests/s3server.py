@@ -13,6 +13,8 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -118,6 +120,18 @@ class Weed:
 
     def log(self) -> str:
         return (self.directory / "weed.log").read_text(errors="replace")[-3000:]
+
+
+@contextmanager
+def weed_with_bucket(directory: Path, bucket: str, *, kill: bool = False) -> Iterator[Weed]:
+    """A started S3 server holding ``bucket``, stopped on exit (at once with ``kill``)."""
+    server = Weed(directory)
+    server.start()
+    try:
+        server.create_bucket(bucket)
+        yield server
+    finally:
+        server.stop(kill=kill)
 
 
 class FaultProxy:

@@ -16,7 +16,7 @@ import httpx
 import obstore
 import pytest
 from conftest import BUCKET, SECRET, png_image, signed
-from s3server import FaultProxy, Weed, bucket_objects
+from s3server import FaultProxy, Weed, bucket_objects, weed_with_bucket
 from servers import Server, metric, serve
 
 from ogproxy import objectstore
@@ -239,13 +239,8 @@ def test_a_failing_store_costs_renders_never_answers(
 @pytest.fixture
 def own_weed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Weed]:
     """A server of its own, for a test that kills it."""
-    server = Weed(tmp_path_factory.mktemp("own-weed"))
-    server.start()
-    try:
-        server.create_bucket(BUCKET)
+    with weed_with_bucket(tmp_path_factory.mktemp("own-weed"), BUCKET, kill=True) as server:
         yield server
-    finally:
-        server.stop(kill=True)
 
 
 def test_store_killed_mid_burst_loses_nothing_acknowledged(own_weed: Weed, tmp_path: Path) -> None:
