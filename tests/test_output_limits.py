@@ -11,7 +11,7 @@ from pathlib import Path
 import httpx
 import pytest
 from conftest import make_settings, running, signed
-from procs import descendants
+from procs import descendants, rss_bytes
 
 from ogproxy.params import MAX_OUTPUT_BYTES, MAX_OUTPUT_PIXELS
 
@@ -64,15 +64,7 @@ async def test_an_image_over_the_byte_cap_is_refused_and_never_stored(tmp_path: 
 
 
 def _rss_of_descendants() -> int:
-    total = 0
-    for pid in descendants(os.getpid()):
-        try:
-            for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-                if line.startswith("VmRSS:"):
-                    total += int(line.split()[1]) * 1024
-        except OSError:
-            pass
-    return total
+    return rss_bytes(descendants(os.getpid()))
 
 
 async def test_allocation_bombs_hit_a_memory_ceiling(tmp_path: Path) -> None:
