@@ -20,7 +20,10 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+# The bench modules beside this file, and the repository root for tests.support (the
+# process harness the tests and the bench share).
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(1, str(Path(__file__).resolve().parent.parent))
 
 import render_bench
 import serve_bench

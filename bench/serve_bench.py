@@ -47,10 +47,18 @@ from pathlib import Path
 from typing import IO, Any, TypeVar
 
 import httpx
-from harness import HOST, descendants, free_port, running, stop_tree, tail, wait_http
-from wrk import cycle_script, run_wrk, wrk_until_markers
 
 from ogproxy import sign_url
+from tests.support.processes import (
+    HOST,
+    descendants,
+    free_port,
+    running,
+    stop_tree,
+    tail,
+    wait_http,
+)
+from tests.support.wrk import cycle_script, run_wrk, wrk_until_markers
 
 REPO = Path(__file__).resolve().parent.parent
 OGPROXY = REPO / ".venv" / "bin" / "ogproxy"

@@ -19,14 +19,13 @@ from pathlib import Path
 from typing import Any
 
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE.parent / "tests"))
-
-from s3server import Weed  # noqa: E402  (the tests' SeaweedFS runner)
+sys.path.insert(0, str(HERE.parent))  # the repository root, for tests.support
 
 from ogproxy.build import Job, render_jobs  # noqa: E402
 from ogproxy.config import Settings  # noqa: E402
 from ogproxy.objectstore import ObjectTier  # noqa: E402
 from ogproxy.store import Store  # noqa: E402
+from tests.support.s3server import Weed  # noqa: E402  (the tests' SeaweedFS runner)
 
 BUCKET = "ogproxy-bench"
 

@@ -1,4 +1,4 @@
-"""One log line (and the request metrics) per request, without secrets.
+"""One log line per request, without secrets (and a hook that counts it for the metrics).
 
 The line (JSON, or text with ``OGPROXY_LOG_FORMAT=text``, like every other log line) has
 the time, method, path, status, cache result, bytes, duration, the client's address (the
@@ -19,6 +19,7 @@ import logging
 import os
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any, TextIO
 
@@ -34,9 +35,14 @@ _ID_PREFIX = os.urandom(4).hex()
 _ids = itertools.count(1)
 
 
+# Told of every request once it is answered: the metrics' request counter.
+Observer = Callable[[Scope, int, "str | None"], None]
+
+
 class AccessLogMiddleware:
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, observe: Observer | None = None) -> None:
         self.app = app
+        self.observe = observe
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -65,7 +71,10 @@ class AccessLogMiddleware:
             await self.app(scope, receive, capture)
         finally:
             logs.REQUEST_ID.reset(token)
-            _record(scope, state, seen, started)
+            status = seen["status"] or 500  # nothing was sent: the app failed
+            if self.observe is not None:
+                self.observe(scope, status, seen["cache"])
+            _record(scope, state, seen, status, started)
 
 
 class _Sink:
@@ -74,8 +83,8 @@ class _Sink:
 
     One log call per request cost ~10 us and, flushed each time, halved the hit rate
     under wrk (10k vs 18k req/s); lines written in batches of 512, or every second by
-    the app, skip the logging machinery and the per-line flush. (The line itself is one
-    json.dumps of a flat dict: measured no slower than building it with f-strings.)
+    the app, skip the logging machinery and the per-line flush. The line itself is built
+    with f-strings from escaped fields (~9 us; json.dumps of the fields took ~20 us).
     """
 
     def __init__(self) -> None:
@@ -102,11 +111,9 @@ class _Sink:
 SINK = _Sink()
 
 
-def _record(scope: Scope, state: dict[str, Any], seen: dict[str, Any], started: float) -> None:
-    status = seen["status"] or 500  # nothing was sent: the app failed
-    metrics = getattr(scope["app"].state, "metrics", None)
-    if metrics is not None:
-        metrics.request(scope["path"], status, seen["cache"])
+def _record(
+    scope: Scope, state: dict[str, Any], seen: dict[str, Any], status: int, started: float
+) -> None:
     if not SINK.enabled or (SINK.stream is None and not log.isEnabledFor(logging.INFO)):
         return
     client = scope.get("client")
@@ -181,29 +188,6 @@ class AccessLine:
             f"client={e(str(self.client))} request_id={self.request_id}{extra} "
             f"user_agent={json.dumps(self.user_agent)}"  # ASCII: C1 controls escaped too
         )
-
-
-class Sampler:
-    """Lets one event a period through and counts the others.
-
-    A flood of refused requests (anyone can send bad signatures) then costs a log line a
-    second instead of one each: a formatted, flushed line per 403 was most of its cost.
-    """
-
-    def __init__(self, period: float = 1.0) -> None:
-        self.period = period
-        self.skipped = 0
-        self._next = 0.0
-
-    def take(self) -> int | None:
-        """How many were skipped since the last one let through, or None to skip this one."""
-        now = time.monotonic()
-        if now < self._next:
-            self.skipped += 1
-            return None
-        self._next = now + self.period
-        skipped, self.skipped = self.skipped, 0
-        return skipped
 
 
 def _user_agent(scope: Scope) -> str | None:

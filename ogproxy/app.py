@@ -16,12 +16,11 @@ Nothing is parsed, cached or rendered before the signature has been verified.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from functools import partial
 
-import jinja2
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
@@ -29,63 +28,74 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
-from . import playground
-from .accesslog import AccessLogMiddleware, Sampler, flush_access_log
+from .accesslog import AccessLogMiddleware, flush_access_log
 from .accesslog import configure as configure_logging
 from .api import check_api_key, json_body
-from .cards import Cards
 from .config import Settings
 from .delivery import RawResponse, image_answer, not_modified
-from .errors import AssetError, BadSignature, ConfigError, InvalidParam, OgProxyError, QueryTooLong
+from .errors import (
+    AssetError,
+    BadSignature,
+    InvalidParam,
+    OgProxyError,
+    QueryTooLong,
+    error_body,
+)
 from .formats import ENDPOINTS, FORMATS, Format
-from .hits import HitMiddleware, KnownQueries
+from .hits import HitMiddleware
 from .limits import LimitsMiddleware
+from .logs import Sampler
 from .meta import meta_tags
-from .metrics import Metrics
 from .params import MAX_QUERY_BYTES, CardParams, Output, json_pairs, parse_card
+from .playground import Playground
+from .rendering import Renderer
+from .service import Service
 from .signing import is_canonical, sign_url, verify_query
-from .templates import TemplateSet
+
+Endpoint = Callable[[Service, Request], Awaitable[Response]]
 
 log = logging.getLogger("ogproxy")
 
 
-async def og_image(request: Request) -> Response:
+async def og_image(service: Service, request: Request) -> Response:
     """GET/HEAD /og.png, /og.jpeg, /og.jpg, /og.webp: a signed URL (see the module doc)."""
-    state = request.app.state
     path, raw_query = request.scope["path"], request.scope["query_string"]
     if len(raw_query) > MAX_QUERY_BYTES:
         raise QueryTooLong(detail=f"query of {len(raw_query)} bytes")
-    pairs = verify_query(path, raw_query, state.secrets)
-    defaults = _defaults(request, ENDPOINTS[path])
-    params, output = parse_card(pairs, state.cards.templates.specs, defaults)
+    pairs = verify_query(path, raw_query, service.settings.signing_secrets)
+    defaults = _defaults(service, ENDPOINTS[path])
+    params, output = parse_card(pairs, service.templates.specs, defaults)
     # Only the signer's own spelling goes on the fast path: respellings of one URL
     # (``+`` for ``%20``, extra ``&``) still verify, but must not each take memory.
     known = (path, raw_query) if is_canonical(raw_query, pairs) else None
-    return await _card_response(request, params, output, known=known)
+    return await _card_response(service, request, params, output, known=known)
 
 
-async def api_og_image(request: Request) -> Response:
+async def api_og_image(service: Service, request: Request) -> Response:
     """POST /v1/og-image: the hosted-API shape, a JSON body and an ``x-api-key`` header."""
-    state = request.app.state
-    check_api_key(request.headers.get("x-api-key"), state.settings.api_keys)
+    check_api_key(request.headers.get("x-api-key"), service.settings.api_keys)
     body = await json_body(request)
     fmt = body.pop("format", "png")
     if not isinstance(fmt, str) or fmt not in FORMATS:  # a JSON list is not hashable
         raise InvalidParam("format", f"{str(fmt)[:20]!r} is not one of {', '.join(FORMATS)}")
-    defaults = _defaults(request, FORMATS[fmt].name)
-    params, output = parse_card(json_pairs(body), state.cards.templates.specs, defaults)
-    return await _card_response(request, params, output)
+    defaults = _defaults(service, FORMATS[fmt].name)
+    params, output = parse_card(json_pairs(body), service.templates.specs, defaults)
+    return await _card_response(service, request, params, output)
 
 
-def _defaults(request: Request, fmt: Format) -> Output:
+def _defaults(service: Service, fmt: Format) -> Output:
     """What a request for ``fmt`` produces unless it says otherwise: the server's defaults."""
-    return Output(palette=request.app.state.settings.png_palette).as_format(fmt)
+    return Output(palette=service.settings.png_palette).as_format(fmt)
 
 
 async def _card_response(
-    request: Request, params: CardParams, output: Output, known: tuple[str, bytes] | None = None
+    service: Service,
+    request: Request,
+    params: CardParams,
+    output: Output,
+    known: tuple[str, bytes] | None = None,
 ) -> Response:
-    cards: Cards = request.app.state.cards
+    cards = service.cards
     key = cards.key(params, output)
     if not_modified(request.scope["headers"], key):  # answered without looking at the image
         return RawResponse(*image_answer(request.scope["headers"], "GET", key, b"", b"", b""))
@@ -94,7 +104,7 @@ async def _card_response(
     result = await cards.get_or_render(key, params, output)
     media_type = FORMATS[output.format].media_type
     if known is not None:
-        request.app.state.known.remember(*known, key, media_type)
+        service.known.remember(*known, key, media_type)
     if result.render_ms is not None:
         request.state.render_ms = result.render_ms
     answer = image_answer(
@@ -108,11 +118,10 @@ async def _card_response(
     return RawResponse(*answer)
 
 
-async def templates_index(request: Request) -> Response:
+async def templates_index(service: Service, request: Request) -> Response:
     """GET /v1/templates: each template's version (for `v`), accent and parameters."""
-    cards: Cards = request.app.state.cards
     return JSONResponse(
-        {"templates": cards.templates.describe()}, headers={"Cache-Control": "no-cache"}
+        {"templates": service.templates.describe()}, headers={"Cache-Control": "no-cache"}
     )
 
 
@@ -121,23 +130,22 @@ async def healthz(request: Request) -> Response:
     return PlainTextResponse("ok", headers={"Cache-Control": "no-store"})
 
 
-async def readyz(request: Request) -> Response:
+async def readyz(service: Service, request: Request) -> Response:
     """The browser can render and the caches are usable.
 
     A cache that is not (memory-only, an object store behind an open breaker) is
     reported as degraded but stays ready: it costs renders, not answers. A browser found
     dead is relaunched in the background: 503 until it is back.
     """
-    cards: Cards | None = getattr(request.app.state, "cards", None)
-    remote = cards.store.remote if cards else None
+    renderer, store = service.renderer, service.store
+    remote = store.remote
     checks: dict[str, object] = {
-        "browser": bool(cards and cards.renderer.ready),
-        "disk_cache": bool(cards and cards.store.disk is not None),
+        "browser": renderer.ready,
+        "disk_cache": store.disk is not None,
         "object_store": "off" if remote is None else "open" if remote.breaker.is_open else "ok",
-        "network_isolation": cards.renderer.network_isolation if cards else "none",
+        "network_isolation": renderer.network_isolation,
     }
-    if cards is not None:
-        cards.renderer.revive()  # a dead browser comes back without waiting for traffic
+    renderer.revive()  # a dead browser comes back without waiting for traffic
     status = 200 if checks["browser"] else 503
     degraded = not checks["disk_cache"] or checks["object_store"] == "open"
     return JSONResponse(
@@ -147,9 +155,9 @@ async def readyz(request: Request) -> Response:
     )
 
 
-async def metrics(request: Request) -> Response:
+async def metrics(service: Service, request: Request) -> Response:
     return Response(
-        request.app.state.metrics.exposition(),
+        service.metrics.exposition(),
         media_type="text/plain; version=0.0.4; charset=utf-8",
         headers={"Cache-Control": "no-store"},
     )
@@ -158,18 +166,16 @@ async def metrics(request: Request) -> Response:
 def _error_response(
     status: int, message: str, headers: dict[str, str] | None = None, param: str | None = None
 ) -> Response:
-    body: dict[str, object] = {"error": message, "status": status}
-    if param is not None:
-        body["param"] = param
-    return JSONResponse(
-        body, status_code=status, headers={"Cache-Control": "no-store", **(headers or {})}
+    return Response(
+        error_body(status, message, param),
+        status,
+        headers={"Cache-Control": "no-store", **(headers or {})},
+        media_type="application/json",
     )
 
 
 _BAD_SIGNATURES = Sampler(1.0)  # per process; the access log still has every request
-_FORBIDDEN = json.dumps(
-    {"error": BadSignature.public_message, "status": 403}, separators=(",", ":")
-).encode()
+_FORBIDDEN = error_body(403, BadSignature.public_message)
 
 
 def _forbidden(request: Request, exc: BadSignature) -> Response:
@@ -230,20 +236,21 @@ async def _flush_logs_every(seconds: float) -> None:
         flush_access_log()
 
 
-def create_app(settings: Settings) -> Starlette:
-    """The ASGI app. The cache is opened and the browser launched in its lifespan."""
-    try:
-        templates = TemplateSet(*settings.template_dirs, trust=settings.trusted_templates)
-    except (ValueError, jinja2.TemplateError) as exc:
-        raise ConfigError(f"templates: {exc}") from exc
+def create_app(settings: Settings, renderer: Renderer | None = None) -> Starlette:
+    """The ASGI app over a new ``Service`` (Chromium unless another ``renderer`` is given).
+
+    The cache tiers and the browser are started in its lifespan.
+    """
+    return app_for(Service.build(settings, renderer))
+
+
+def app_for(service: Service) -> Starlette:
+    """The ASGI app over ``service``: each route and middleware gets the parts it uses."""
+    settings = service.settings
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        on_render = app.state.metrics.render_seconds.observe
-        async with Cards.open(settings, templates, on_render) as cards:
-            app.state.secrets = settings.signing_secrets
-            app.state.cards = cards
-            app.state.metrics.bind(cards)
+        async with service.running():
             if settings.dev:
                 print(dev_banner(settings), flush=True)
                 if settings.unsafe_dev:
@@ -259,21 +266,29 @@ def create_app(settings: Settings) -> Starlette:
             finally:
                 flusher.cancel()
                 flush_access_log()
-                app.state.metrics.bind(None)
 
-    app = Starlette(
+    def route(path: str, endpoint: Endpoint, methods: list[str]) -> Route:
+        return Route(path, partial(endpoint, service), methods=methods)
+
+    playground = Playground(settings, service.templates)
+    return Starlette(
         routes=[
             *(
-                Route(path, og_image, methods=["GET", "HEAD"], name=path[1:].replace(".", "_"))
+                Route(
+                    path,
+                    partial(og_image, service),
+                    methods=["GET", "HEAD"],
+                    name=path[1:].replace(".", "_"),
+                )
                 for path in ENDPOINTS
             ),
             Route("/", playground.page, methods=["GET"]),
             Route("/playground/sign", playground.sign, methods=["POST"]),
-            Route("/v1/og-image", api_og_image, methods=["POST"]),
-            Route("/v1/templates", templates_index, methods=["GET"]),
+            route("/v1/og-image", api_og_image, ["POST"]),
+            route("/v1/templates", templates_index, ["GET"]),
             Route("/healthz", healthz, methods=["GET", "HEAD"]),
-            Route("/readyz", readyz, methods=["GET", "HEAD"]),
-            Route("/metrics", metrics, methods=["GET"]),
+            route("/readyz", readyz, ["GET", "HEAD"]),
+            route("/metrics", metrics, ["GET"]),
         ],
         exception_handlers={
             OgProxyError: _ogproxy_error,
@@ -282,18 +297,12 @@ def create_app(settings: Settings) -> Starlette:
         },
         # Outermost first: log every request, refuse oversized ones, then answer known hits.
         middleware=[
-            Middleware(AccessLogMiddleware),
+            Middleware(AccessLogMiddleware, observe=service.metrics.request),
             Middleware(LimitsMiddleware),
-            Middleware(HitMiddleware),
+            Middleware(HitMiddleware, known=service.known, store=service.store),
         ],
         lifespan=lifespan,
     )
-    app.state.settings = settings
-    # The fast path's map of verified queries (hits.py), filled by _card_response.
-    app.state.known = KnownQueries()
-    # Requests are counted by route: each path the app serves, anything else as "other".
-    app.state.metrics = Metrics(route.path for route in app.routes if isinstance(route, Route))
-    return app
 
 
 def app_from_env() -> Starlette:

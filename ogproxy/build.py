@@ -20,13 +20,15 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from .cards import Cards, card_key
+from .cards import card_key
 from .config import Settings
 from .errors import OgProxyError
 from .fonts import fingerprint
 from .formats import FORMATS, Format
 from .objectstore import ObjectTier
 from .params import Output, json_pairs, parse_card
+from .rendering import Renderer
+from .service import Service
 from .templates import TemplateSet
 
 NAME_FIELDS = ("name", "slug", "file")  # which field names the output file
@@ -103,11 +105,12 @@ async def render_jobs(
     settings: Settings,
     fmt: Format = "png",
     on_progress: Callable[[], None] = lambda: None,
+    renderer: Renderer | None = None,
 ) -> Summary:
     """Render ``jobs`` into ``out_dir``, skipping those whose content address is unchanged.
 
     With ``settings.store``, cards already in the object store are not rendered, and
-    every card (skipped ones too) ends up there.
+    every card (skipped ones too) ends up there. ``renderer``: Chromium unless given.
     """
     out_dir.mkdir(parents=True, exist_ok=True)
     manifest_file = manifest_path(settings.cache_dir, out_dir)
@@ -148,7 +151,9 @@ async def render_jobs(
         # Every card waits its turn (no 503s) and none is kept in memory once written.
         own = replace(settings, queue=min(len(planned), 100_000), memory_cache=0)
         waiting = asyncio.Semaphore(own.queue)  # never more than the queue takes
-        async with Cards.open(own, templates, remote=remote) as cards:
+        service = Service.build(own, renderer, templates)
+        async with service.running(remote):
+            cards = service.cards
 
             async def one(job: Job, params: Any, out: Output, key: str) -> None:
                 try:

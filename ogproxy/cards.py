@@ -3,28 +3,24 @@ or rendered exactly once.
 
 Identical misses in this process share one render (single flight); other worker
 processes on the same cache dir wait for it through a lock in the cache itself. It knows
-nothing of HTTP: the server and ``ogproxy render`` both open it with ``Cards.open``.
+nothing of HTTP, nor of Chromium: the renderer is any ``rendering.Renderer``. The
+composition root (service.py) builds it for the server and for ``ogproxy render``.
 """
 
 from __future__ import annotations
 
-import os
 import time
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Literal
 
 import anyio.to_thread
 
 from .cachekey import cache_key
-from .config import Settings
 from .errors import OutputTooLarge
 from .fetcher import Fetcher
-from .fonts import fingerprint
-from .objectstore import ObjectTier
 from .params import MAX_OUTPUT_BYTES, CardParams, Output
-from .renderer import Renderer
+from .rendering import Renderer
 from .singleflight import SingleFlight
 from .store import Store
 from .templates import TemplateSet
@@ -66,56 +62,6 @@ class Cards:
     on_render: Callable[[float], None] | None = None  # seconds of each render, for metrics
     render_timeout: float = 10.0  # seconds for the template and the browser together
     flights: SingleFlight[Result] = field(default_factory=SingleFlight)
-
-    @classmethod
-    @asynccontextmanager
-    async def open(
-        cls,
-        settings: Settings,
-        templates: TemplateSet,
-        on_render: Callable[[float], None] | None = None,
-        remote: ObjectTier | None = None,
-    ) -> AsyncIterator[Cards]:
-        """Launch the browser and open the cache tiers and the asset fetcher; close them after.
-
-        The object-store tier (``OGPROXY_STORE``) is opened first: a bucket that does not
-        exist is a start-up error, before a browser is launched. A ``remote`` given by the
-        caller (``ogproxy render``'s, which waits for its uploads) is the caller's to close.
-        """
-        owned = False
-        if remote is None and settings.store is not None:
-            remote, owned = await ObjectTier.open(settings.store, os.environ), True
-        renderer = Renderer(
-            pages=settings.pages,
-            browsers=settings.browsers,
-            chromium=settings.chromium,
-            timeout=settings.render_timeout,
-            queue=settings.queue,
-            fonts_dir=settings.fonts_dir,
-            network_isolation=settings.network_isolation,
-        )
-        await renderer.start()
-        store = Store(
-            settings.cache_dir,
-            size_limit=settings.cache_size,
-            memory_bytes=settings.memory_cache,
-            remote=remote,
-        )
-        if owned and remote is not None:
-            remote.start()
-        fetcher = Fetcher.for_settings(settings)
-        # A render hung in another worker is cut off after the timeout: wait a few of those.
-        hold = settings.render_timeout * 3
-        try:
-            fonts = fingerprint(settings.fonts_dir)
-            timeout = settings.render_timeout
-            yield cls(templates, store, renderer, fetcher, fonts, hold, on_render, timeout)
-        finally:
-            await renderer.stop()
-            await fetcher.close()
-            if owned and remote is not None:
-                await remote.close()  # the queued uploads, within a deadline
-            store.close()
 
     def key(self, params: CardParams, output: Output) -> str:
         return card_key(self.templates, self.fonts, params, output)

@@ -2,6 +2,16 @@
 
 from __future__ import annotations
 
+import json
+
+
+def error_body(status: int, message: str, param: str | None = None) -> bytes:
+    """The JSON body of every error answer: ``{"error": ..., "status": ...[, "param": ...]}``."""
+    body: dict[str, object] = {"error": message, "status": status}
+    if param is not None:
+        body["param"] = param
+    return json.dumps(body, separators=(",", ":")).encode()
+
 
 class OgProxyError(Exception):
     """Base of every error ogproxy turns into an HTTP response.

@@ -13,9 +13,15 @@ URLs with 4 KiB queries, cannot grow it past its budget.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .delivery import image_answer
+
+if TYPE_CHECKING:
+    from .store import Store
+
 
 # What one entry costs beyond its query bytes: two tuples, the path and key strings and
 # the dict slot (~300 bytes with a 64-hex key, measured with tracemalloc).
@@ -50,16 +56,17 @@ class KnownQueries:
 
 
 class HitMiddleware:
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, known: KnownQueries, store: Store) -> None:
         self.app = app
+        self.known = known
+        self.store = store
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["method"] in ("GET", "HEAD"):
-            cards = getattr(scope["app"].state, "cards", None)
-            known = scope["app"].state.known.get(scope["path"], scope["query_string"])
-            if cards is not None and known is not None:
+            known = self.known.get(scope["path"], scope["query_string"])
+            if known is not None:
                 key, media_type = known
-                body = cards.store.get_memory(key)
+                body = self.store.get_memory(key)
                 if body is not None:
                     await self._respond(scope, send, key, media_type, body)
                     return

@@ -8,7 +8,7 @@ single-worker instances behind a load balancer is the shape to monitor.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
@@ -19,21 +19,22 @@ from prometheus_client.core import (
     SummaryMetricFamily,
 )
 from prometheus_client.registry import Collector
+from starlette.types import Scope
+
+from .formats import ENDPOINTS
 
 if TYPE_CHECKING:
-    from .cards import Cards
+    from .fetcher import Fetcher
+    from .rendering import Renderer
     from .store import Store
 
 
 class _Live(Collector):
-    def __init__(self) -> None:
-        self.cards: Cards | None = None
+    def __init__(self, renderer: Renderer, store: Store, fetcher: Fetcher) -> None:
+        self.renderer, self.store, self.fetcher = renderer, store, fetcher
 
     def collect(self) -> Iterator[Metric]:
-        cards = self.cards
-        if cards is None:
-            return
-        renderer, store = cards.renderer, cards.store
+        renderer, store = self.renderer, self.store
         yield GaugeMetricFamily(
             "ogproxy_render_queue_depth", "Renders waiting for a page.", value=renderer.waiting
         )
@@ -63,7 +64,7 @@ class _Live(Collector):
             "(fetched, cached, stale, refused, failed, timeout).",
             labels=["outcome"],
         )
-        for outcome, count in sorted(cards.fetcher.counts.items()):
+        for outcome, count in sorted(self.fetcher.counts.items()):
             assets.add_metric([outcome], count)
         yield assets
         yield CounterMetricFamily(
@@ -119,9 +120,7 @@ def _tiers(store: Store) -> Iterator[Metric]:
 
 
 class Metrics:
-    def __init__(self, routes: Iterable[str]) -> None:
-        """``routes``: the paths requests are counted under; any other path is "other"."""
-        self.routes = frozenset(routes)
+    def __init__(self, renderer: Renderer, store: Store, fetcher: Fetcher) -> None:
         self.registry = CollectorRegistry()
         self.requests = Counter(
             "ogproxy_requests",
@@ -135,15 +134,15 @@ class Metrics:
             buckets=(0.025, 0.05, 0.075, 0.1, 0.15, 0.25, 0.5, 1, 2.5, 5, 10),
             registry=self.registry,
         )
-        self._live = _Live()
-        self.registry.register(self._live)
+        self.registry.register(_Live(renderer, store, fetcher))
 
-    def bind(self, cards: Cards | None) -> None:
-        self._live.cards = cards
-
-    def request(self, path: str, status: int, cache: str | None) -> None:
-        route = path if path in self.routes else "other"
-        self.requests.labels(route, str(status), cache or "").inc()
+    def request(self, scope: Scope, status: int, cache: str | None) -> None:
+        """Count a request under its route's path: the one routing matched, the image
+        path of a fast hit (answered before routing), else "other"."""
+        route = scope.get("route")
+        path = getattr(route, "path", None) or scope["path"]
+        name = path if route is not None or path in ENDPOINTS else "other"
+        self.requests.labels(name, str(status), cache or "").inc()
 
     def exposition(self) -> bytes:
         return generate_latest(self.registry)

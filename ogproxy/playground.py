@@ -25,6 +25,7 @@ from .meta import meta_tags
 from .params import json_pairs, parse_card
 from .resources import package_dir
 from .signing import sign_url
+from .templates import TemplateSet
 
 PAGE = (package_dir("static") / "playground.html").read_text(encoding="utf-8")
 
@@ -53,42 +54,46 @@ def image_base(settings: Settings) -> str:
     return settings.public_url or f"http://{settings.host}:{settings.port}/og.png"
 
 
-def _enabled(request: Request) -> bool:
-    settings = request.app.state.settings
-    return bool(settings.dev or settings.admin_token)
+class Playground:
+    """The page and its signing endpoint, over the server's settings and templates."""
 
+    def __init__(self, settings: Settings, templates: TemplateSet) -> None:
+        self.settings = settings
+        self.templates = templates
+        self.hosts = allowed_hosts(settings)
 
-def _authorised(request: Request) -> bool:
-    settings = request.app.state.settings
-    if settings.admin_token:
-        given = request.headers.get("x-admin-token", "")
-        return hmac.compare_digest(given.encode(), settings.admin_token.encode())
-    return bool(settings.dev)
+    @property
+    def enabled(self) -> bool:
+        return bool(self.settings.dev or self.settings.admin_token)
 
+    def _authorised(self, request: Request) -> bool:
+        if self.settings.admin_token:
+            given = request.headers.get("x-admin-token", "")
+            return hmac.compare_digest(given.encode(), self.settings.admin_token.encode())
+        return bool(self.settings.dev)
 
-async def page(request: Request) -> Response:
-    if not _enabled(request):
-        raise NotFound(detail="playground is off (no --dev, no OGPROXY_ADMIN_TOKEN)")
-    return HTMLResponse(PAGE, headers={"Cache-Control": "no-store"})
+    async def page(self, request: Request) -> Response:
+        if not self.enabled:
+            raise NotFound(detail="playground is off (no --dev, no OGPROXY_ADMIN_TOKEN)")
+        return HTMLResponse(PAGE, headers={"Cache-Control": "no-store"})
 
-
-async def sign(request: Request) -> Response:
-    """POST /playground/sign: the signed URL and meta tags for the posted parameters."""
-    if not _enabled(request):
-        raise NotFound(detail="playground is off")
-    state = request.app.state
-    host = request.headers.get("host", "").lower()
-    if host not in allowed_hosts(state.settings):
-        raise WrongHost(detail=f"playground sign for Host {host[:100]!r}")
-    if not _authorised(request):
-        raise Unauthorized(
-            "Missing or invalid admin token (open the playground as /?token=...).",
-            detail="playground sign without a valid admin token",
+    async def sign(self, request: Request) -> Response:
+        """POST /playground/sign: the signed URL and meta tags for the posted parameters."""
+        if not self.enabled:
+            raise NotFound(detail="playground is off")
+        host = request.headers.get("host", "").lower()
+        if host not in self.hosts:
+            raise WrongHost(detail=f"playground sign for Host {host[:100]!r}")
+        if not self._authorised(request):
+            raise Unauthorized(
+                "Missing or invalid admin token (open the playground as /?token=...).",
+                detail="playground sign without a valid admin token",
+            )
+        body = await json_body(request)
+        params = {k: str(v) for k, v in body.items() if v not in (None, "")}
+        card, _ = parse_card(json_pairs(params), self.templates.specs)  # 400 naming a field
+        url = sign_url(image_base(self.settings), self.settings.signing_secrets[-1], params)
+        return JSONResponse(
+            {"url": url, "meta": meta_tags(url, alt=card.title)},
+            headers={"Cache-Control": "no-store"},
         )
-    body = await json_body(request)
-    params = {k: str(v) for k, v in body.items() if v not in (None, "")}
-    card, _ = parse_card(json_pairs(params), state.cards.templates.specs)  # 400 naming a field
-    url = sign_url(image_base(state.settings), state.secrets[-1], params)
-    return JSONResponse(
-        {"url": url, "meta": meta_tags(url, alt=card.title)}, headers={"Cache-Control": "no-store"}
-    )

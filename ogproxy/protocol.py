@@ -18,7 +18,8 @@ from typing import Any
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-from .limits import MAX_HEADER_BYTES, MAX_HEADERS, MAX_TARGET_BYTES
+from .errors import error_body
+from .limits import HEADERS_TOO_LARGE, MAX_HEADER_BYTES, MAX_HEADERS, MAX_TARGET_BYTES
 
 log = logging.getLogger("ogproxy.protocol")
 
@@ -27,12 +28,12 @@ log = logging.getLogger("ogproxy.protocol")
 MAX_HEAD_BYTES = MAX_TARGET_BYTES + MAX_HEADER_BYTES + 4 * MAX_HEADERS + 1024
 HEAD_TIMEOUT = 10.0  # seconds from connection (or a request's first byte) to its blank line
 
+_TOO_LARGE_BODY = error_body(431, HEADERS_TOO_LARGE)
 _TOO_LARGE = (
     b"HTTP/1.1 431 Request Header Fields Too Large\r\n"
     b"content-type: application/json\r\ncache-control: no-store\r\n"
-    b"content-length: 51\r\nconnection: close\r\n\r\n"
-    b'{"error":"Request headers too large.","status":431}'
-)
+    b"content-length: %d\r\nconnection: close\r\n\r\n%s"
+) % (len(_TOO_LARGE_BODY), _TOO_LARGE_BODY)
 
 
 # The head clock is checked by one sweep a second over the server's connections: a timer

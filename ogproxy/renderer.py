@@ -34,7 +34,6 @@ import logging
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
 
 import anyio
 import anyio.to_thread
@@ -42,6 +41,7 @@ from playwright.async_api import BrowserContext, CDPSession, Page, Playwright, R
 from playwright.async_api import Error as PlaywrightError
 
 from .browser import Chromium
+from .config import Settings
 from .encoder import encode
 from .errors import BrowserUnavailable, InvalidDocument, Overloaded, RenderTimeout
 from .fonts import fontconfig_env
@@ -53,6 +53,7 @@ from .priority import (
     lower_library_threads,
     lower_this_thread,
 )
+from .rendering import PageRequests
 from .templates import Document
 
 log = logging.getLogger("ogproxy.renderer")
@@ -104,15 +105,6 @@ _SETTLE_JS = """async () => {
 }"""
 
 
-class CardFetch(Protocol):
-    """The requests of one card's page: fulfilled by the server's fetcher, or refused."""
-
-    async def handle(self, route: Route) -> None: ...
-
-    def check(self) -> None:
-        """Raise the first failure seen (an OgProxyError), if any."""
-
-
 async def _abort(route: Route) -> None:
     await route.abort("blockedbyclient")
 
@@ -133,7 +125,7 @@ class Tab:
     renders: int = field(default=0)
     owner: Chromium | None = None
     generation: int = 0
-    fetch: CardFetch | None = None  # serves the current card's requests; None: refused
+    fetch: PageRequests | None = None  # serves the current card's requests; None: refused
 
     @classmethod
     async def open(cls, owner: Chromium) -> Tab:
@@ -235,7 +227,7 @@ async def _close_context(context: BrowserContext) -> bool:
     return not scope.cancelled_caught
 
 
-class Renderer:
+class ChromiumRenderer:
     """A bounded pool of tabs over one or more Chromium processes.
 
     Renders wait for a free tab; past ``queue`` waiting renders the answer is Overloaded
@@ -271,6 +263,18 @@ class Renderer:
         self._reviving: asyncio.Task[None] | None = None
         self.waiting = 0
         self.renders = 0
+
+    @classmethod
+    def for_settings(cls, settings: Settings) -> ChromiumRenderer:
+        return cls(
+            pages=settings.pages,
+            browsers=settings.browsers,
+            chromium=settings.chromium,
+            timeout=settings.render_timeout,
+            queue=settings.queue,
+            fonts_dir=settings.fonts_dir,
+            network_isolation=settings.network_isolation,
+        )
 
     @property
     def network_isolation(self) -> str:
@@ -374,7 +378,7 @@ class Renderer:
         self,
         doc: Document,
         output: Output,
-        fetch: CardFetch | None = None,
+        fetch: PageRequests | None = None,
         deadline: float | None = None,
     ) -> bytes:
         """Render a card to image bytes of ``output``'s size and format.
@@ -442,7 +446,7 @@ class Renderer:
         return png
 
     async def _in_pool(
-        self, tab: Tab, doc: Document, output: Output, fetch: CardFetch | None
+        self, tab: Tab, doc: Document, output: Output, fetch: PageRequests | None
     ) -> bytes:
         tab.fetch = fetch
         try:
@@ -451,7 +455,7 @@ class Renderer:
         finally:
             tab.fetch = None
 
-    async def _isolated(self, doc: Document, output: Output, fetch: CardFetch | None) -> bytes:
+    async def _isolated(self, doc: Document, output: Output, fetch: PageRequests | None) -> bytes:
         """Render in a new context of the untrusted browser, closed right after the capture.
 
         That browser is a process of its own: its GPU process, its renderers and its

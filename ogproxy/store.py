@@ -98,8 +98,7 @@ class Store:
         self._memory_stats = TierStats()
         self.tiers = {"memory": self._memory_stats, "disk": TierStats()}
         if remote is not None:
-            self.tiers["object"] = remote.stats
-            remote.on_adopt = self._adopt
+            self.attach(remote)
         self.disk_errors = 0
         self.corrupt = 0
         self.disk: diskcache.Cache | None
@@ -112,6 +111,12 @@ class Store:
                 "cache directory %s unusable, keeping renders in memory only: %s", directory, exc
             )
             self.disk = None
+
+    def attach(self, remote: ObjectTier) -> None:
+        """Put the fleet's bucket behind memory and disk."""
+        self.remote = remote
+        self.tiers["object"] = remote.stats
+        remote.on_adopt = self._adopt
 
     def get_memory(self, key: str) -> bytes | None:
         value = self.memory.get(key)

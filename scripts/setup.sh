@@ -96,7 +96,7 @@ if ! have_browser; then
 fi
 
 if [ "$want_test" = 1 ]; then
-  # node, go and php run the signers in clients/ against tests/vectors.json.
+  # node, go and php run the signers in clients/ against spec/vectors.json.
   debs+=(caddy wrk)
   command -v node >/dev/null 2>&1 || debs+=(nodejs)
   command -v go >/dev/null 2>&1 || debs+=(golang-go)

@@ -1,36 +1,22 @@
 from __future__ import annotations
 
-import io
-import sys
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-from PIL import Image
-from playwright.async_api import Page
-from starlette.applications import Starlette
 
-# bench/harness.py: the process harness the bench and the tests share.
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "bench"))
-
-from s3server import Weed, weed_with_bucket  # after the harness is on the path
-
-from ogproxy import sign_url
-from ogproxy.app import create_app
 from ogproxy.assetcache import AssetCache
-from ogproxy.config import Settings
 from ogproxy.fetcher import Fetcher
 from ogproxy.origins import AllowList
-from ogproxy.renderer import Renderer
-
-SECRET = "test-secret-0123456789abcdef"
-BASE = "http://ogproxy.test/og.png"
-BUCKET = "ogproxy-tests"
-
+from ogproxy.renderer import ChromiumRenderer
+from ogproxy.service import Service
+from tests.support.cards import BUCKET, Renders, Served, make_settings, running
+from tests.support.fake import FakeRenderer
+from tests.support.s3server import Weed, weed_with_bucket
 
 # Fixtures that start Chromium: a test using one is a `browser` test. Others that start
 # it (a server process, `running()`) carry the marker themselves.
@@ -53,10 +39,10 @@ def _chromium_only_in_browser_tests(
     """
     if request.node.get_closest_marker("browser") is None:
 
-        async def refuse(self: Renderer) -> None:
+        async def refuse(self: ChromiumRenderer) -> None:
             raise AssertionError("this test starts Chromium: mark it @pytest.mark.browser")
 
-        monkeypatch.setattr(Renderer, "start", refuse)
+        monkeypatch.setattr(ChromiumRenderer, "start", refuse)
 
 
 @pytest.fixture(scope="session")
@@ -64,69 +50,22 @@ def anyio_backend() -> str:
     return "asyncio"
 
 
-def signed(
-    params: dict[str, Any] | list[tuple[str, Any]], secret: str = SECRET, base: str = BASE
-) -> str:
-    return sign_url(base, secret, params)
-
-
-def png_image(data: bytes) -> Image.Image:
-    image = Image.open(io.BytesIO(data))
-    image.load()
-    return image
-
-
-def rgb_at(image: Image.Image, xy: tuple[int, int]) -> tuple[int, ...]:
-    """The colour of one pixel of an RGB(A) image."""
-    pixel = image.getpixel(xy)
-    assert isinstance(pixel, tuple)
-    return pixel
-
-
-def max_channel(diff: Image.Image) -> int:
-    """The largest value in any channel of a (difference) image."""
-    extrema = diff.getextrema()
-    return max(int(band[1]) for band in extrema if isinstance(band, tuple))
-
-
-Served = tuple[Starlette, httpx.AsyncClient]
-Renders = Callable[[], int]
-
-
-@asynccontextmanager
-async def running(settings: Settings) -> AsyncIterator[tuple[Starlette, httpx.AsyncClient]]:
-    """The app with its lifespan entered (real Chromium), and a client bound to it."""
-    app = create_app(settings)
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://ogproxy.test") as client:
-            yield app, client
-
-
-def make_settings(cache_dir: Path, **overrides: Any) -> Settings:
-    values: dict[str, Any] = {"secrets": (SECRET,), "cache_dir": cache_dir, "pages": 2}
-    values.update(overrides)
-    return Settings(**values)
-
-
 @pytest.fixture(scope="module")
-async def served(
-    tmp_path_factory: pytest.TempPathFactory,
-) -> AsyncIterator[tuple[Starlette, httpx.AsyncClient]]:
+async def served(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Served]:
     """One app per test module: the browser launch is paid once."""
     async with running(make_settings(tmp_path_factory.mktemp("cache"))) as pair:
         yield pair
 
 
 @pytest.fixture
-def client(served: tuple[Starlette, httpx.AsyncClient]) -> httpx.AsyncClient:
+def client(served: Served) -> httpx.AsyncClient:
     return served[1]
 
 
 @pytest.fixture
-def renders(served: tuple[Starlette, httpx.AsyncClient]) -> Callable[[], int]:
-    app = served[0]
-    return lambda: int(app.state.cards.renderer.renders)
+def renders(served: Served) -> Renders:
+    service = served[0]
+    return lambda: int(service.renderer.renders)
 
 
 @pytest.fixture(scope="session")
@@ -158,15 +97,18 @@ async def fetcher(tmp_path: Path) -> AsyncIterator[Any]:
         await f.close()
 
 
-async def fonts_used(page: Page, selector: str) -> set[str]:
-    """The font families Chromium actually drew the first ``selector`` node with."""
-    cdp = await page.context.new_cdp_session(page)
-    await cdp.send("DOM.enable")
-    await cdp.send("CSS.enable")
-    root = await cdp.send("DOM.getDocument")
-    node = await cdp.send(
-        "DOM.querySelector", {"nodeId": root["root"]["nodeId"], "selector": selector}
-    )
-    fonts = await cdp.send("CSS.getPlatformFontsForNode", {"nodeId": node["nodeId"]})
-    await cdp.detach()
-    return {f["familyName"] for f in fonts["fonts"]}
+@dataclass
+class Fake:
+    """An app on the fake renderer: the HTTP contract without a browser."""
+
+    service: Service
+    client: httpx.AsyncClient
+    renderer: FakeRenderer
+
+
+@pytest.fixture
+async def fake(tmp_path: Path) -> AsyncIterator[Fake]:
+    """A new app (its own cache) on the fake renderer, for one test, in milliseconds."""
+    renderer = FakeRenderer()
+    async with running(make_settings(tmp_path / "cache"), renderer) as (service, client):
+        yield Fake(service, client, renderer)

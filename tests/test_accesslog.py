@@ -8,8 +8,9 @@ from collections.abc import Iterator
 
 import httpx
 import pytest
-from conftest import SECRET, signed
-from servers import Server, serve
+
+from tests.support.cards import SECRET, signed
+from tests.support.servers import Server, serve
 
 pytestmark = pytest.mark.browser  # a real `ogproxy serve` process, with its Chromium
 

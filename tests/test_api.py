@@ -5,7 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from conftest import make_settings, running
+
+from tests.support.cards import make_settings, running
 
 pytestmark = [pytest.mark.anyio, pytest.mark.browser]
 API_KEY = "api-key-0123456789abcdef"

@@ -10,7 +10,8 @@ from pathlib import Path
 
 import httpx
 import pytest
-from conftest import (
+
+from tests.support.cards import (
     BASE,
     SECRET,
     Renders,
@@ -218,7 +219,7 @@ async def test_cache_survives_a_restart_without_rendering(tmp_path: Path) -> Non
         second = await client.get(url)
         assert second.headers["x-cache"] == "HIT"
         assert second.content == first.content
-        assert app.state.cards.renderer.renders == 0
+        assert app.renderer.renders == 0
 
 
 @pytest.mark.browser
@@ -226,8 +227,8 @@ async def test_errors_are_not_cached(tmp_path: Path) -> None:
     async with running(make_settings(tmp_path)) as (app, client):
         await client.get(signed({"title": ""}))
         await client.get("/og.png?title=x&sig=bad")
-        assert len(app.state.cards.store.disk) == 0
-        assert len(app.state.cards.store.memory) == 0
+        assert app.store.disk is not None and len(app.store.disk) == 0
+        assert len(app.store.memory) == 0
 
 
 async def test_healthz(client: httpx.AsyncClient) -> None:
@@ -275,7 +276,7 @@ async def test_repeat_hits_skip_the_framework_but_not_the_checks(served: Served)
     url = signed({"title": "Fast path", "template": "minimal"})
     query = url.split("?", 1)[1].encode()
     first = await client.get(url)
-    assert app.state.known.get("/og.png", query) is not None
+    assert app.known.get("/og.png", query) is not None
     again = await client.get(url)
     full_path = await client.get("/og.png?" + "&".join(reversed(query.decode().split("&"))))
     assert again.headers["x-cache"] == full_path.headers["x-cache"] == "HIT"
@@ -364,7 +365,7 @@ async def test_readyz_and_metrics_follow_the_traffic(tmp_path: Path) -> None:
         for pid in killed:
             os.kill(pid, signal.SIGKILL)
         for _ in range(100):  # until Playwright has seen the pipes close
-            if not app.state.cards.renderer.ready:
+            if not app.renderer.ready:
                 break
             await asyncio.sleep(0.05)
         down = await client.get("/readyz")
@@ -372,7 +373,7 @@ async def test_readyz_and_metrics_follow_the_traffic(tmp_path: Path) -> None:
         assert (await client.get(signed({"title": "Relaunch"}))).status_code == 200
         # The probe relaunches every killed browser in the background; the render waited
         # for (or did) its own relaunch.
-        restarts = app.state.cards.renderer.restarts
+        restarts = app.renderer.restarts
         assert 1 <= restarts <= len(killed)
         metrics = (await client.get("/metrics")).text
         assert f"ogproxy_browser_restarts_total {float(restarts)}" in metrics
@@ -384,7 +385,7 @@ async def test_readyz_brings_a_dead_browser_back_without_traffic(tmp_path: Path)
     # Behind a load balancer an instance that fails its probe gets no traffic, so no
     # render would ever relaunch its browser: the probe itself has to.
     async with running(make_settings(tmp_path)) as (app, client):
-        renderer = app.state.cards.renderer
+        renderer = app.renderer
         killed = browsers_of_this_process()
         for pid in killed:
             os.kill(pid, signal.SIGKILL)
@@ -405,7 +406,7 @@ async def test_readyz_brings_a_dead_browser_back_without_traffic(tmp_path: Path)
 
 
 def browsers_of_this_process() -> list[int]:
-    from procs import browsers
+    from tests.support.processes import browsers
 
     return browsers(os.getpid())
 

@@ -17,13 +17,13 @@ from typing import Any
 import httpx
 import pytest
 from click.testing import CliRunner
-from conftest import SECRET, png_image, signed
-from s3server import Weed, bucket_objects
-from servers import metric, serve
 
 from ogproxy import verify_url
 from ogproxy.build import manifest_path
 from ogproxy.cli import main
+from tests.support.cards import SECRET, png_image, signed
+from tests.support.s3server import Weed, bucket_objects
+from tests.support.servers import metric, serve
 
 
 def run(*args: str, env: dict[str, str] | None = None) -> tuple[int, str]:
@@ -211,8 +211,9 @@ def test_warm_renders_every_og_image_of_a_sitemap(tmp_path: Path, site: tuple[Pa
 def test_render_reports_asset_failures_per_line(tmp_path: Path) -> None:
     import io
 
-    from assethost import Reply, asset_host
     from PIL import Image
+
+    from tests.support.assethost import Reply, asset_host
 
     red = io.BytesIO()
     Image.new("RGB", (32, 32), (255, 0, 0)).save(red, "PNG")

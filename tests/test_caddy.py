@@ -14,8 +14,9 @@ from pathlib import Path
 
 import httpx
 import pytest
-from conftest import SECRET, png_image, signed
-from servers import Server, free_port, serve
+
+from tests.support.cards import SECRET, png_image, signed
+from tests.support.servers import Server, free_port, serve
 
 ROOT = Path(__file__).resolve().parent.parent
 Fleet = tuple[str, list[Server]]
@@ -138,7 +139,7 @@ def test_caddy_balances_by_uri_passes_headers_and_fails_over(fleet: Fleet) -> No
 
 
 def test_instance_whose_browser_died_comes_back_into_rotation(fleet: Fleet) -> None:
-    from procs import browsers
+    from tests.support.processes import browsers
 
     base, servers = fleet
     with httpx.Client(timeout=30) as client:

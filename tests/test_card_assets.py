@@ -10,14 +10,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from assethost import AssetHost, Reply, asset_host, woff2_font
-from conftest import fonts_used, make_settings, png_image, running, signed
 from PIL import Image, ImageChops
 from playwright.async_api import Browser, Page, async_playwright
 
 from ogproxy.browser import launch
 from ogproxy.errors import AssetFailed, AssetRefused
 from ogproxy.fetcher import CardFetch
+from tests.support.assethost import AssetHost, Reply, asset_host, woff2_font
+from tests.support.cards import make_settings, png_image, running, signed
+from tests.support.pages import fonts_used
 
 pytestmark = [pytest.mark.anyio, pytest.mark.browser]
 FAMILY = "Og Test Serif"

@@ -11,11 +11,11 @@ from pathlib import Path
 import httpx
 import pytest
 from click.testing import CliRunner
-from s3server import Weed
-from servers import free_port
 
 from ogproxy import verify_url
 from ogproxy.cli import main
+from tests.support.s3server import Weed
+from tests.support.servers import free_port
 
 
 def test_sign_prints_a_verifiable_url() -> None:
@@ -174,7 +174,8 @@ def test_cache_stats_prune_and_clear(tmp_path: Path) -> None:
 def test_serve_reads_secret_and_api_key_files(tmp_path: Path) -> None:
     """A real `ogproxy serve` with OGPROXY_SECRET_FILE and OGPROXY_API_KEYS_FILE only."""
     from ogproxy_sign import sign_url
-    from servers import serve
+
+    from tests.support.servers import serve
 
     (tmp_path / "secret").write_text("old-secret-0123456789\nfile-secret-0123456789\n")
     (tmp_path / "keys").write_text("file-key-0123456789\n")

@@ -1,4 +1,4 @@
-"""The Python, JS, Go and PHP signers in clients/ agree with tests/vectors.json.
+"""The Python, JS, Go and PHP signers in clients/ agree with spec/vectors.json.
 
 Each runs its own test suite; a test is skipped only when its toolchain is missing.
 """

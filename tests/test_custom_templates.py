@@ -8,12 +8,12 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import make_settings, running, signed
 
 from ogproxy.app import create_app
 from ogproxy.config import TEMPLATES_DIR
 from ogproxy.errors import ConfigError
 from ogproxy.templates import TemplateSet
+from tests.support.cards import make_settings, running, signed
 
 pytestmark = pytest.mark.anyio
 

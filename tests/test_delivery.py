@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import httpx
 import pytest
-from conftest import signed
 
 from ogproxy.delivery import UNSATISFIABLE, _byte_range
+from tests.support.cards import signed
 
 pytestmark = pytest.mark.anyio
 

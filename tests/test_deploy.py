@@ -25,7 +25,8 @@ from typing import Any
 
 import httpx
 import pytest
-from servers import free_port
+
+from tests.support.servers import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 DEPLOY = ROOT / "deploy"

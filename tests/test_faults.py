@@ -14,10 +14,10 @@ from typing import NoReturn
 
 import diskcache
 import pytest
-from conftest import make_settings, png_image, running, signed
-from procs import browsers, zombies
 
 from ogproxy.config import TEMPLATES_DIR
+from tests.support.cards import make_settings, png_image, running, signed
+from tests.support.processes import browsers, zombies
 
 pytestmark = [pytest.mark.anyio, pytest.mark.browser]
 
@@ -44,11 +44,11 @@ async def test_browser_killed_between_renders_is_relaunched(tmp_path: Path) -> N
         assert (await client.get(signed({"title": "Before the crash"}))).status_code == 200
         [pid] = browsers(os.getpid())
         os.kill(pid, signal.SIGKILL)
-        await wait_for(lambda: not app.state.cards.renderer.ready)
+        await wait_for(lambda: not app.renderer.ready)
         response = await client.get(signed({"title": "After the crash"}))
         assert response.status_code == 200
         assert png_image(response.content).size == (1200, 630)
-        assert app.state.cards.renderer.restarts == 1
+        assert app.renderer.restarts == 1
         assert browsers(os.getpid()) and pid not in browsers(os.getpid())
         await asyncio.sleep(0.5)
         assert not zombies(os.getpid())
@@ -77,7 +77,7 @@ async def test_browser_killed_mid_render_gets_retry_or_503_never_a_hang(tmp_path
             assert (
                 response.headers["retry-after"] and response.headers["cache-control"] == "no-store"
             )
-        assert app.state.cards.renderer.restarts >= 1
+        assert app.renderer.restarts >= 1
         after = await client.get(signed({"title": "Next one"}))
         assert after.status_code == 200
         await asyncio.sleep(0.5)
@@ -108,9 +108,9 @@ async def test_overload_gets_503_at_once_while_hits_keep_flowing(tmp_path: Path)
         hit_url = signed({"title": "Warm"})
         assert (await client.get(hit_url)).status_code == 200
         busy = asyncio.create_task(client.get(signed({"title": "busy", "template": "slow"})))
-        await wait_for(lambda: app.state.cards.renderer.waiting == 0 and not busy.done(), 5)
+        await wait_for(lambda: app.renderer.waiting == 0 and not busy.done(), 5)
         queued = asyncio.create_task(client.get(signed({"title": "queued", "template": "slow"})))
-        await wait_for(lambda: app.state.cards.renderer.waiting == 1, 5)
+        await wait_for(lambda: app.renderer.waiting == 1, 5)
         refused = await client.get(signed({"title": "refused", "template": "slow"}))
         assert refused.status_code == 503
         assert refused.headers["retry-after"] == "1"
@@ -129,11 +129,11 @@ async def test_full_disk_still_serves_the_image(
         def full(*args: object, **kwargs: object) -> NoReturn:
             raise OSError(errno.ENOSPC, "No space left on device")
 
-        monkeypatch.setattr(app.state.cards.store.disk, "set", full)
-        monkeypatch.setattr(app.state.cards.store.disk, "add", full)
+        monkeypatch.setattr(app.store.disk, "set", full)
+        monkeypatch.setattr(app.store.disk, "add", full)
         response = await client.get(signed({"title": "Disk is full"}))
         assert response.status_code == 200 and png_image(response.content).size == (1200, 630)
-        assert app.state.cards.store.disk_errors >= 1
+        assert app.store.disk_errors >= 1
 
 
 async def test_corrupted_entry_is_rendered_again(tmp_path: Path) -> None:
@@ -148,4 +148,4 @@ async def test_corrupted_entry_is_rendered_again(tmp_path: Path) -> None:
         assert again.status_code == 200 and again.headers["x-cache"] == "MISS"
         assert png_image(again.content).size == (1200, 630)
         assert len(again.content) == len(good.content)
-        assert app.state.cards.store.corrupt == 1
+        assert app.store.corrupt == 1

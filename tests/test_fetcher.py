@@ -15,7 +15,6 @@ from typing import Any
 
 import anyio
 import pytest
-from assethost import AssetHost, Reply, asset_host
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from PIL import Image
@@ -31,6 +30,7 @@ from ogproxy.errors import (
 )
 from ogproxy.fetcher import Fetcher
 from ogproxy.origins import AllowList, is_public, parse_origin
+from tests.support.assethost import AssetHost, Reply, asset_host
 
 pytestmark = pytest.mark.anyio
 

@@ -15,12 +15,12 @@ from typing import Any
 import httpx
 import obstore
 import pytest
-from conftest import BUCKET, SECRET, png_image, signed
-from s3server import FaultProxy, Weed, bucket_objects, weed_with_bucket
-from servers import Server, metric, serve
 
 from ogproxy import objectstore
 from ogproxy.objectstore import s3_store
+from tests.support.cards import BUCKET, SECRET, png_image, signed
+from tests.support.s3server import FaultProxy, Weed, bucket_objects, weed_with_bucket
+from tests.support.servers import Server, metric, serve
 
 pytestmark = pytest.mark.browser  # real `ogproxy serve` processes, each with its Chromium
 ARGS = ("--secret", SECRET, "--pages", "1", "--browsers", "1", "--no-access-log")

@@ -5,13 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from conftest import make_settings
 from starlette.routing import Route
 
 from ogproxy.app import create_app
 from ogproxy.formats import ENDPOINTS, FORMATS, for_file
 from ogproxy.meta import meta_tags
 from ogproxy.params import Output
+from tests.support.cards import make_settings
 
 
 def test_every_endpoint_is_a_route(tmp_path: Path) -> None:

@@ -13,14 +13,15 @@ from typing import Any
 
 import httpx
 import pytest
-from conftest import SECRET, make_settings, signed
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from starlette.types import Message
 
-from ogproxy.app import create_app
+from ogproxy.app import app_for
 from ogproxy.limits import MAX_HEADER_BYTES
+from ogproxy.service import Service
 from ogproxy.signing import canonical_query, parse_query, signature
+from tests.support.cards import SECRET, make_settings, signed
 
 pytestmark = pytest.mark.anyio
 API_KEY = "fuzz-api-key-0123456789"
@@ -30,7 +31,8 @@ class AppThread:
     """The real app (real Chromium) on an event loop in a thread, called with raw ASGI scopes."""
 
     def __init__(self, tmp: Path) -> None:
-        self.app = create_app(make_settings(tmp, api_keys=(API_KEY,)))
+        self.service = Service.build(make_settings(tmp, api_keys=(API_KEY,)))
+        self.app = app_for(self.service)
         self.loop = asyncio.new_event_loop()
         self._ready = threading.Event()
         self._stop: asyncio.Event | None = None
@@ -52,7 +54,7 @@ class AppThread:
 
     @property
     def renders(self) -> int:
-        return int(self.app.state.cards.renderer.renders)
+        return int(self.service.renderer.renders)
 
     def request(
         self,
@@ -320,7 +322,7 @@ def test_oversized_url_is_refused(app_thread: AppThread) -> None:
 
 @pytest.mark.browser
 def test_real_http_parser_refuses_garbage_without_500(tmp_path: Path) -> None:
-    from servers import serve
+    from tests.support.servers import serve
 
     with serve(tmp_path, env={"OGPROXY_SECRET": SECRET}) as server:
         port = int(server.base.rsplit(":", 1)[1])

@@ -7,10 +7,10 @@ import socket
 from pathlib import Path
 
 import pytest
-from conftest import SECRET, signed
-from servers import serve
 
 from ogproxy.hits import KnownQueries
+from tests.support.cards import SECRET, signed
+from tests.support.servers import serve
 
 TITLE = "One public card, respelled fifteen thousand ways " * 3  # ~150 characters
 SPELLINGS = 15_000

@@ -10,9 +10,10 @@ import zlib
 from pathlib import Path
 
 import pytest
-from assethost import Reply, asset_host
-from conftest import make_settings, running, signed
 from PIL import Image
+
+from tests.support.assethost import Reply, asset_host
+from tests.support.cards import make_settings, running, signed
 
 pytestmark = [pytest.mark.anyio, pytest.mark.browser]
 
@@ -69,7 +70,8 @@ async def test_images_are_fetched_before_the_render_lock_is_taken(tmp_path: Path
             request = asyncio.ensure_future(client.get(url))
             while not host.hits:
                 await asyncio.sleep(0.02)
-            disk = app.state.cards.store.disk
+            disk = app.store.disk
+            assert disk is not None
             locks = [k for k in disk.iterkeys() if str(k).startswith("ogproxy-lock:")]
             response = await request
     assert locks == []

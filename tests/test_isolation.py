@@ -11,9 +11,9 @@ from pathlib import Path
 
 import httpx
 import pytest
-from conftest import make_settings, png_image, running, signed
 
 from ogproxy.config import TEMPLATES_DIR
+from tests.support.cards import make_settings, png_image, running, signed
 
 Listener = tuple[int, list[bytes]]
 
@@ -101,7 +101,7 @@ async def test_hostile_template_reaches_nothing(
         tmp_path, templates_dir=folder, network_isolation=level, asset_failure="render"
     )
     async with running(settings) as (app, client):
-        assert app.state.cards.renderer.network_isolation == level
+        assert app.renderer.network_isolation == level
         # The listener itself works: a plain client reaches it.
         with socket.create_connection(("127.0.0.1", port)) as probe:
             probe.sendall(b"probe")

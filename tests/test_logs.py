@@ -8,8 +8,9 @@ from pathlib import Path
 
 import httpx
 import pytest
-from conftest import SECRET, signed
-from servers import serve
+
+from tests.support.cards import SECRET, signed
+from tests.support.servers import serve
 
 pytestmark = pytest.mark.browser  # real `ogproxy serve` processes, each with its Chromium
 

@@ -10,7 +10,6 @@ from pathlib import Path
 
 import obstore
 import pytest
-from s3server import FaultProxy, Weed
 
 from ogproxy import objectstore
 from ogproxy.breaker import Breaker
@@ -20,6 +19,7 @@ from ogproxy.config import parse_store_url as parse_url
 from ogproxy.errors import ConfigError
 from ogproxy.objectstore import ObjectTier, s3_store
 from ogproxy.store import Store
+from tests.support.s3server import FaultProxy, Weed
 
 pytestmark = pytest.mark.anyio
 

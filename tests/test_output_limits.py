@@ -10,10 +10,10 @@ from pathlib import Path
 
 import httpx
 import pytest
-from conftest import make_settings, running, signed
-from procs import descendants, rss_bytes
 
 from ogproxy.params import MAX_OUTPUT_BYTES, MAX_OUTPUT_PIXELS
+from tests.support.cards import make_settings, running, signed
+from tests.support.processes import descendants, rss_bytes
 
 pytestmark = [pytest.mark.anyio, pytest.mark.browser]
 
@@ -59,8 +59,8 @@ async def test_an_image_over_the_byte_cap_is_refused_and_never_stored(tmp_path: 
             assert response.status_code == 422, (response.status_code, len(response.content))
             assert f"{MAX_OUTPUT_BYTES // 2**20} MiB" in response.json()["error"]
             assert response.headers["cache-control"] == "no-store"
-        assert app.state.cards.renderer.renders == 2  # refused each time, never stored
-        assert len(app.state.cards.store.memory) == 0
+        assert app.renderer.renders == 2  # refused each time, never stored
+        assert len(app.store.memory) == 0
 
 
 def _rss_of_descendants() -> int:

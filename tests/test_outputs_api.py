@@ -11,8 +11,9 @@ from pathlib import Path
 
 import httpx
 import pytest
-from conftest import make_settings, png_image, rgb_at, running, signed
 from PIL import Image
+
+from tests.support.cards import make_settings, png_image, rgb_at, running, signed
 
 pytestmark = pytest.mark.anyio
 

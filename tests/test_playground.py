@@ -7,12 +7,12 @@ from pathlib import Path
 
 import httpx
 import pytest
-from conftest import SECRET
 from playwright.async_api import async_playwright
-from servers import serve
 
 from ogproxy import verify_url
 from ogproxy.browser import launch
+from tests.support.cards import SECRET
+from tests.support.servers import serve
 
 pytestmark = [pytest.mark.anyio, pytest.mark.browser]
 

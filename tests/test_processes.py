@@ -10,12 +10,12 @@ from pathlib import Path
 
 import httpx
 import pytest
-from conftest import SECRET, png_image, signed
-from procs import alive, descendants
-from servers import serve
-from test_faults import SLOW
 
 from ogproxy.config import TEMPLATES_DIR
+from tests.support.cards import SECRET, png_image, signed
+from tests.support.processes import alive, descendants
+from tests.support.servers import serve
+from tests.test_faults import SLOW
 
 pytestmark = pytest.mark.browser
 

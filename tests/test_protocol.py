@@ -10,10 +10,10 @@ from pathlib import Path
 
 import httpx
 import pytest
-from conftest import SECRET, signed
-from servers import Server, serve
 
 from ogproxy.protocol import HEAD_TIMEOUT, MAX_HEAD_BYTES
+from tests.support.cards import SECRET, signed
+from tests.support.servers import Server, serve
 
 API_KEY = "api-key-0123456789abcdef"
 pytestmark = pytest.mark.browser  # a real server process, with its Chromium

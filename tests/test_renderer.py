@@ -7,15 +7,15 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import png_image
-from procs import chromium, cmdline, descendants, environ
 
 from ogproxy import renderer as renderer_module
 from ogproxy.config import TEMPLATES_DIR
 from ogproxy.errors import RenderTimeout
 from ogproxy.params import CardParams, Output
-from ogproxy.renderer import Renderer
+from ogproxy.renderer import ChromiumRenderer
 from ogproxy.templates import TemplateSet
+from tests.support.cards import png_image
+from tests.support.processes import chromium, cmdline, descendants, environ
 
 pytestmark = [pytest.mark.anyio, pytest.mark.browser]
 
@@ -27,7 +27,7 @@ def card(title: str, template: str = "default") -> CardParams:
 async def test_pages_are_recycled_and_keep_rendering(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(renderer_module, "RECYCLE_AFTER", 2)
     templates = TemplateSet(TEMPLATES_DIR)
-    renderer = Renderer(pages=1, chromium=None, timeout=10)
+    renderer = ChromiumRenderer(pages=1, chromium=None, timeout=10)
     await renderer.start()
     try:
         pages = set()
@@ -49,7 +49,7 @@ async def test_a_hanging_template_times_out_and_the_next_render_works(tmp_path: 
         (tmp_path / path.name).write_bytes(path.read_bytes())
     (tmp_path / "hang.html").write_text("<h1>{{ title }}</h1><script>for (;;) {}</script>")
     templates = TemplateSet(tmp_path)
-    renderer = Renderer(pages=1, chromium=None, timeout=1.5)
+    renderer = ChromiumRenderer(pages=1, chromium=None, timeout=1.5)
     await renderer.start()
     try:
         started = time.monotonic()
@@ -66,12 +66,11 @@ async def test_a_hanging_template_times_out_and_the_next_render_works(tmp_path: 
 async def test_render_work_runs_at_lower_priority() -> None:
     import os
 
-    from procs import cmdline, descendants
-
     from ogproxy.priority import RENDER_NICE
+    from tests.support.processes import cmdline, descendants
 
     before = set(descendants(os.getpid()))  # other tests' servers are not ours to check
-    renderer = Renderer(pages=1, chromium=None, timeout=10)
+    renderer = ChromiumRenderer(pages=1, chromium=None, timeout=10)
     await renderer.start()
     try:
         doc = TemplateSet(TEMPLATES_DIR).render(card("Nice"), width=1200, height=630)
@@ -96,13 +95,13 @@ from ogproxy.config import TEMPLATES_DIR
 from ogproxy.encoder import linear_gradient
 from ogproxy.params import CardParams, Output
 from ogproxy.priority import RENDER_NICE
-from ogproxy.renderer import Renderer
+from ogproxy.renderer import ChromiumRenderer
 from ogproxy.templates import TemplateSet
 
 linear_gradient(1200, 630, "#123456", "#654321")  # libvips starts its workers from here
 
 async def main():
-    renderer = Renderer(pages=1, chromium=None, timeout=10)
+    renderer = ChromiumRenderer(pages=1, chromium=None, timeout=10)
     await renderer.start()
     try:
         doc = TemplateSet(TEMPLATES_DIR).render(
@@ -150,7 +149,7 @@ async def test_no_secret_reaches_the_driver_or_the_browser(monkeypatch: pytest.M
     }
     for name, value in secrets.items():
         monkeypatch.setenv(name, value)
-    renderer = Renderer(pages=1, chromium=None, timeout=10)
+    renderer = ChromiumRenderer(pages=1, chromium=None, timeout=10)
     await renderer.start()
     try:
         templates = TemplateSet(TEMPLATES_DIR)

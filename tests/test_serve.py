@@ -14,9 +14,9 @@ from pathlib import Path
 
 import httpx
 import pytest
-from conftest import png_image
-from harness import free_port
-from procs import alive
+
+from tests.support.cards import png_image
+from tests.support.processes import alive, free_port
 
 pytestmark = pytest.mark.browser
 

@@ -13,7 +13,7 @@ from ogproxy.config import Settings
 from ogproxy.errors import BadSignature, ConfigError
 from ogproxy.signing import canonical_query, is_canonical, parse_query, verify_query
 
-FILE = json.loads((Path(__file__).parent / "vectors.json").read_text())
+FILE = json.loads((Path(__file__).parent.parent / "spec" / "vectors.json").read_text())
 VECTORS = FILE["vectors"]
 SECRET_CASES = FILE["secrets"]["cases"]
 

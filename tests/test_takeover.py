@@ -17,9 +17,11 @@ from typing import Any
 
 import httpx
 import pytest
-from conftest import SECRET, make_settings, running, signed
-from procs import chromium, cpu_seconds, rss_bytes
-from servers import serve
+
+from ogproxy.renderer import ChromiumRenderer
+from tests.support.cards import SECRET, make_settings, running, signed
+from tests.support.processes import chromium, cpu_seconds, rss_bytes
+from tests.support.servers import serve
 
 pytestmark = [pytest.mark.anyio, pytest.mark.browser]
 
@@ -236,12 +238,14 @@ async def test_a_broken_document_is_its_own_fault(tmp_path: Path, script: str) -
     """422 for the card, not 503 for the renderer; the pool's tabs are not replaced."""
     async with running(one_tab(tmp_path)) as (app, client):
         assert (await client.get(signed({"title": "before"}))).status_code == 200
-        renderer = app.state.cards.renderer
-        tab = renderer._pool._queue[0]
+        renderer = app.renderer
+        assert isinstance(renderer, ChromiumRenderer)
+        tab = renderer._pool._queue[0]  # type: ignore[attr-defined]
         response = await post_html(client, f"<h1>x</h1><script>{script}</script>")
         assert response.status_code == 422, response.text
         assert response.headers["cache-control"] == "no-store"
-        assert renderer._pool._queue[0] is tab and renderer.restarts == 0
+        assert renderer._pool._queue[0] is tab  # type: ignore[attr-defined]
+        assert renderer.restarts == 0
         assert (await client.get(signed({"title": "after"}))).status_code == 200
 
 

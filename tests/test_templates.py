@@ -8,7 +8,6 @@ from typing import Any
 
 import httpx
 import pytest
-from conftest import fonts_used, max_channel, png_image, rgb_at, signed
 from PIL import ImageChops
 from playwright.async_api import Page, async_playwright
 
@@ -18,6 +17,8 @@ from ogproxy.config import TEMPLATES_DIR
 from ogproxy.params import CardParams, Output
 from ogproxy.renderer import Tab
 from ogproxy.templates import Document, TemplateSet, raw_document, readable_on, text_lang
+from tests.support.cards import max_channel, png_image, rgb_at, signed
+from tests.support.pages import fonts_used
 
 pytestmark = pytest.mark.anyio
 TEMPLATES = ("default", "minimal", "gradient")

@@ -18,7 +18,8 @@ import httpx
 import pytest
 from ogproxy_sign import sign_url
 from PIL import Image
-from servers import serve
+
+from tests.support.servers import serve
 
 ROOT = Path(__file__).resolve().parent.parent
 SECRET = "wheel-test-secret-0123456789"
@@ -95,7 +96,7 @@ def test_the_signer_installs_alone(tmp_path: Path) -> None:
         "    assert url.endswith(v['canonical_query'] + '&sig=' + v['sig']), v['name']\n"
         "print('ok')\n"
     )
-    out = _run([python, "-c", script, ROOT / "tests" / "vectors.json"], cwd=tmp_path)
+    out = _run([python, "-c", script, ROOT / "spec" / "vectors.json"], cwd=tmp_path)
     assert out.stdout.strip() == "ok"
 
 

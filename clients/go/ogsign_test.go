@@ -17,7 +17,7 @@ type vector struct {
 }
 
 func TestVectors(t *testing.T) {
-	data, err := os.ReadFile("../../tests/vectors.json")
+	data, err := os.ReadFile("../../spec/vectors.json")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -57,7 +57,7 @@ type secretCase struct {
 }
 
 func TestSecretRule(t *testing.T) {
-	data, err := os.ReadFile("../../tests/vectors.json")
+	data, err := os.ReadFile("../../spec/vectors.json")
 	if err != nil {
 		t.Fatal(err)
 	}

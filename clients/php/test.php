@@ -1,5 +1,5 @@
 <?php
-// php clients/php/test.php: checks every vector in tests/vectors.json; exits 1 on failure.
+// php clients/php/test.php: checks every vector in spec/vectors.json; exits 1 on failure.
 
 declare(strict_types=1);
 
@@ -26,7 +26,7 @@ function throws(callable $f): bool
     return false;
 }
 
-$file = json_decode(file_get_contents(__DIR__ . '/../../tests/vectors.json'), true, 512, JSON_THROW_ON_ERROR);
+$file = json_decode(file_get_contents(__DIR__ . '/../../spec/vectors.json'), true, 512, JSON_THROW_ON_ERROR);
 check(count($file['vectors']) > 0, 'vectors.json has vectors');
 foreach ($file['vectors'] as $v) {
     $query = ogproxy_canonical_query($v['params']);

@@ -3,7 +3,7 @@ import { readFileSync } from 'node:fs';
 import { test } from 'node:test';
 import { canonicalQuery, signature, signingSecret, signOgUrl } from '../index.js';
 
-const { vectors, secrets } = JSON.parse(readFileSync(new URL('../../../tests/vectors.json', import.meta.url), 'utf8'));
+const { vectors, secrets } = JSON.parse(readFileSync(new URL('../../../spec/vectors.json', import.meta.url), 'utf8'));
 const SECRET = 's3cret-s3cret-s3cret';
 
 for (const v of vectors) {

@@ -1,4 +1,4 @@
-"""ogproxy_sign against the shared vectors (tests/vectors.json), and its two examples."""
+"""ogproxy_sign against the shared vectors (spec/vectors.json), and its two examples."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from ogproxy_sign import canonical_query, meta_tags, sign_url, signature, to_pai
 
 HERE = Path(__file__).resolve().parent
 VECTORS: list[dict[str, Any]] = json.loads(
-    (HERE.parent.parent.parent / "tests" / "vectors.json").read_text(encoding="utf-8")
+    (HERE.parent.parent.parent / "spec" / "vectors.json").read_text(encoding="utf-8")
 )["vectors"]
 sys.path.insert(0, str(HERE.parent / "examples"))
 

@@ -12,7 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
-from harness import free_port, stop_tree, wait_http
+
+from tests.support.processes import free_port, stop_tree, wait_http
 
 __all__ = ["Server", "free_port", "serve"]
 

@@ -20,9 +20,9 @@ from pathlib import Path
 
 import httpx
 import obstore
-from servers import free_port
 
 from ogproxy.objectstore import DIGEST_FIELD, s3_store
+from tests.support.servers import free_port
 
 ACCESS_KEY, SECRET_KEY = "ogproxy-test", "ogproxy-test-secret"
 WEED = shutil.which("weed", path=str(Path(sys.executable).parent)) or shutil.which("weed")

@@ -1,0 +1,65 @@
+"""What the render-once service (cards.py) needs from a renderer, and nothing more.
+
+Chromium implements it (renderer.py); the test suite's fake (tests/support/fake.py)
+implements it too, so the whole HTTP and CLI contract runs without a browser. Nothing
+here imports Playwright.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    from playwright.async_api import Route
+
+    from .params import Output
+    from .templates import Document
+
+
+class PageRequests(Protocol):
+    """The requests of one card's page: fulfilled by the server's fetcher, or refused."""
+
+    async def handle(self, route: Route) -> None: ...
+
+    def check(self) -> None:
+        """Raise the first failure seen (an OgProxyError), if any."""
+
+
+class Renderer(Protocol):
+    """Turns a card's document into image bytes, within a deadline.
+
+    ``render`` raises the errors of errors.py (RenderTimeout, InvalidDocument,
+    Overloaded, BrowserUnavailable) and nothing else a caller has to sort.
+    """
+
+    renders: int  # cards rendered since start
+    waiting: int  # renders waiting for their turn now
+
+    @property
+    def ready(self) -> bool:
+        """It can render now (for /readyz)."""
+
+    @property
+    def restarts(self) -> int:
+        """Relaunches after a crash (a metric)."""
+
+    @property
+    def network_isolation(self) -> str:
+        """How the renderer is kept off the network (isolation.py), for /readyz."""
+
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
+    def revive(self) -> None:
+        """Bring back a dead renderer in the background (the readiness probe calls it)."""
+
+    async def render(
+        self,
+        doc: Document,
+        output: Output,
+        fetch: PageRequests | None = None,
+        deadline: float | None = None,
+    ) -> bytes:
+        """``doc`` as image bytes of ``output``'s size and format, by ``deadline``
+        (``time.monotonic()``) at the latest; ``fetch`` serves its page's requests."""

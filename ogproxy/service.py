@@ -1,0 +1,116 @@
+"""The composition root: every long-lived part of ogproxy, built once from the settings.
+
+``Service.build`` makes the parts (templates, the cache tiers, the asset fetcher, the
+renderer, the render-once service, the fast-hit map, the metrics) and wires them
+together; ``Service.running`` starts what has to run (the object store's uploaders, the
+browser) and stops it again. The HTTP app (app.py) and ``ogproxy render`` (build.py)
+take the parts they need from here; nothing else constructs them.
+
+The renderer is a parameter: Chromium by default, the test suite's fake where the
+subject is HTTP rather than pixels.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+
+import jinja2
+
+from .cards import Cards
+from .config import Settings
+from .errors import ConfigError
+from .fetcher import Fetcher
+from .fonts import fingerprint
+from .hits import KnownQueries
+from .metrics import Metrics
+from .objectstore import ObjectTier
+from .rendering import Renderer
+from .store import Store
+from .templates import TemplateSet
+
+
+def load_templates(settings: Settings) -> TemplateSet:
+    """The built-in and operator templates, or a ConfigError that names the problem."""
+    try:
+        return TemplateSet(*settings.template_dirs, trust=settings.trusted_templates)
+    except (ValueError, jinja2.TemplateError) as exc:
+        raise ConfigError(f"templates: {exc}") from exc
+
+
+def chromium(settings: Settings) -> Renderer:
+    """The production renderer (imported here so that a fake-renderer app never loads
+    Playwright's browser code)."""
+    from .renderer import ChromiumRenderer
+
+    return ChromiumRenderer.for_settings(settings)
+
+
+@dataclass(frozen=True)
+class Service:
+    settings: Settings
+    templates: TemplateSet
+    store: Store
+    fetcher: Fetcher
+    renderer: Renderer
+    cards: Cards
+    known: KnownQueries  # the fast path's map of verified queries (hits.py)
+    metrics: Metrics
+
+    @classmethod
+    def build(
+        cls,
+        settings: Settings,
+        renderer: Renderer | None = None,
+        templates: TemplateSet | None = None,
+    ) -> Service:
+        """Make the parts; nothing is started (see ``running``)."""
+        templates = templates or load_templates(settings)
+        renderer = renderer if renderer is not None else chromium(settings)
+        store = Store(
+            settings.cache_dir, size_limit=settings.cache_size, memory_bytes=settings.memory_cache
+        )
+        fetcher = Fetcher.for_settings(settings)
+        metrics = Metrics(renderer, store, fetcher)
+        cards = Cards(
+            templates,
+            store,
+            renderer,
+            fetcher,
+            fonts=fingerprint(settings.fonts_dir),
+            # A render hung in another worker is cut off after the timeout: wait a few.
+            lock_hold=settings.render_timeout * 3,
+            on_render=metrics.render_seconds.observe,
+            render_timeout=settings.render_timeout,
+        )
+        return cls(settings, templates, store, fetcher, renderer, cards, KnownQueries(), metrics)
+
+    @asynccontextmanager
+    async def running(self, remote: ObjectTier | None = None) -> AsyncIterator[Service]:
+        """Open the object store (``OGPROXY_STORE``) and start the renderer; close both after.
+
+        The bucket is checked first: one that does not exist is a start-up error, before a
+        browser is launched. A ``remote`` given by the caller (``ogproxy render``'s, which
+        waits for its uploads) is the caller's to close.
+        """
+        owned = remote is None and self.settings.store is not None
+        if owned:
+            assert self.settings.store is not None
+            remote = await ObjectTier.open(self.settings.store, os.environ)
+        if remote is not None:
+            self.store.attach(remote)
+        try:
+            await self.renderer.start()
+            if owned and remote is not None:
+                remote.start()
+            try:
+                yield self
+            finally:
+                await self.renderer.stop()
+        finally:
+            await self.fetcher.close()
+            if owned and remote is not None:
+                await remote.close()  # the queued uploads, within a deadline
+            self.store.close()

@@ -1,0 +1,121 @@
+"""A renderer without a browser, for tests whose subject is HTTP, the cache or the CLI.
+
+It implements ``ogproxy.rendering.Renderer``: each card becomes a real image of its
+output's size and format (a flat colour derived from the document, so the same card is
+the same bytes and two cards differ), encoded by the real encoder. Tests set what the
+next renders do: take time, fail, hang past their deadline, or crash the "browser".
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import time
+from dataclasses import dataclass, field
+from typing import Literal
+
+import anyio
+import pyvips
+
+from ogproxy.encoder import encode
+from ogproxy.errors import BrowserUnavailable, InvalidDocument, Overloaded, RenderTimeout
+from ogproxy.params import Output
+from ogproxy.rendering import PageRequests
+from ogproxy.templates import Document
+
+Fault = Literal["invalid", "hang", "crash"]
+
+
+def card_pixels(doc: Document, output: Output) -> bytes:
+    """A PNG of ``output``'s pixel size in one colour, taken from the document's text."""
+    r, g, b = hashlib.sha256(doc.html.encode()).digest()[:3]
+    width, height = output.width * output.scale, output.height * output.scale
+    image = pyvips.Image.black(width, height, bands=3).linear([1, 1, 1], [r, g, b]).cast("uchar")
+    return bytes(image.pngsave_buffer(compression=1))
+
+
+@dataclass
+class FakeRenderer:
+    pages: int = 2
+    queue: int = 64
+    timeout: float = 10.0
+    delay: float = 0.0  # seconds each render takes
+    faults: list[Fault] = field(default_factory=list)  # what the next renders do, in order
+    renders: int = 0
+    waiting: int = 0
+    restarts: int = 0
+    started: bool = False
+    alive: bool = True
+    documents: list[tuple[Document, Output]] = field(default_factory=list)
+    network_isolation: str = "fake"
+    _slots: asyncio.Semaphore | None = None
+
+    @property
+    def ready(self) -> bool:
+        return self.started and self.alive
+
+    async def start(self) -> None:
+        self._slots = asyncio.Semaphore(self.pages)
+        self.started = True
+
+    async def stop(self) -> None:
+        self.started = False
+
+    def revive(self) -> None:
+        if not self.alive:
+            self.alive = True
+            self.restarts += 1
+
+    def crash(self) -> None:
+        """The browser dies: not ready until revived (by the readiness probe or a render)."""
+        self.alive = False
+
+    async def render(
+        self,
+        doc: Document,
+        output: Output,
+        fetch: PageRequests | None = None,
+        deadline: float | None = None,
+    ) -> bytes:
+        assert self._slots is not None, "render before start"
+        if self.waiting >= self.queue:
+            raise Overloaded(detail=f"{self.waiting} renders already waiting")
+        self.waiting += 1
+        try:
+            await self._slots.acquire()
+        finally:
+            self.waiting -= 1
+        try:
+            budget = self.timeout
+            if deadline is not None:
+                budget = max(0.05, min(budget, deadline - time.monotonic()))
+            try:
+                with anyio.fail_after(budget):
+                    await self._work(doc, output)
+            except TimeoutError:
+                raise RenderTimeout(detail=f"render exceeded {self.timeout:.1f} s") from None
+        finally:
+            self._slots.release()
+        if fetch is not None:
+            fetch.check()
+        raw = card_pixels(doc, output)
+        image = await anyio.to_thread.run_sync(
+            lambda: encode(raw, output.format, palette=output.palette, quality=output.quality)
+        )
+        self.renders += 1
+        return image
+
+    async def _work(self, doc: Document, output: Output) -> None:
+        if not self.alive:
+            self.revive()  # the next render relaunches a dead browser, as Chromium's does
+        self.documents.append((doc, output))
+        fault = self.faults.pop(0) if self.faults else None
+        if fault == "hang":
+            await asyncio.sleep(3600)
+        if fault == "invalid":
+            raise InvalidDocument("The card's HTML could not be rendered.")
+        if fault == "crash":
+            self.crash()
+            raise BrowserUnavailable(detail="the fake browser crashed")
+        if self.delay:
+            await asyncio.sleep(self.delay)
