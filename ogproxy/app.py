@@ -50,7 +50,7 @@ from .params import MAX_QUERY_BYTES, CardParams, Output, json_pairs, parse_card
 from .playground import Playground
 from .rendering import Renderer
 from .service import Service
-from .signing import is_canonical, sign_url, verify_query
+from .signing import canonical_spelling, is_canonical, sign_url, verify_query
 
 Endpoint = Callable[[Service, Request], Awaitable[Response]]
 
@@ -65,9 +65,11 @@ async def og_image(service: Service, request: Request) -> Response:
     pairs = verify_query(path, raw_query, service.settings.signing_secrets)
     defaults = _defaults(service, ENDPOINTS[path])
     params, output = parse_card(pairs, service.templates.specs, defaults)
-    # Only the signer's own spelling goes on the fast path: respellings of one URL
-    # (``+`` for ``%20``, extra ``&``) still verify, but must not each take memory.
-    known = (path, raw_query) if is_canonical(raw_query, pairs) else None
+    # The fast path remembers the signer's own spelling, one entry a card: respellings of
+    # one URL (``+`` for ``%20``, extra ``&``) verify alike, but must not each take memory
+    # (hits.py finds them by their canonical spelling).
+    spelling = raw_query if is_canonical(raw_query, pairs) else canonical_spelling(raw_query)
+    known = (path, spelling) if spelling is not None else None
     return await _card_response(service, request, params, output, known=known)
 
 

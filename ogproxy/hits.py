@@ -1,14 +1,17 @@
 """Answering repeat hits without the framework.
 
-A request whose exact path and query bytes were verified, parsed and served before maps
-to its cache key. When the same bytes arrive again and the image is in memory, the
-answer goes out from here, with no signature check, parsing or routing: the mapping
-exists only because those very bytes passed all of them once. Anything else, and any
-entry not in memory, goes down the full request path.
+A request whose path and query were verified, parsed and served before maps to its
+cache key. When it arrives again and the image is in memory, the answer goes out from
+here, with no signature check, parsing or routing: the mapping exists only because that
+query passed all of them once. Anything else, and any entry not in memory, goes down the
+full request path.
 
-Only canonical spellings are remembered (app.py), one per signed card, and the map is
-bounded by bytes as well as entries: the many spellings that verify, or many signed
-URLs with 4 KiB queries, cannot grow it past its budget.
+Only canonical spellings are remembered (app.py), one per signed card, so the map is
+bounded by cards, not by the many spellings that verify; it is bounded by bytes as well
+as entries, so many signed URLs with 4 KiB queries cannot grow it past its budget. A
+query in another spelling (parameters in another order, ``+`` for ``%20``) is looked up
+by its canonical spelling: it verifies exactly as that one did, because a signature
+covers nothing but the decoded pairs (signing.canonical_spelling).
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from typing import TYPE_CHECKING
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .delivery import image_answer
+from .signing import canonical_spelling
 
 if TYPE_CHECKING:
     from .store import Store
@@ -63,7 +67,11 @@ class HitMiddleware:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["method"] in ("GET", "HEAD"):
-            known = self.known.get(scope["path"], scope["query_string"])
+            path, query = scope["path"], scope["query_string"]
+            known = self.known.get(path, query)
+            if known is None and self.known:
+                spelling = canonical_spelling(query)
+                known = self.known.get(path, spelling) if spelling is not None else None
             if known is not None:
                 key, media_type = known
                 body = self.store.get_memory(key)

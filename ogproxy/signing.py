@@ -44,6 +44,7 @@ __all__ = [
     "Pairs",
     "ParamsLike",
     "canonical_query",
+    "canonical_spelling",
     "is_canonical",
     "parse_query",
     "sign_url",
@@ -67,12 +68,9 @@ def _split(raw: bytes | str) -> Pairs:
     return [(n, v) for n, _, v in (p.partition(b"=") for p in raw.split(b"&") if p)]
 
 
-def verify_query(path: str, raw_query: bytes | str, secrets: Sequence[str | bytes]) -> Pairs:
-    """Check the ``sig`` of a raw query; return the other pairs, still as bytes.
-
-    Raises BadSignature (403) for a missing, repeated, misspelled or wrong signature.
-    Nothing else about the query is interpreted here.
-    """
+def _decode(raw_query: bytes | str) -> tuple[Pairs, bytes]:
+    """The decoded pairs other than ``sig``, and ``sig`` as sent; BadSignature when ``sig``
+    is missing, repeated or misspelled. What a signature covers depends on these alone."""
     pairs = [(_unquote(name), value) for name, value in _split(raw_query)]
     sigs = [value for name, value in pairs if name == b"sig"]  # as sent, not decoded
     if not sigs:
@@ -81,18 +79,41 @@ def verify_query(path: str, raw_query: bytes | str, secrets: Sequence[str | byte
         raise BadSignature("sig given more than once")
     if not _SIGNATURE.fullmatch(sigs[0]):
         raise BadSignature("sig is not 43 characters of unpadded base64url")
-    rest = [(name, _unquote(value)) for name, value in pairs if name != b"sig"]
+    return [(name, _unquote(value)) for name, value in pairs if name != b"sig"], sigs[0]
+
+
+def verify_query(path: str, raw_query: bytes | str, secrets: Sequence[str | bytes]) -> Pairs:
+    """Check the ``sig`` of a raw query; return the other pairs, still as bytes.
+
+    Raises BadSignature (403) for a missing, repeated, misspelled or wrong signature.
+    Nothing else about the query is interpreted here.
+    """
+    rest, sig = _decode(raw_query)
     message = f"{path}?{canonical_query(rest)}".encode()
-    if not signer(secrets).verify_signature(message, sigs[0]):
+    if not signer(secrets).verify_signature(message, sig):
         raise BadSignature("signature does not match")
     return rest
+
+
+def canonical_spelling(raw_query: bytes) -> bytes | None:
+    """The query as ``sign_url`` spells it (``sig`` last), or None if it has no valid ``sig``.
+
+    Two queries with the same canonical spelling verify alike: ``verify_query`` reads
+    nothing of a query but its decoded pairs and its ``sig``, and so does this. That
+    makes it safe for the fast-hit map to answer any spelling of a verified query.
+    """
+    try:
+        rest, sig = _decode(raw_query)
+    except BadSignature:
+        return None
+    return canonical_query(rest).encode() + b"&sig=" + sig
 
 
 def is_canonical(raw_query: bytes, pairs: Pairs) -> bool:
     """True if a verified query is spelled exactly as ``sign_url`` spells it.
 
-    ``pairs`` are what ``verify_query`` returned for it. Of all the spellings that verify
-    (``+`` or ``%20``, extra ``&``, escaped names), only this one is worth remembering.
+    ``pairs`` are what ``verify_query`` returned for it (cheaper than ``canonical_spelling``
+    for the spelling nearly every request has).
     """
     body, sep, sig = raw_query.rpartition(b"&sig=")
     return bool(sep) and len(sig) == 43 and body == canonical_query(pairs).encode()
