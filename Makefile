@@ -10,7 +10,7 @@ PORT ?= 8000
 help:
 	@echo "make run     set up (venv, Chromium, fonts) and serve on http://$(HOST):$(PORT) in dev mode"
 	@echo "make test    set up (plus caddy) and run the whole test suite"
-	@echo "make test-fast  the tests that need no Chromium (pytest -m 'not browser'), in seconds"
+	@echo "make test-fast  the tests that need no Chromium and no S3 server (pytest -m 'not system'), in seconds"
 	@echo "make check   ruff format --check, ruff check, mypy (no browser needed)"
 	@echo "make bench   full benchmark (~5 min); make bench-quick (< 2 min)"
 
@@ -31,7 +31,7 @@ test: setup-test
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 test-fast: setup-venv
-	$(PY) -m pytest -m "not browser" $(PYTEST_ARGS)
+	$(PY) -m pytest -m "not system" $(PYTEST_ARGS)
 
 # The benchmark also needs wrk, caddy and the Node peers (installed into bench/peers).
 setup-bench:

@@ -10,7 +10,6 @@ import click
 
 from . import __version__
 from .accesslog import configure as configure_logging
-from .browser import preflight
 from .cli_build import render, templates, warm
 from .cli_cache import cache
 from .cli_options import (
@@ -51,6 +50,7 @@ def serve(**values: Any) -> None:
     import uvicorn
 
     from .app import create_app
+    from .protocol import protocol_for
 
     workers = values["workers"] or 1
     # Several workers share the cores: by default each gets one browser and its share of pages.
@@ -61,7 +61,6 @@ def serve(**values: Any) -> None:
     settings = settings_or_exit(**values)
     configure_logging(settings.log_level, settings.access_log, settings.log_format)
     with config_errors():
-        preflight(settings.chromium)
         if settings.store:
             check_store(settings.store)
         app = create_app(settings)
@@ -72,7 +71,7 @@ def serve(**values: Any) -> None:
         "log_level": settings.log_level,
         "server_header": False,
         "access_log": False,  # ogproxy logs each request itself, without the query
-        "http": "ogproxy.protocol:BoundedHttpToolsProtocol",  # request heads bounded
+        "http": protocol_for(settings.head_timeout),  # request heads bounded
         "log_config": None,  # uvicorn logs through ogproxy's handler, in its format
         # uvicorn takes the client address from X-Forwarded-For for these peers only.
         "proxy_headers": bool(proxies),

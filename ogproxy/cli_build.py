@@ -9,7 +9,6 @@ from typing import Any
 
 import click
 
-from .browser import preflight
 from .cli_options import (
     card_options,
     card_params,
@@ -158,7 +157,6 @@ def render(
         store=store,
     )
     with config_errors():
-        preflight(settings.chromium)
         if settings.store:
             from .objectstore import check_store
 
@@ -174,11 +172,12 @@ def render(
     ) as bar:
         task = bar.add_task("rendering", total=len(jobs))
         try:
-            summary = asyncio.run(
-                render_jobs(
-                    jobs, out_dir, settings, fmt or "png", on_progress=lambda: bar.advance(task)
+            with config_errors():  # no browser, templates that do not load
+                summary = asyncio.run(
+                    render_jobs(
+                        jobs, out_dir, settings, fmt or "png", on_progress=lambda: bar.advance(task)
+                    )
                 )
-            )
         except OSError as exc:  # an output or cache folder that cannot be written
             raise click.ClickException(_reason(exc)) from None
     rate = summary.rendered / summary.seconds if summary.seconds else 0.0

@@ -38,6 +38,8 @@ DEFAULT_DEV_SECRET_FILE = Path(".ogproxy/dev-secret")
 DEFAULT_CACHE_SIZE = 2**30  # 1 GiB on disk
 DEFAULT_MEMORY_CACHE = 64 * 2**20  # 64 MiB of hot images kept in memory
 DEFAULT_RENDER_TIMEOUT = 10.0  # seconds
+DEFAULT_HEAD_TIMEOUT = 10.0  # seconds a client has for a request line and headers
+DEFAULT_ASSET_TIMEOUT = 5.0  # seconds for one asset, all redirects and the whole body included
 DEFAULT_QUEUE = 64  # renders waiting for a page before new misses get 503
 # The built-in templates ship inside the package (wheel and sdist alike).
 TEMPLATES_DIR = package_dir("builtin_templates")
@@ -268,6 +270,13 @@ class Settings:
         help="Comma-separated origins (https://host, https://*.host, google-fonts) a card's "
         "images, stylesheets and fonts may be fetched from.",
     )
+    asset_timeout: float = setting(
+        DEFAULT_ASSET_TIMEOUT,
+        kind="float",
+        bounds=(0.1, 60),
+        shown="`5` seconds per asset (all of a card's: 8 s or 80% of the render timeout)",
+        help="Seconds one image, stylesheet or font may take, redirects and body included.",
+    )
     asset_failure: Literal["fail", "render"] = setting(
         "fail",
         kind="choice",
@@ -317,6 +326,14 @@ class Settings:
         choices=LOG_FORMATS,
         shown="`json`; or `text`",
         help="Every log line as JSON (one object a line) or as plain text.",
+    )
+    head_timeout: float = setting(
+        DEFAULT_HEAD_TIMEOUT,
+        kind="float",
+        bounds=(0.5, 300),
+        shown="`10` seconds",
+        help="Seconds a client has to send a request's line and headers; then the connection "
+        "is closed (slow-header clients).",
     )
     trusted_proxies: str = setting(
         "127.0.0.1,::1",

@@ -39,6 +39,7 @@ from playwright.async_api import Error as PlaywrightError
 from playwright.async_api import Request, Route
 
 from .assetcache import Asset, AssetCache
+from .config import DEFAULT_ASSET_TIMEOUT
 from .errors import AssetError, AssetFailed, AssetRefused, AssetTimeout, InvalidParam
 from .origins import SETTING, AllowList, Origin, is_public, parse_origin
 from .singleflight import SingleFlight
@@ -53,7 +54,6 @@ Resolver = Callable[[str, int], Awaitable[list[str]]]
 
 ASSET_BYTES = 5 * 2**20  # one image, stylesheet or font
 CARD_BYTES = 20 * 2**20  # everything one card loads
-ASSET_TIMEOUT = 5.0  # seconds for one asset, all redirects and the whole body included
 CARD_TIMEOUT = 8.0  # seconds for all of a card's assets; below the render timeout
 MAX_REDIRECTS = 3  # within the origin
 DEFAULT_FRESH = 3600.0  # seconds an asset without max-age is reused before refetching
@@ -159,7 +159,7 @@ class Fetcher:
         failure: Failure = "fail",
         asset_bytes: int = ASSET_BYTES,
         card_bytes: int = CARD_BYTES,
-        asset_timeout: float = ASSET_TIMEOUT,
+        asset_timeout: float = DEFAULT_ASSET_TIMEOUT,
         card_timeout: float = CARD_TIMEOUT,
         resolve: Resolver = _resolve,
     ) -> None:
@@ -180,6 +180,7 @@ class Fetcher:
             AllowList(settings.asset_origins),
             AssetCache(settings.cache_dir / "assets"),
             failure=settings.asset_failure,
+            asset_timeout=settings.asset_timeout,
             # Leaves the render time to report which asset was late, rather than a bare 504.
             card_timeout=min(CARD_TIMEOUT, settings.render_timeout * 0.8),
         )

@@ -5,19 +5,22 @@ httptools grows a header value by concatenation, so one 80 MiB header cost 8.4 s
 CPU before any limit applied, and a client that never finishes its headers held its
 connection open for ever (uvicorn times out idle keep-alive connections, not slow
 ones). Here the head is cut off at the socket: past MAX_HEAD_BYTES without the blank
-line that ends it, the answer is 431; past HEAD_TIMEOUT, the connection is closed.
+line that ends it, the answer is 431; past the head timeout (``OGPROXY_HEAD_TIMEOUT``),
+the connection is closed.
 Behind Caddy or a CDN the edge does this too; ``docker run -p 8000:8000`` has no edge.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import weakref
 from typing import Any
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
+from .config import DEFAULT_HEAD_TIMEOUT
 from .errors import error_body
 from .limits import HEADERS_TOO_LARGE, MAX_HEADER_BYTES, MAX_HEADERS, MAX_TARGET_BYTES
 
@@ -26,7 +29,6 @@ log = logging.getLogger("ogproxy.protocol")
 # Request line and headers with their separators (": " and CRLF on each line), plus
 # slack; beyond it LimitsMiddleware would refuse the request anyway.
 MAX_HEAD_BYTES = MAX_TARGET_BYTES + MAX_HEADER_BYTES + 4 * MAX_HEADERS + 1024
-HEAD_TIMEOUT = 10.0  # seconds from connection (or a request's first byte) to its blank line
 
 _TOO_LARGE_BODY = error_body(431, HEADERS_TOO_LARGE)
 _TOO_LARGE = (
@@ -70,7 +72,9 @@ def _sweep(loop: asyncio.AbstractEventLoop, state_ref: weakref.ref[Any]) -> None
 
 
 class BoundedHttpToolsProtocol(HttpToolsProtocol):
-    """Pass as ``uvicorn.run(..., http="ogproxy.protocol:BoundedHttpToolsProtocol")``."""
+    """Pass as ``uvicorn.run(..., http=protocol_for(head_timeout))``."""
+
+    head_timeout = DEFAULT_HEAD_TIMEOUT  # seconds from connection or first byte to blank line
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -120,9 +124,31 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
 
     def _check_head(self, now: float) -> None:
         since = self._head_since
-        if since is None or now - since < HEAD_TIMEOUT or self.transport.is_closing():
+        if since is None or now - since < self.head_timeout or self.transport.is_closing():
             return
         if self.cycle is not None and not self.cycle.response_complete:
             self._head_since = now  # a pipelined head waits behind a response being made
             return
         self.transport.close()
+
+
+_PREFIX = "BoundedHttpToolsProtocol_"
+
+
+def protocol_for(head_timeout: float) -> str:
+    """uvicorn's ``http`` option for a head timeout: an import string, so that every
+    worker process (``--workers``, spawned) finds the same class by name."""
+    return f"{__name__}:{_PREFIX}{round(head_timeout * 1000)}"
+
+
+@functools.cache
+def _with_timeout(milliseconds: int) -> type[BoundedHttpToolsProtocol]:
+    attrs = {"head_timeout": milliseconds / 1000}
+    return type(f"{_PREFIX}{milliseconds}", (BoundedHttpToolsProtocol,), attrs)
+
+
+def __getattr__(name: str) -> Any:
+    """``BoundedHttpToolsProtocol_<ms>``: the protocol with that head timeout."""
+    if name.startswith(_PREFIX) and name[len(_PREFIX) :].isdigit():
+        return _with_timeout(int(name[len(_PREFIX) :]))
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -41,10 +41,12 @@ def load_templates(settings: Settings) -> TemplateSet:
 
 
 def chromium(settings: Settings) -> Renderer:
-    """The production renderer (imported here so that a fake-renderer app never loads
-    Playwright's browser code)."""
+    """The production renderer, or a ConfigError when no browser can possibly be launched
+    (imported here so that a fake-renderer app never loads Playwright's browser code)."""
+    from .browser import preflight
     from .renderer import ChromiumRenderer
 
+    preflight(settings.chromium)
     return ChromiumRenderer.for_settings(settings)
 
 

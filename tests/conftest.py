@@ -9,6 +9,7 @@ from typing import Any
 import httpx
 import pytest
 
+from ogproxy import service
 from ogproxy.assetcache import AssetCache
 from ogproxy.fetcher import Fetcher
 from ogproxy.origins import AllowList
@@ -19,14 +20,23 @@ from tests.support.fake import FakeRenderer
 from tests.support.s3server import Weed, weed_with_bucket
 
 # Fixtures that start Chromium: a test using one is a `browser` test. Others that start
-# it (a server process, `running()`) carry the marker themselves.
-BROWSER_FIXTURES = {"served", "client", "renders", "tab", "page", "app_thread"}
+# it (a server process, `running()` without a renderer) carry the marker themselves.
+BROWSER_FIXTURES = {"chromium_served", "chromium_client", "chromium_renders", "tab", "page"}
+# Fixtures that start SeaweedFS (the real S3 server).
+S3_FIXTURES = {"weed"}
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """`system`: the tests that need the real thing (Chromium, SeaweedFS): `make test` runs
+    them, `make test-fast` (``-m "not system"``) does not."""
     for item in items:
-        if BROWSER_FIXTURES & set(getattr(item, "fixturenames", ())):
+        fixtures = set(getattr(item, "fixturenames", ()))
+        if BROWSER_FIXTURES & fixtures:
             item.add_marker(pytest.mark.browser)
+        if S3_FIXTURES & fixtures:
+            item.add_marker(pytest.mark.s3)
+        if item.get_closest_marker("browser") or item.get_closest_marker("s3"):
+            item.add_marker(pytest.mark.system)
 
 
 @pytest.fixture(autouse=True)
@@ -52,8 +62,9 @@ def anyio_backend() -> str:
 
 @pytest.fixture(scope="module")
 async def served(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Served]:
-    """One app per test module: the browser launch is paid once."""
-    async with running(make_settings(tmp_path_factory.mktemp("cache"))) as pair:
+    """One app per test module on the fake renderer: the HTTP contract, no browser."""
+    settings = make_settings(tmp_path_factory.mktemp("cache"))
+    async with running(settings, FakeRenderer()) as pair:
         yield pair
 
 
@@ -65,6 +76,24 @@ def client(served: Served) -> httpx.AsyncClient:
 @pytest.fixture
 def renders(served: Served) -> Renders:
     service = served[0]
+    return lambda: int(service.renderer.renders)
+
+
+@pytest.fixture(scope="module")
+async def chromium_served(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Served]:
+    """One app per test module on real Chromium (pixels, fonts): the launch is paid once."""
+    async with running(make_settings(tmp_path_factory.mktemp("cache"))) as pair:
+        yield pair
+
+
+@pytest.fixture
+def chromium_client(chromium_served: Served) -> httpx.AsyncClient:
+    return chromium_served[1]
+
+
+@pytest.fixture
+def chromium_renders(chromium_served: Served) -> Renders:
+    service = chromium_served[0]
     return lambda: int(service.renderer.renders)
 
 
@@ -95,6 +124,20 @@ async def fetcher(tmp_path: Path) -> AsyncIterator[Any]:
     yield build
     for f in made:
         await f.close()
+
+
+@pytest.fixture
+def fake_chromium(monkeypatch: pytest.MonkeyPatch) -> list[FakeRenderer]:
+    """Every app or CLI command this test builds renders on a fake renderer (no browser):
+    for commands run in-process (`render`, `warm`) whose subject is not the pixels."""
+    made: list[FakeRenderer] = []
+
+    def build(settings: object) -> FakeRenderer:
+        made.append(FakeRenderer())
+        return made[-1]
+
+    monkeypatch.setattr(service, "chromium", build)
+    return made
 
 
 @dataclass

@@ -12,8 +12,6 @@ import pytest
 from tests.support.cards import SECRET, signed
 from tests.support.servers import Server, serve
 
-pytestmark = pytest.mark.browser  # a real `ogproxy serve` process, with its Chromium
-
 API_KEY = "api-key-0123456789abcdef"
 # Short enough to survive the 40 characters of a parameter name that an error repeats.
 FORGED = "2000-01-01 00:00:00,000 ERROR ogproxy:"
@@ -25,7 +23,7 @@ LINE = re.compile(r"^(\{|\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z |  \| |$)")
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     env = {"OGPROXY_SECRET": SECRET, "OGPROXY_API_KEYS": API_KEY}
-    with serve(tmp_path_factory.mktemp("logs"), env=env) as running:
+    with serve(tmp_path_factory.mktemp("logs"), env=env, fake=True) as running:
         yield running
 
 

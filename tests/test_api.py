@@ -7,8 +7,9 @@ from pathlib import Path
 import pytest
 
 from tests.support.cards import make_settings, running
+from tests.support.fake import FakeRenderer
 
-pytestmark = [pytest.mark.anyio, pytest.mark.browser]
+pytestmark = pytest.mark.anyio
 API_KEY = "api-key-0123456789abcdef"
 
 
@@ -20,7 +21,7 @@ DEEP = [
 
 
 async def test_deeply_nested_json_is_a_400(tmp_path: Path) -> None:
-    async with running(make_settings(tmp_path, api_keys=(API_KEY,))) as (_, client):
+    async with running(make_settings(tmp_path, api_keys=(API_KEY,)), FakeRenderer()) as (_, client):
         for payload in DEEP:
             response = await client.post(
                 "/v1/og-image",

@@ -6,7 +6,6 @@ import json
 import os
 import re
 import subprocess
-import sys
 import threading
 from collections.abc import Iterator
 from html import unescape
@@ -23,7 +22,7 @@ from ogproxy.build import manifest_path
 from ogproxy.cli import main
 from tests.support.cards import SECRET, png_image, signed
 from tests.support.s3server import Weed, bucket_objects
-from tests.support.servers import metric, serve
+from tests.support.servers import FAKE_CLI, REPO, metric, serve
 
 
 def run(*args: str, env: dict[str, str] | None = None) -> tuple[int, str]:
@@ -31,7 +30,7 @@ def run(*args: str, env: dict[str, str] | None = None) -> tuple[int, str]:
     return result.exit_code, result.output
 
 
-@pytest.mark.browser
+@pytest.mark.usefixtures("fake_chromium")
 def test_render_many_from_jsonl_then_skip_unchanged(tmp_path: Path) -> None:
     cards = tmp_path / "cards.jsonl"
     lines = [
@@ -73,7 +72,7 @@ def test_render_many_from_jsonl_then_skip_unchanged(tmp_path: Path) -> None:
     assert "2 rendered, 22 unchanged (skipped), 0 failed" in output
 
 
-@pytest.mark.browser
+@pytest.mark.usefixtures("fake_chromium")
 def test_render_from_csv_and_single_files(tmp_path: Path) -> None:
     csv_file = tmp_path / "cards.csv"
     csv_file.write_text(
@@ -121,7 +120,8 @@ def test_render_writes_the_file_named_and_nothing_in_the_project(tmp_path: Path)
     (project / "public").mkdir(parents=True)
     env = {k: v for k, v in os.environ.items() if not k.startswith("OGPROXY_")}
     env["XDG_CACHE_HOME"] = str(xdg)
-    command = [sys.executable, "-m", "ogproxy.cli", "render", "--title", "JPEG"]
+    env["PYTHONPATH"] = str(REPO)  # the fake renderer's CLI, run from the project
+    command = [*FAKE_CLI, "render", "--title", "JPEG"]
     proc = subprocess.run(
         [*command, "-o", "public/card.jpeg"], cwd=project, env=env, capture_output=True
     )
@@ -170,17 +170,16 @@ def site(tmp_path: Path) -> Iterator[tuple[Path, str]]:
             pass
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), Quiet)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread = threading.Thread(target=server.serve_forever, args=(0.01,), daemon=True)
     thread.start()
     yield root, f"http://127.0.0.1:{server.server_address[1]}"
     server.shutdown()
     server.server_close()
 
 
-@pytest.mark.browser
 def test_warm_renders_every_og_image_of_a_sitemap(tmp_path: Path, site: tuple[Path, str]) -> None:
     root, origin = site
-    with serve(tmp_path, env={"OGPROXY_SECRET": SECRET}) as og:
+    with serve(tmp_path, env={"OGPROXY_SECRET": SECRET}, fake=True) as og:
         locs = []
         for i in range(6):
             image = signed({"title": f"Launch page {i}"}, base=og.base + "/og.png")
@@ -207,7 +206,7 @@ def test_warm_renders_every_og_image_of_a_sitemap(tmp_path: Path, site: tuple[Pa
         assert code == 1 and "page: HTTPStatusError" in output
 
 
-@pytest.mark.browser
+@pytest.mark.usefixtures("fake_chromium")
 def test_render_reports_asset_failures_per_line(tmp_path: Path) -> None:
     import io
 

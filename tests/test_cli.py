@@ -95,7 +95,18 @@ def test_serve_reads_settings_from_env(tmp_path: Path) -> None:
     assert "OGPROXY_CACHE_SIZE" in result.output
 
 
-@pytest.mark.browser
+@pytest.mark.parametrize("command", [["serve", "--dev"], ["render", "--title", "x", "-o", "c.png"]])
+def test_serve_and_render_without_a_browser_say_how_to_get_one(
+    tmp_path: Path, command: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(main, [*command, "--chromium", str(tmp_path / "nope")])
+    assert result.exit_code == 1, result.output
+    assert "OGPROXY_CHROMIUM" in result.output and "does not exist" in result.output
+    assert "apt-get install chromium-headless-shell" in result.output
+    assert not (tmp_path / "c.png").exists()
+
+
 def test_missing_browser_is_a_clear_error(tmp_path: Path) -> None:
     proc = subprocess.run(
         [sys.executable, "-m", "ogproxy.browser", "--check", "--chromium", str(tmp_path / "nope")],
@@ -183,7 +194,7 @@ def test_serve_reads_secret_and_api_key_files(tmp_path: Path) -> None:
         "OGPROXY_SECRET_FILE": str(tmp_path / "secret"),
         "OGPROXY_API_KEYS_FILE": str(tmp_path / "keys"),
     }
-    with serve(tmp_path / "run", env=env) as server:
+    with serve(tmp_path / "run", env=env, fake=True) as server:
         for secret, status in (
             ("file-secret-0123456789", 400),  # signed right: checked up to the bad colour
             ("old-secret-0123456789", 400),
@@ -247,7 +258,7 @@ def not_found_site() -> Iterator[str]:
             pass
 
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), NotFound)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+    threading.Thread(target=server.serve_forever, args=(0.01,), daemon=True).start()
     yield f"http://127.0.0.1:{server.server_port}"
     server.shutdown()
     server.server_close()

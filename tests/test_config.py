@@ -143,6 +143,8 @@ def test_every_setting_survives_to_env_and_back(tmp_path: Path) -> None:
         png_palette=True,
         render_timeout=2.5,
         asset_origins=("https://a.example", "https://b.example"),
+        asset_timeout=1.5,
+        head_timeout=3.0,
         asset_failure="render",
         api_keys=("key-1", "key-2"),
         admin_token="admin-token",

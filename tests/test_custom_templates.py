@@ -14,6 +14,7 @@ from ogproxy.config import TEMPLATES_DIR
 from ogproxy.errors import ConfigError
 from ogproxy.templates import TemplateSet
 from tests.support.cards import make_settings, running, signed
+from tests.support.fake import FakeRenderer
 
 pytestmark = pytest.mark.anyio
 
@@ -66,7 +67,6 @@ def test_a_template_that_cannot_render_is_refused_at_start(tmp_path: Path, sourc
         create_app(make_settings(tmp_path, templates_dir=folder))
 
 
-@pytest.mark.browser
 @pytest.mark.parametrize(
     "trap",
     [
@@ -81,7 +81,8 @@ async def test_the_sandbox_holds_at_request_time(tmp_path: Path, trap: str) -> N
     folder = folder_with(
         tmp_path, sneaky='<h1>{{ title }}</h1>{% if title == "go" %}' + trap + "{% endif %}"
     )
-    async with running(make_settings(tmp_path, templates_dir=folder)) as (_, client):
+    settings = make_settings(tmp_path, templates_dir=folder)
+    async with running(settings, FakeRenderer()) as (_, client):
         started = time.monotonic()
         response = await client.get(signed({"title": "go", "template": "sneaky"}))
         assert response.status_code == 422, response.text
@@ -93,7 +94,6 @@ async def test_the_sandbox_holds_at_request_time(tmp_path: Path, trap: str) -> N
         ).status_code == 200
 
 
-@pytest.mark.browser
 async def test_template_rendering_is_inside_the_render_timeout(tmp_path: Path) -> None:
     folder = folder_with(
         tmp_path,
@@ -101,7 +101,7 @@ async def test_template_rendering_is_inside_the_render_timeout(tmp_path: Path) -
         "{% for b in range(100000) %}{% endfor %}{% endfor %}{% endif %}",
     )
     settings = make_settings(tmp_path, templates_dir=folder, render_timeout=1.5)
-    async with running(settings) as (_, client):
+    async with running(settings, FakeRenderer()) as (_, client):
         started = time.monotonic()
         response = await client.get(signed({"title": "slow", "template": "slow"}))
         assert response.status_code == 504, response.text

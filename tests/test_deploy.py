@@ -289,7 +289,7 @@ def test_compose_caddyfile_hides_what_the_top_level_one_hides(tmp_path: Path) ->
     assert proc.returncode == 0, proc.stderr
     config = json.loads(proc.stdout)
     upstream = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Upstream)
-    threading.Thread(target=upstream.serve_forever, daemon=True).start()
+    threading.Thread(target=upstream.serve_forever, args=(0.01,), daemon=True).start()
     (proxy,) = _handlers(config, "reverse_proxy")
     proxy["upstreams"] = [{"dial": f"127.0.0.1:{upstream.server_port}"}]
     port = free_port()

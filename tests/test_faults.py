@@ -1,4 +1,7 @@
-"""Faults injected into a running app with a real Chromium: it keeps answering."""
+"""Faults injected into a running app: it keeps answering.
+
+Chromium where the fault is the browser's (killed, hung); the fake renderer elsewhere.
+"""
 
 from __future__ import annotations
 
@@ -17,9 +20,10 @@ import pytest
 
 from ogproxy.config import TEMPLATES_DIR
 from tests.support.cards import make_settings, png_image, running, signed
+from tests.support.fake import FakeRenderer
 from tests.support.processes import browsers, zombies
 
-pytestmark = [pytest.mark.anyio, pytest.mark.browser]
+pytestmark = pytest.mark.anyio
 
 # A card that keeps its page busy for a while, so a fault can land mid-render.
 SLOW = "<h1>{{ title }}</h1><script>const t = Date.now(); while (Date.now() - t < 1500) {}</script>"
@@ -39,6 +43,7 @@ async def wait_for(predicate: Callable[[], bool], timeout: float = 10) -> None:
         await asyncio.sleep(0.05)
 
 
+@pytest.mark.browser
 async def test_browser_killed_between_renders_is_relaunched(tmp_path: Path) -> None:
     async with running(make_settings(tmp_path, pages=2, browsers=1)) as (app, client):
         assert (await client.get(signed({"title": "Before the crash"}))).status_code == 200
@@ -54,6 +59,7 @@ async def test_browser_killed_between_renders_is_relaunched(tmp_path: Path) -> N
         assert not zombies(os.getpid())
 
 
+@pytest.mark.browser
 async def test_browser_killed_mid_render_gets_retry_or_503_never_a_hang(tmp_path: Path) -> None:
     settings = make_settings(
         tmp_path, pages=1, browsers=1, templates_dir=templates_with_slow(tmp_path)
@@ -84,6 +90,7 @@ async def test_browser_killed_mid_render_gets_retry_or_503_never_a_hang(tmp_path
         assert not zombies(os.getpid())
 
 
+@pytest.mark.browser
 async def test_hung_render_is_cut_off_with_504(tmp_path: Path) -> None:
     folder = templates_with_slow(tmp_path)
     (folder / "hang.html").write_text("<h1>{{ title }}</h1><script>for (;;) {}</script>")
@@ -101,17 +108,16 @@ async def test_hung_render_is_cut_off_with_504(tmp_path: Path) -> None:
 
 
 async def test_overload_gets_503_at_once_while_hits_keep_flowing(tmp_path: Path) -> None:
-    settings = make_settings(
-        tmp_path, pages=1, queue=1, templates_dir=templates_with_slow(tmp_path)
-    )
-    async with running(settings) as (app, client):
+    renderer = FakeRenderer(pages=1, queue=1)
+    async with running(make_settings(tmp_path), renderer) as (app, client):
         hit_url = signed({"title": "Warm"})
         assert (await client.get(hit_url)).status_code == 200
-        busy = asyncio.create_task(client.get(signed({"title": "busy", "template": "slow"})))
+        renderer.delay = 0.5  # the next renders keep their page busy
+        busy = asyncio.create_task(client.get(signed({"title": "busy"})))
         await wait_for(lambda: app.renderer.waiting == 0 and not busy.done(), 5)
-        queued = asyncio.create_task(client.get(signed({"title": "queued", "template": "slow"})))
+        queued = asyncio.create_task(client.get(signed({"title": "queued"})))
         await wait_for(lambda: app.renderer.waiting == 1, 5)
-        refused = await client.get(signed({"title": "refused", "template": "slow"}))
+        refused = await client.get(signed({"title": "refused"}))
         assert refused.status_code == 503
         assert refused.headers["retry-after"] == "1"
         assert refused.headers["cache-control"] == "no-store"
@@ -124,7 +130,7 @@ async def test_overload_gets_503_at_once_while_hits_keep_flowing(tmp_path: Path)
 async def test_full_disk_still_serves_the_image(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    async with running(make_settings(tmp_path)) as (app, client):
+    async with running(make_settings(tmp_path), FakeRenderer()) as (app, client):
 
         def full(*args: object, **kwargs: object) -> NoReturn:
             raise OSError(errno.ENOSPC, "No space left on device")
@@ -138,12 +144,12 @@ async def test_full_disk_still_serves_the_image(
 
 async def test_corrupted_entry_is_rendered_again(tmp_path: Path) -> None:
     url = signed({"title": "Corrupt me", "template": "minimal"})
-    async with running(make_settings(tmp_path)) as (_, client):
+    async with running(make_settings(tmp_path), FakeRenderer()) as (_, client):
         good = await client.get(url)
     with diskcache.Cache(str(tmp_path)) as raw:  # truncate the stored entry in place
         [key] = [k for k in raw if not str(k).startswith("ogproxy-lock:")]
         raw[key] = raw[key][: len(raw[key]) // 2]
-    async with running(make_settings(tmp_path)) as (app, client):
+    async with running(make_settings(tmp_path), FakeRenderer()) as (app, client):
         again = await client.get(url)
         assert again.status_code == 200 and again.headers["x-cache"] == "MISS"
         assert png_image(again.content).size == (1200, 630)

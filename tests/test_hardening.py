@@ -22,16 +22,17 @@ from ogproxy.limits import MAX_HEADER_BYTES
 from ogproxy.service import Service
 from ogproxy.signing import canonical_query, parse_query, signature
 from tests.support.cards import SECRET, make_settings, signed
+from tests.support.fake import FakeRenderer
 
 pytestmark = pytest.mark.anyio
 API_KEY = "fuzz-api-key-0123456789"
 
 
 class AppThread:
-    """The real app (real Chromium) on an event loop in a thread, called with raw ASGI scopes."""
+    """The app (on the fake renderer) on an event loop in a thread, called with raw ASGI scopes."""
 
     def __init__(self, tmp: Path) -> None:
-        self.service = Service.build(make_settings(tmp, api_keys=(API_KEY,)))
+        self.service = Service.build(make_settings(tmp, api_keys=(API_KEY,)), FakeRenderer())
         self.app = app_for(self.service)
         self.loop = asyncio.new_event_loop()
         self._ready = threading.Event()
@@ -320,11 +321,10 @@ def test_oversized_url_is_refused(app_thread: AppThread) -> None:
     assert app_thread.request("/" + "p" * 9000, b"")[0] == 414
 
 
-@pytest.mark.browser
 def test_real_http_parser_refuses_garbage_without_500(tmp_path: Path) -> None:
     from tests.support.servers import serve
 
-    with serve(tmp_path, env={"OGPROXY_SECRET": SECRET}) as server:
+    with serve(tmp_path, env={"OGPROXY_SECRET": SECRET}, fake=True) as server:
         port = int(server.base.rsplit(":", 1)[1])
         for raw in (
             b"GET /og.png?title=%ff%00\xff\xfe&sig=\x01 HTTP/1.1\r\nHost: x\r\n\r\n",

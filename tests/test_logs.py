@@ -7,12 +7,9 @@ import re
 from pathlib import Path
 
 import httpx
-import pytest
 
 from tests.support.cards import SECRET, signed
 from tests.support.servers import serve
-
-pytestmark = pytest.mark.browser  # real `ogproxy serve` processes, each with its Chromium
 
 TIME = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
 # Only in the query: the signature and the card's text must never reach the log.
@@ -39,7 +36,7 @@ def _requests(base: str) -> dict[str, str]:
 
 
 def test_every_line_is_json_and_the_access_line_says_who_asked(tmp_path: Path) -> None:
-    with serve(tmp_path, env={"OGPROXY_SECRET": SECRET}) as server:
+    with serve(tmp_path, env={"OGPROXY_SECRET": SECRET}, fake=True) as server:
         ids = _requests(server.base)
     output = server.output()
     lines = [json.loads(line) for line in output.splitlines() if line.strip()]
@@ -74,7 +71,7 @@ def test_text_format_and_untrusted_forwarded_for(tmp_path: Path) -> None:
         "OGPROXY_LOG_FORMAT": "text",
         "OGPROXY_TRUSTED_PROXIES": "10.0.0.0/8",
     }
-    with serve(tmp_path, env=env) as server:
+    with serve(tmp_path, env=env, fake=True) as server:
         ids = _requests(server.base)
     lines = [line for line in server.output().splitlines() if line.strip()]
     for line in lines:
@@ -91,7 +88,7 @@ def test_text_format_and_untrusted_forwarded_for(tmp_path: Path) -> None:
 def test_a_text_access_line_cannot_be_split_by_the_path(tmp_path: Path) -> None:
     env = {"OGPROXY_SECRET": SECRET, "OGPROXY_LOG_FORMAT": "text"}
     forged = "2000-01-01T00:00:00.000Z ERROR ogproxy: forged"
-    with serve(tmp_path, env=env) as server:
+    with serve(tmp_path, env=env, fake=True) as server:
         for path in ("/og.png%0A" + forged.replace(" ", "%20"), "/x%0D%1B[2J%E2%80%A8y%C2%85z"):
             assert httpx.get(server.base + path, timeout=10).status_code == 404
         # Header bytes 0x80-0xff arrive as Latin-1: U+0085 ends a line, U+009B is a CSI.

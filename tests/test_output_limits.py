@@ -13,9 +13,10 @@ import pytest
 
 from ogproxy.params import MAX_OUTPUT_BYTES, MAX_OUTPUT_PIXELS
 from tests.support.cards import make_settings, running, signed
+from tests.support.fake import FakeRenderer
 from tests.support.processes import descendants, rss_bytes
 
-pytestmark = [pytest.mark.anyio, pytest.mark.browser]
+pytestmark = pytest.mark.anyio
 
 # Fills the whole viewport with random pixels: incompressible, the largest PNG a size
 # can give (2000x2000: ~12 MB).
@@ -52,7 +53,7 @@ async def test_output_pixels_are_capped(
 
 
 async def test_an_image_over_the_byte_cap_is_refused_and_never_stored(tmp_path: Path) -> None:
-    async with running(make_settings(tmp_path)) as (app, client):
+    async with running(make_settings(tmp_path), FakeRenderer(noise=True)) as (app, client):
         url = signed({"html": NOISE, "width": 2000, "height": 2000})  # ~12 MB of PNG
         for _ in range(2):
             response = await client.get(url)
@@ -67,6 +68,7 @@ def _rss_of_descendants() -> int:
     return rss_bytes(descendants(os.getpid()))
 
 
+@pytest.mark.browser
 async def test_allocation_bombs_hit_a_memory_ceiling(tmp_path: Path) -> None:
     async with running(make_settings(tmp_path, render_timeout=10)) as (_, client):
         # The largest card allowed renders within the ceiling.

@@ -1,22 +1,22 @@
-"""The playground, driven in a real headless Chromium through Playwright."""
+"""The playground: driven in a real headless Chromium once; its rules in-process."""
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 
-import httpx
 import pytest
 from playwright.async_api import async_playwright
 
 from ogproxy import verify_url
 from ogproxy.browser import launch
-from tests.support.cards import SECRET
+from tests.support.cards import SECRET, make_settings, running
+from tests.support.fake import FakeRenderer
 from tests.support.servers import serve
 
-pytestmark = [pytest.mark.anyio, pytest.mark.browser]
+pytestmark = pytest.mark.anyio
 
 
+@pytest.mark.browser
 async def test_type_see_the_card_and_copy_a_signed_url(tmp_path: Path) -> None:
     secret_file = tmp_path / "dev-secret"
     with serve(tmp_path, "--dev", "--dev-secret-file", str(secret_file)) as server:
@@ -53,47 +53,43 @@ async def test_type_see_the_card_and_copy_a_signed_url(tmp_path: Path) -> None:
 
 
 async def test_playground_is_off_in_production_unless_a_token_is_set(tmp_path: Path) -> None:
-    env = {"OGPROXY_SECRET": SECRET}
-    with serve(tmp_path / "off", env=env) as server:
-        assert httpx.get(server.base + "/").status_code == 404
-        assert httpx.post(server.base + "/playground/sign", json={"title": "x"}).status_code == 404
-    with serve(
-        tmp_path / "on", env={**env, "OGPROXY_ADMIN_TOKEN": "admin-token-0123456789"}
-    ) as server:
-        assert httpx.get(server.base + "/").status_code == 200
-        denied = httpx.post(server.base + "/playground/sign", json={"title": "x"})
+    async with running(make_settings(tmp_path / "off"), FakeRenderer()) as (_, client):
+        assert (await client.get("/")).status_code == 404
+        assert (await client.post("/playground/sign", json={"title": "x"})).status_code == 404
+    on = make_settings(tmp_path / "on", admin_token="admin-token-0123456789")
+    async with running(on, FakeRenderer(), base_url="http://127.0.0.1:8000") as (_, client):
+        assert (await client.get("/")).status_code == 200
+        denied = await client.post("/playground/sign", json={"title": "x"})
         assert denied.status_code == 401
-        ok = httpx.post(
-            server.base + "/playground/sign",
+        ok = await client.post(
+            "/playground/sign",
             json={"title": "x"},
             headers={"x-admin-token": "admin-token-0123456789"},
         )
         assert ok.status_code == 200 and verify_url(ok.json()["url"], SECRET)["title"] == "x"
-        await asyncio.sleep(0)
 
 
 async def test_playground_answers_only_its_own_host_and_signs_for_the_bound_address(
     tmp_path: Path,
 ) -> None:
-    secret_file = tmp_path / "dev-secret"
-    with serve(tmp_path, "--dev", "--dev-secret-file", str(secret_file)) as server:
+    settings = make_settings(
+        tmp_path, secrets=(), dev=True, dev_secret_file=tmp_path / "dev-secret", port=8123
+    )
+    base = "http://127.0.0.1:8123"
+    async with running(settings, FakeRenderer(), base_url=base) as (_, client):
         # DNS rebinding: a page on attacker.example whose name now points at 127.0.0.1.
-        rebound = httpx.post(
-            server.base + "/playground/sign",
+        rebound = await client.post(
+            "/playground/sign",
             json={"title": "x", "html": "<h1>owned</h1>"},
             headers={"Host": "attacker.example:80"},
         )
         assert rebound.status_code == 403, rebound.text
         assert "sig=" not in rebound.text
-        port = server.base.rsplit(":", 1)[1]
-        ok = httpx.post(
-            server.base + "/playground/sign",
-            json={"title": "x"},
-            headers={"Host": f"localhost:{port}"},
+        ok = await client.post(
+            "/playground/sign", json={"title": "x"}, headers={"Host": "localhost:8123"}
         )
         assert ok.status_code == 200
-        assert ok.json()["url"].startswith(server.base + "/og.png?")
-        await asyncio.sleep(0)
+        assert ok.json()["url"].startswith(base + "/og.png?")
 
 
 def test_dev_mode_with_a_real_secret_does_not_start(tmp_path: Path) -> None:

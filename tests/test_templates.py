@@ -62,10 +62,10 @@ def near(pixel: object, rgb: tuple[int, int, int], tolerance: int = 12) -> bool:
 
 @pytest.mark.parametrize("template", TEMPLATES)
 async def test_template_renders_a_card_with_its_accent(
-    client: httpx.AsyncClient, template: str
+    chromium_client: httpx.AsyncClient, template: str
 ) -> None:
     accent = (0xFF, 0x55, 0x00)
-    response = await client.get(
+    response = await chromium_client.get(
         signed(
             {
                 "title": "Pixels prove it",
@@ -83,7 +83,7 @@ async def test_template_renders_a_card_with_its_accent(
     accent_pixels = sum(n for n, rgb in colours if near(rgb, accent))
     assert accent_pixels > 400, f"accent colour barely present ({accent_pixels} px)"
 
-    other = await client.get(
+    other = await chromium_client.get(
         signed(
             {
                 "title": "Pixels prove it",
@@ -316,8 +316,8 @@ GUIDE_FRAGMENT = (
 )
 
 
-async def test_a_fragment_fills_the_card_edge_to_edge(client: httpx.AsyncClient) -> None:
-    response = await client.get(signed({"html": GUIDE_FRAGMENT}))
+async def test_a_fragment_fills_the_card_edge_to_edge(chromium_client: httpx.AsyncClient) -> None:
+    response = await chromium_client.get(signed({"html": GUIDE_FRAGMENT}))
     assert response.status_code == 200
     image = png_image(response.content).convert("RGB")
     for corner in [(0, 0), (1199, 0), (0, 629), (1199, 629)]:

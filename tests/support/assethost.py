@@ -84,7 +84,8 @@ class AssetHost:
 @contextmanager
 def asset_host(host: str = "127.0.0.1") -> Iterator[AssetHost]:
     server = AssetHost(host)
-    thread = threading.Thread(target=server.server.serve_forever, daemon=True)
+    # A short poll interval: shutdown() waits up to one of them, at every test's end.
+    thread = threading.Thread(target=server.server.serve_forever, args=(0.01,), daemon=True)
     thread.start()
     try:
         yield server

@@ -58,7 +58,7 @@ def make_settings(cache_dir: Path, **overrides: Any) -> Settings:
 
 @asynccontextmanager
 async def running(
-    settings: Settings, renderer: Renderer | None = None
+    settings: Settings, renderer: Renderer | None = None, base_url: str = "http://ogproxy.test"
 ) -> AsyncIterator[tuple[Service, httpx.AsyncClient]]:
     """The app with its lifespan entered, and a client bound to it.
 
@@ -68,5 +68,5 @@ async def running(
     app = app_for(service)
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://ogproxy.test") as client:
+        async with httpx.AsyncClient(transport=transport, base_url=base_url) as client:
             yield service, client

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import os
 import time
 from dataclasses import dataclass, field
 from typing import Literal
@@ -26,12 +27,18 @@ from ogproxy.templates import Document
 Fault = Literal["invalid", "hang", "crash"]
 
 
-def card_pixels(doc: Document, output: Output) -> bytes:
-    """A PNG of ``output``'s pixel size in one colour, taken from the document's text."""
-    r, g, b = hashlib.sha256(doc.html.encode()).digest()[:3]
+def card_pixels(doc: Document, output: Output, noise: bool = False) -> bytes:
+    """A PNG of ``output``'s pixel size in one colour, taken from the document's text;
+    with ``noise``, random pixels (incompressible: the largest image a size can give)."""
     width, height = output.width * output.scale, output.height * output.scale
-    image = pyvips.Image.black(width, height, bands=3).linear([1, 1, 1], [r, g, b]).cast("uchar")
-    return bytes(image.pngsave_buffer(compression=1))
+    if noise:
+        image = pyvips.Image.new_from_memory(
+            os.urandom(width * height * 3), width, height, 3, "uchar"
+        )
+    else:
+        r, g, b = hashlib.sha256(doc.html.encode()).digest()[:3]
+        image = pyvips.Image.black(width, height, bands=3).linear([1, 1, 1], [r, g, b])
+    return bytes(image.cast("uchar").pngsave_buffer(compression=1))
 
 
 @dataclass
@@ -40,6 +47,7 @@ class FakeRenderer:
     queue: int = 64
     timeout: float = 10.0
     delay: float = 0.0  # seconds each render takes
+    noise: bool = False  # cards of random pixels, not one colour
     faults: list[Fault] = field(default_factory=list)  # what the next renders do, in order
     renders: int = 0
     waiting: int = 0
@@ -98,7 +106,7 @@ class FakeRenderer:
             self._slots.release()
         if fetch is not None:
             fetch.check()
-        raw = card_pixels(doc, output)
+        raw = card_pixels(doc, output, self.noise)
         image = await anyio.to_thread.run_sync(
             lambda: encode(raw, output.format, palette=output.palette, quality=output.quality)
         )

@@ -17,6 +17,9 @@ from tests.support.processes import free_port, stop_tree, wait_http
 
 __all__ = ["Server", "free_port", "serve"]
 
+REPO = Path(__file__).resolve().parents[2]
+FAKE_CLI = [sys.executable, "-m", "tests.support.fakecli"]  # `ogproxy` on the fake renderer
+
 
 @dataclass
 class Server:
@@ -36,15 +39,25 @@ def serve(
     ready: float = 40,
     program: list[str] | None = None,
     cwd: Path | None = None,
+    fake: bool = False,
 ) -> Iterator[Server]:
     """`ogproxy serve` on a free loopback port; stopped (SIGINT, then SIGKILL) on exit.
 
-    ``program`` runs another installation's ``ogproxy`` (default: this one's, as a module).
+    ``program`` runs another installation's ``ogproxy`` (default: this one's, as a module);
+    ``fake``: this one's on the fake renderer (no Chromium), from the repository's root.
     """
+    if fake:
+        program, cwd = FAKE_CLI, REPO
     tmp.mkdir(parents=True, exist_ok=True)
     port = free_port()
     log = tmp / f"serve-{port}.log"
-    clean = {k: v for k, v in os.environ.items() if not k.startswith("OGPROXY_")}
+    # A clean environment, but the machine's browser choice (so a fast run with
+    # OGPROXY_CHROMIUM=/nonexistent proves no server it starts has a browser).
+    clean = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith("OGPROXY_") or k == "OGPROXY_CHROMIUM"
+    }
     with log.open("wb") as out:
         proc = subprocess.Popen(
             [
