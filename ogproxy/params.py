@@ -117,7 +117,8 @@ def normalise_color(name: str, raw: str) -> str:
 
 def _integer(name: str, raw: bytes, low: int, high: int) -> int:
     value = text(name, raw, 8, required=True)
-    if not value.isdigit() or not low <= int(value) <= high:
+    # ASCII digits only: "²".isdigit() holds, yet int("²") raises; "١٢٠٠" would be 1200.
+    if not (value.isascii() and value.isdigit()) or not low <= int(value) <= high:
         raise InvalidParam(name, f"{value!r} is not a whole number from {low} to {high}")
     return int(value)
 

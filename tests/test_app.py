@@ -422,3 +422,10 @@ async def test_version_parameter_busts_caches(client: httpx.AsyncClient) -> None
     assert v2.headers["x-cache"] == "MISS"
     bad = await client.get(signed({"title": "Versioned", "v": "no spaces"}))
     assert bad.status_code == 400 and bad.json()["param"] == "v"
+
+
+async def test_a_superscript_digit_is_a_400_not_a_500(client: httpx.AsyncClient) -> None:
+    # "²".isdigit() is true, yet int("²") raises: the check must be ASCII digits.
+    for value in ("\u00b2", "\u0661\u0662\u0660\u0660"):
+        response = await client.get(signed({"title": "x", "width": value}))
+        assert response.status_code == 400 and response.json()["param"] == "width", value
