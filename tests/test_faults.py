@@ -112,7 +112,7 @@ async def test_overload_gets_503_at_once_while_hits_keep_flowing(tmp_path: Path)
     async with running(make_settings(tmp_path), renderer) as (app, client):
         hit_url = signed({"title": "Warm"})
         assert (await client.get(hit_url)).status_code == 200
-        renderer.delay = 0.5  # the next renders keep their page busy
+        renderer.delay = 0.3  # the next renders keep their page busy
         busy = asyncio.create_task(client.get(signed({"title": "busy"})))
         await wait_for(lambda: app.renderer.waiting == 0 and not busy.done(), 5)
         queued = asyncio.create_task(client.get(signed({"title": "queued"})))

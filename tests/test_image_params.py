@@ -68,7 +68,7 @@ async def test_a_gzip_bomb_is_refused_without_inflating_it(tmp_path: Path) -> No
 async def test_images_are_fetched_before_the_render_lock_is_taken(tmp_path: Path) -> None:
     """A slow image origin must not hold the card's cross-process lock."""
     with asset_host() as host:
-        host.routes["/slow.png"] = Reply(png_bytes(), "image/png", delay=1.5)
+        host.routes["/slow.png"] = Reply(png_bytes(), "image/png", delay=0.5)
         async with running(
             make_settings(tmp_path, asset_origins=(host.origin,)), FakeRenderer()
         ) as (app, client):

@@ -17,7 +17,7 @@ from tests.support.cards import SECRET, signed
 from tests.support.servers import Server, serve
 
 API_KEY = "api-key-0123456789abcdef"
-HEAD_TIMEOUT = 2.0  # seconds (OGPROXY_HEAD_TIMEOUT), short so the test waits little
+HEAD_TIMEOUT = 1.0  # seconds (OGPROXY_HEAD_TIMEOUT), short so the test waits little
 
 
 @pytest.fixture(scope="module")
