@@ -5,12 +5,19 @@ PY := $(VENV)/bin/python
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: help setup setup-venv setup-test setup-bench run test test-fast check format bench bench-quick clean
+.PHONY: help setup setup-venv setup-test setup-bench run test test-fast coverage check format bench bench-quick clean
+
+# The fast suite (the HTTP and CLI contract on the fake renderer) waits on sockets and
+# processes more than it computes: spread over workers. The system suite (Chromium,
+# SeaweedFS, Caddy) runs alone, as its timings assume.
+FAST := -m "not system" -n 4 --dist loadscope
+SYSTEM := -m system
 
 help:
 	@echo "make run     set up (venv, Chromium, fonts) and serve on http://$(HOST):$(PORT) in dev mode"
 	@echo "make test    set up (plus caddy) and run the whole test suite"
 	@echo "make test-fast  the tests that need no Chromium and no S3 server (pytest -m 'not system'), in seconds"
+	@echo "make coverage  both suites with the package's line coverage"
 	@echo "make check   ruff format --check, ruff check, mypy (no browser needed)"
 	@echo "make bench   full benchmark (~5 min); make bench-quick (< 2 min)"
 
@@ -28,10 +35,16 @@ run: setup
 	$(VENV)/bin/ogproxy serve --dev --host $(HOST) --port $(PORT)
 
 test: setup-test
-	$(PY) -m pytest $(PYTEST_ARGS)
+	$(PY) -m pytest $(FAST) $(PYTEST_ARGS)
+	$(PY) -m pytest $(SYSTEM) $(PYTEST_ARGS)
 
 test-fast: setup-venv
-	$(PY) -m pytest -m "not system" $(PYTEST_ARGS)
+	$(PY) -m pytest $(FAST) $(PYTEST_ARGS)
+
+# Both suites with the package's line coverage (one report).
+coverage: setup-test
+	$(PY) -m pytest $(FAST) --cov=ogproxy --cov-report= $(PYTEST_ARGS)
+	$(PY) -m pytest $(SYSTEM) --cov=ogproxy --cov-append --cov-report=term $(PYTEST_ARGS)
 
 # The benchmark also needs wrk, caddy and the Node peers (installed into bench/peers).
 setup-bench:

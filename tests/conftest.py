@@ -23,7 +23,7 @@ from tests.support.s3server import Weed, weed_with_bucket
 # it (a server process, `running()` without a renderer) carry the marker themselves.
 BROWSER_FIXTURES = {"chromium_served", "chromium_client", "chromium_renders", "tab", "page"}
 # Fixtures that start SeaweedFS (the real S3 server).
-S3_FIXTURES = {"weed"}
+S3_FIXTURES = {"weed", "own_weed"}
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

@@ -243,7 +243,7 @@ def test_render_reports_asset_failures_per_line(tmp_path: Path) -> None:
     assert sorted(p.name for p in (tmp_path / "out").glob("*.png")) == ["ok.png"]
 
 
-@pytest.mark.browser
+@pytest.mark.usefixtures("fake_chromium")
 def test_render_fills_the_object_store_so_a_fleet_starts_warm(
     tmp_path: Path, weed: Weed, store_url: str
 ) -> None:
@@ -275,7 +275,9 @@ def test_render_fills_the_object_store_so_a_fleet_starts_warm(
     code, output = run(*args, "--store", "s3://no-such-bucket", env=weed.env())
     output = " ".join(output.split())
     assert code == 1 and "bucket of s3://no-such-bucket does not exist" in output
-    with serve(tmp_path / "serve", "--secret", SECRET, "--store", store_url, env=weed.env()) as s:
+    with serve(
+        tmp_path / "serve", "--secret", SECRET, "--store", store_url, env=weed.env(), fake=True
+    ) as s:
         for title in titles:
             response = httpx.get(signed({"title": title}, base=s.base + "/og.png"), timeout=30)
             assert response.status_code == 200 and response.headers["x-cache"] == "HIT"

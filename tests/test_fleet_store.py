@@ -22,7 +22,6 @@ from tests.support.cards import BUCKET, SECRET, png_image, signed
 from tests.support.s3server import FaultProxy, Weed, bucket_objects, weed_with_bucket
 from tests.support.servers import Server, metric, serve
 
-pytestmark = pytest.mark.browser  # real `ogproxy serve` processes, each with its Chromium
 ARGS = ("--secret", SECRET, "--pages", "1", "--browsers", "1", "--no-access-log")
 
 
@@ -115,6 +114,7 @@ def in_bucket(weed: Weed, url: str, answers: list[httpx.Response]) -> list[bytes
     return found
 
 
+@pytest.mark.browser  # the fleet: real `ogproxy serve` processes, each with its Chromium
 def test_a_fleet_renders_each_card_once_and_a_redeploy_starts_warm(
     weed: Weed, fleet: Fleet
 ) -> None:
@@ -140,6 +140,7 @@ def test_a_fleet_renders_each_card_once_and_a_redeploy_starts_warm(
     assert in_bucket(weed, fleet.url, first) == [r.content for r in first]
 
 
+@pytest.mark.browser  # the fleet: real `ogproxy serve` processes, each with its Chromium
 def test_two_instances_racing_for_a_card_end_with_one_object(weed: Weed, fleet: Fleet) -> None:
     a, _, c = fleet.servers
     pair = (a, c)
@@ -164,6 +165,7 @@ def test_two_instances_racing_for_a_card_end_with_one_object(weed: Weed, fleet: 
         assert get(a, card).content == get(c, card).content == body
 
 
+@pytest.mark.browser  # the fleet: real `ogproxy serve` processes, each with its Chromium
 def test_a_corrupted_object_is_rendered_again_and_replaced(weed: Weed, fleet: Fleet) -> None:
     a, _, c = fleet.servers
     card = {"title": "Bit rot"}
@@ -194,7 +196,7 @@ def test_a_failing_store_costs_renders_never_answers(
     try:
         env = weed.env(proxy.endpoint)
         with (
-            serve(tmp_path / "a", *ARGS, "--store", store_url, env=env) as a,
+            serve(tmp_path / "a", *ARGS, "--store", store_url, env=env, fake=True) as a,
             ThreadPoolExecutor(6) as pool,
         ):
             object_errors = 'ogproxy_cache_tier_lookups_total{result="error",tier="object"}'
@@ -247,7 +249,10 @@ def test_store_killed_mid_burst_loses_nothing_acknowledged(own_weed: Weed, tmp_p
     url = f"s3://{BUCKET}/killed"
     args = (*ARGS, "--store", url)
     cards = [{"title": f"Burst card {i}"} for i in range(8)]
-    with serve(tmp_path / "a", *args, env=own_weed.env()) as a, ThreadPoolExecutor(4) as pool:
+    with (
+        serve(tmp_path / "a", *args, env=own_weed.env(), fake=True) as a,
+        ThreadPoolExecutor(4) as pool,
+    ):
         pending = [pool.submit(get, a, card) for card in cards]
         wait_until(lambda: sum(f.done() for f in pending) >= 3, what="first answers")
         own_weed.stop(kill=True)
