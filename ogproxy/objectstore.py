@@ -32,8 +32,8 @@ from obstore.exceptions import AlreadyExistsError, BaseError, NotFoundError, Pre
 from obstore.store import S3Store
 
 from .breaker import Breaker
-from .cachekey import IMMUTABLE
 from .config import parse_store_url as parse_url
+from .delivery import IMMUTABLE
 from .errors import ConfigError
 from .formats import FORMATS
 from .tiers import TierStats
