@@ -10,8 +10,8 @@ request path: a bounded queue, retried with back-off, drained on shutdown, and e
 upload that is given up is counted.
 
 Objects are named by the card's content address (``{prefix}/{key[:2]}/{key}``), carry
-their content type and the BLAKE2b digest of their bytes (checked on every read, like
-disk entries), and are created with ``If-None-Match: *``: when two instances render the
+their content type and the digest of their bytes (integrity.py; checked on every read,
+like disk entries), and are created with ``If-None-Match: *``: when two instances render the
 same card, the first object stays and the other instance adopts it.
 """
 
@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import logging
 import os
 import time
@@ -31,6 +30,7 @@ import obstore
 from obstore.exceptions import AlreadyExistsError, BaseError, NotFoundError, PreconditionError
 from obstore.store import S3Store
 
+from . import integrity
 from .breaker import Breaker
 from .config import parse_store_url as parse_url
 from .delivery import IMMUTABLE
@@ -108,10 +108,6 @@ def _path(key: str) -> str:
     return f"{key[:2]}/{key}"
 
 
-def _digest(value: bytes) -> str:
-    return hashlib.blake2b(value, digest_size=16).hexdigest()
-
-
 def _media_type(value: bytes) -> str:
     fmt = next((fmt for magic, fmt in _MAGIC if value.startswith(magic)), None)
     return FORMATS[fmt].media_type if fmt else "application/octet-stream"
@@ -185,7 +181,7 @@ class ObjectTier:
         result = await obstore.get_async(self.store, _path(key))
         size = int(result.meta["size"])
         value = bytes(await result.bytes_async()) if size <= MAX_OBJECT else b""
-        if not value or result.attributes.get(DIGEST_FIELD) != _digest(value):
+        if not value or not integrity.intact(value, result.attributes.get(DIGEST_FIELD)):
             self.corrupt += 1
             log.warning("object %s is corrupted or not ours; dropping it", key[:12])
             await obstore.delete_async(self.store, _path(key))
@@ -199,7 +195,7 @@ class ObjectTier:
         attributes = {
             "Content-Type": _media_type(value),
             "Cache-Control": IMMUTABLE,
-            DIGEST_FIELD: _digest(value),
+            DIGEST_FIELD: integrity.digest(value).hex(),
         }
         try:
             await asyncio.wait_for(

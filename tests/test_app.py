@@ -227,7 +227,7 @@ async def test_errors_are_not_cached(tmp_path: Path) -> None:
     async with running(make_settings(tmp_path)) as (app, client):
         await client.get(signed({"title": ""}))
         await client.get("/og.png?title=x&sig=bad")
-        assert app.store.disk is not None and len(app.store.disk) == 0
+        assert app.store.disk.cache is not None and len(app.store.disk.cache) == 0
         assert len(app.store.memory) == 0
 
 
