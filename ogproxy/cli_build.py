@@ -124,7 +124,7 @@ def render(
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
 
-    from .build import Job, read_jobs, render_jobs
+    from .batch import Job, read_jobs, render_jobs
 
     if (output_file is None) == (input_file is None):
         raise click.UsageError("give either -o FILE (one card from flags) or --input FILE")

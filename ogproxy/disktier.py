@@ -17,7 +17,7 @@ import anyio.to_thread
 import diskcache
 
 from . import integrity
-from .tiers import TierStats
+from .tierstats import TierStats
 
 log = logging.getLogger("ogproxy.store")
 

@@ -36,7 +36,7 @@ from .config import parse_store_url as parse_url
 from .delivery import IMMUTABLE
 from .errors import ConfigError
 from .formats import FORMATS
-from .tiers import TierStats
+from .tierstats import TierStats
 
 log = logging.getLogger("ogproxy.objectstore")
 

@@ -16,7 +16,7 @@ from .disktier import DiskTier
 from .memtier import MemoryLRU
 from .objectstore import ObjectTier
 from .renderlock import render_lock
-from .tiers import TierStats
+from .tierstats import TierStats
 
 
 class Store:
