@@ -22,7 +22,6 @@ from .formats import FORMATS, Format, for_file
 
 *_FIRST, _LAST = (row.suffix for row in FORMATS.values())
 _SUFFIXES = f"{', '.join(_FIRST)} or {_LAST}"  # .png, .jpg or .webp
-# The cache commands work on a cache dir without building Settings: give them its default.
 
 
 def user_cache_dir() -> Path:

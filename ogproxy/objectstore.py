@@ -232,11 +232,6 @@ class ObjectTier:
         else:
             self._pending += 1
 
-    async def upload(self, key: str, value: bytes) -> None:
-        """Upload in the background, waiting for room in the queue (for batch renders)."""
-        await self._queue.put((key, value))
-        self._pending += 1
-
     async def _upload_forever(self) -> None:
         while True:
             key, value = await self._queue.get()
