@@ -23,18 +23,17 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-import httpx
 from PIL import Image, ImageChops
 from playwright.async_api import async_playwright
 
 from ogproxy import sign_url
-from ogproxy.app import create_app
 from ogproxy.browser import launch as ogproxy_launch
 from ogproxy.browser import system_chromium
 from ogproxy.config import TEMPLATES_DIR, Settings
 from ogproxy.params import CardParams, Output
 from ogproxy.renderer import Tab
 from ogproxy.templates import TemplateSet
+from tests.support.cards import running
 
 SECRET = "bench-secret-0123456789abcdef"
 HERE = Path(__file__).resolve().parent
@@ -199,37 +198,34 @@ async def ogproxy_paths(
             templates_dir=templates_dir,
             trusted_templates=trusted,
         )
-        app = create_app(settings)
-        async with app.router.lifespan_context(app):
-            transport = httpx.ASGITransport(app=app)
-            async with httpx.AsyncClient(transport=transport, base_url="http://bench") as client:
+        async with running(settings) as (_, client):
 
-                def url(i: int, **extra: str) -> str:
-                    params = {"title": title(i), "subtitle": SUBTITLE, "template": template}
-                    return sign_url("http://bench/og.png", SECRET, {**params, **extra})
+            def url(i: int, **extra: str) -> str:
+                params = {"title": title(i), "subtitle": SUBTITLE, "template": template}
+                return sign_url("http://bench/og.png", SECRET, {**params, **extra})
 
-                async def get(u: str) -> bytes:
-                    response = await client.get(u)
-                    assert response.status_code == 200, response.text
-                    assert response.headers["x-cache"] == "MISS"
-                    return response.content
+            async def get(u: str) -> bytes:
+                response = await client.get(u)
+                assert response.status_code == 200, response.text
+                assert response.headers["x-cache"] == "MISS"
+                return response.content
 
-                await _timed(4, lambda i: get(url(10_000 + i)))
-                miss_ms, miss_bytes = await _timed(n, lambda i: get(url(i)))
-                lossless = await get(url(50_000))
-                palette = await get(url(50_000, palette="1"))
-                # Many distinct misses, 16 in flight at a time (a crawler burst that stays
-                # under the server's queue bound of 64; past it ogproxy answers 503).
-                limit = asyncio.Semaphore(16)
+            await _timed(4, lambda i: get(url(10_000 + i)))
+            miss_ms, miss_bytes = await _timed(n, lambda i: get(url(i)))
+            lossless = await get(url(50_000))
+            palette = await get(url(50_000, palette="1"))
+            # Many distinct misses, 16 in flight at a time (a crawler burst that stays
+            # under the server's queue bound of 64; past it ogproxy answers 503).
+            limit = asyncio.Semaphore(16)
 
-                async def bounded(i: int) -> bytes:
-                    async with limit:
-                        return await get(url(20_000 + i))
+            async def bounded(i: int) -> bytes:
+                async with limit:
+                    return await get(url(20_000 + i))
 
-                started = time.perf_counter()
-                await asyncio.gather(*(bounded(i) for i in range(burst)))
-                throughput = burst / (time.perf_counter() - started)
-                first = await client.get(url(0))
+            started = time.perf_counter()
+            await asyncio.gather(*(bounded(i) for i in range(burst)))
+            throughput = burst / (time.perf_counter() - started)
+            first = await client.get(url(0))
     return {
         "miss_ms_p50": p50(miss_ms),
         "miss_ms_p90": round(sorted(miss_ms)[int(0.9 * (len(miss_ms) - 1))], 1),

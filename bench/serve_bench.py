@@ -48,10 +48,9 @@ from typing import IO, Any, TypeVar
 
 import httpx
 
-from ogproxy import sign_url
+from ogproxy import procfs, sign_url
 from tests.support.processes import (
     HOST,
-    descendants,
     free_port,
     running,
     stop_tree,
@@ -164,14 +163,10 @@ def _profile_dirs(root: int) -> list[Path]:
     """The temporary ``--user-data-dir`` folders of the Chromium processes below ``root``."""
     found = set()
     tmp = Path(tempfile.gettempdir())
-    for pid in descendants(root):
-        try:
-            args = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-        except OSError:
-            continue
-        for arg in args:
-            if arg.startswith(b"--user-data-dir="):
-                folder = Path(os.fsdecode(arg.split(b"=", 1)[1]))
+    for pid in procfs.descendants(root):
+        for arg in procfs.args(pid):
+            if arg.startswith("--user-data-dir="):
+                folder = Path(arg.split("=", 1)[1])
                 if folder.parent == tmp and folder.name.startswith("playwright_"):
                     found.add(folder)
     return sorted(found)
@@ -506,9 +501,9 @@ def process_memory_mb(root: int) -> tuple[float, float, bool]:
     """``(pss_or_rss_mb, rss_mb, is_pss)`` summed over ``root`` and its descendants."""
     pss_kb = rss_kb = 0
     is_pss = True
-    for pid in [root, *descendants(root)]:
-        rss = _kb_field(Path(f"/proc/{pid}/status"), "VmRSS:")
-        pss = _kb_field(Path(f"/proc/{pid}/smaps_rollup"), "Pss:")
+    for pid in [root, *procfs.descendants(root)]:
+        rss = procfs.kib(pid, "VmRSS")
+        pss = procfs.kib(pid, "Pss", "smaps_rollup")
         if rss is None:
             continue  # gone meanwhile
         rss_kb += rss
@@ -516,16 +511,6 @@ def process_memory_mb(root: int) -> tuple[float, float, bool]:
             is_pss = False
         pss_kb += pss if pss is not None else rss
     return pss_kb / 1024, rss_kb / 1024, is_pss
-
-
-def _kb_field(path: Path, name: str) -> int | None:
-    try:
-        for line in path.read_text().splitlines():
-            if line.startswith(name):
-                return int(line.split()[1])
-    except (OSError, ValueError):
-        return None
-    return None
 
 
 def memory_growth(
@@ -555,7 +540,7 @@ def memory_growth(
         rest = fetch_urls(_take(titles, target - 100), 4, deadline)
         time.sleep(0.5)
         mem_n, rss_n, pss_n = process_memory_mb(server.pid)
-        procs = 1 + sum(running(pid) for pid in descendants(server.pid))
+        procs = 1 + sum(running(pid) for pid in procfs.descendants(server.pid))
     finally:
         stop_server(server)
     done = first.ok + rest.ok

@@ -21,7 +21,7 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))  # the repository root, for tests.support
 
-from ogproxy.build import Job, render_jobs  # noqa: E402
+from ogproxy.batch import Job, render_jobs  # noqa: E402
 from ogproxy.config import Settings  # noqa: E402
 from ogproxy.objectstore import ObjectTier  # noqa: E402
 from ogproxy.store import Store  # noqa: E402

@@ -143,7 +143,7 @@ async def readyz(service: Service, request: Request) -> Response:
     remote = store.remote
     checks: dict[str, object] = {
         "browser": renderer.ready,
-        "disk_cache": store.disk is not None,
+        "disk_cache": store.disk.usable,
         "object_store": "off" if remote is None else "open" if remote.breaker.is_open else "ok",
         "network_isolation": renderer.network_isolation,
     }

@@ -4,14 +4,14 @@ Bodies are stored by their SHA-256 (two URLs with the same bytes share one entry
 point at them with the media type and until when the origin said they are fresh. The
 cache is bounded and evicts the least recently used entries. An entry is kept for
 ``STALE_FOR`` past its freshness so that an origin that is down does not break new cards.
-Like the card store, the disk is a cache, never a dependency: errors mean a miss.
+Like the card store, the disk is a cache, never a dependency: a body is sealed and
+checked on every read (integrity.py), and errors or damage mean a miss.
 """
 
 from __future__ import annotations
 
 import hashlib
 import logging
-import sqlite3
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,11 +19,13 @@ from pathlib import Path
 import anyio.to_thread
 import diskcache
 
+from . import integrity
+from .disktier import DISK_ERRORS
+
 log = logging.getLogger("ogproxy.fetcher")
 
 DEFAULT_SIZE = 256 * 2**20  # 256 MiB of images and fonts
 STALE_FOR = 7 * 86400.0  # seconds an expired asset may still stand in for a failing origin
-_ERRORS = (OSError, sqlite3.Error, diskcache.Timeout)
 
 
 @dataclass(frozen=True)
@@ -50,7 +52,7 @@ class AssetCache:
                     eviction_policy="least-recently-used",
                     timeout=1,
                 )
-            except _ERRORS as exc:
+            except DISK_ERRORS as exc:
                 log.warning("asset cache %s unusable, fetching every time: %s", directory, exc)
 
     async def get(self, url: str) -> Cached | None:
@@ -69,11 +71,11 @@ class AssetCache:
             if not isinstance(entry, tuple) or len(entry) != 3:
                 return None
             media_type, digest, fresh_until = entry
-            body = self.disk.get(f"body:{digest}")
-        except _ERRORS as exc:
+            body = integrity.unseal(self.disk.get(f"body:{digest}"))
+        except DISK_ERRORS as exc:
             log.warning("asset cache read failed: %s", exc)
             return None
-        if not isinstance(body, bytes) or hashlib.sha256(body).hexdigest() != digest:
+        if body is None:
             return None  # evicted, or damaged on disk
         return Cached(Asset(url, str(media_type), body), fresh=time.time() < float(fresh_until))
 
@@ -82,11 +84,11 @@ class AssetCache:
         digest = hashlib.sha256(asset.body).hexdigest()
         keep = fresh_for + STALE_FOR
         try:
-            self.disk.set(f"body:{digest}", asset.body, expire=keep)
+            self.disk.set(f"body:{digest}", integrity.seal(asset.body), expire=keep)
             self.disk.set(
                 f"url:{asset.url}", (asset.media_type, digest, time.time() + fresh_for), expire=keep
             )
-        except _ERRORS as exc:
+        except DISK_ERRORS as exc:
             log.warning("asset cache write failed: %s", exc)
 
     def close(self) -> None:

@@ -29,6 +29,7 @@ from playwright.async_api import (
 )
 from playwright.async_api import Error as PlaywrightError
 
+from . import procfs
 from .errors import ConfigError
 from .isolation import NetworkJail, child_env
 from .params import Output
@@ -239,27 +240,12 @@ class Chromium:
             await self._close()
 
 
-def _process_tree() -> dict[int, list[int]]:
-    children: dict[int, list[int]] = {}
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            with contextlib.suppress(OSError, ValueError, IndexError):
-                stat = Path(f"/proc/{entry}/stat").read_text()
-                parent = int(stat[stat.rindex(")") + 2 :].split()[1])
-                children.setdefault(parent, []).append(int(entry))
-    return children
-
-
-def _type(pid: int) -> bytes | None:
-    """Chromium's ``--type=`` of a process: b"" for a browser, None if not Chromium."""
-    try:
-        # Chromium's children rewrite their command line as one space-separated string.
-        args = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").split()
-    except OSError:
+def _type(pid: int) -> str | None:
+    """Chromium's ``--type=`` of a process: "" for a browser, None if not Chromium."""
+    args = procfs.args(pid)
+    if not args or not any(n in args[0] for n in ("chrom", "headless_shell")):
         return None
-    if not args or not any(n in args[0] for n in (b"chrom", b"headless_shell")):
-        return None
-    return next((a[7:] for a in args if a.startswith(b"--type=")), b"")
+    return next((a[7:] for a in args if a.startswith("--type=")), "")
 
 
 def cap_renderer_memory() -> bool:
@@ -270,24 +256,24 @@ def cap_renderer_memory() -> bool:
     RangeError or its renderer dies, and the render ends, not after GBs. False while a
     browser below us has not started its zygote yet.
     """
-    tree, todo, ready = _process_tree(), [os.getpid()], True
+    tree, todo, ready = procfs.tree(), [os.getpid()], True
     limit = (RENDERER_DATA_BYTES, RENDERER_DATA_BYTES)
     while todo:
         kids = tree.get(todo.pop(), [])
         todo += kids
         for pid in kids:
             kind = _type(pid)
-            if kind in (b"zygote", b"renderer"):
+            if kind in ("zygote", "renderer"):
                 with contextlib.suppress(OSError):
                     resource.prlimit(pid, resource.RLIMIT_DATA, limit)
-            elif kind == b"" and not any(_type(k) == b"zygote" for k in tree.get(pid, [])):
+            elif kind == "" and not any(_type(k) == "zygote" for k in tree.get(pid, [])):
                 ready = False
     return ready
 
 
 async def _cap_renderer_memory() -> None:
     # A browser may accept connections a moment before it has forked its zygote.
-    if hasattr(resource, "prlimit") and Path("/proc").is_dir():
+    if hasattr(resource, "prlimit") and procfs.available():
         for _ in range(100):
             if cap_renderer_memory():
                 return

@@ -5,14 +5,14 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import asdict
+from typing import TYPE_CHECKING
 
-from .params import CardParams, Output
-from .templates import Template
+if TYPE_CHECKING:
+    from .params import CardParams, Output
+    from .templates import Template
 
 # Bump when a change to the rendering code (not the templates) changes the pixels.
 RENDERER_VERSION = "1"
-# Safe because the URL names the content: any change to it is a new URL.
-IMMUTABLE = "public, max-age=31536000, immutable"
 
 
 def cache_key(template: Template, params: CardParams, output: Output, fonts: str = "") -> str:
@@ -26,8 +26,3 @@ def cache_key(template: Template, params: CardParams, output: Output, fonts: str
     }
     blob = json.dumps(document, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
     return hashlib.sha256(blob.encode()).hexdigest()
-
-
-def etag(key: str) -> str:
-    """A strong ETag derived from the content address."""
-    return f'"{key[:40]}"'

@@ -40,7 +40,9 @@ def _check_size(image: bytes, output: Output) -> None:
 
 
 @dataclass(frozen=True)
-class Result:
+class CardImage:
+    """A card's image and where it came from."""
+
     body: bytes  # the encoded image, in the format the request asked for
     source: Source
     render_ms: float | None = None  # for the one request that rendered it
@@ -61,34 +63,34 @@ class Cards:
     lock_hold: float = 30.0  # seconds another worker's render lock is waited for, at most
     on_render: Callable[[float], None] | None = None  # seconds of each render, for metrics
     render_timeout: float = 10.0  # seconds for the template and the browser together
-    flights: SingleFlight[Result] = field(default_factory=SingleFlight)
+    flights: SingleFlight[CardImage] = field(default_factory=SingleFlight)
 
     def key(self, params: CardParams, output: Output) -> str:
         return card_key(self.templates, self.fonts, params, output)
 
-    async def get_or_render(self, key: str, params: CardParams, output: Output) -> Result:
+    async def get_or_render(self, key: str, params: CardParams, output: Output) -> CardImage:
         """The image of ``key`` (``self.key(params, output)``), rendered here at most once."""
         cached = self.store.get_memory(key)
         if cached is not None:
-            return Result(cached, "HIT")
+            return CardImage(cached, "HIT")
         result, leader = await self.flights.run(key, lambda: self._render_once(key, params, output))
         if leader or result.source == "HIT":
             return result
-        return Result(result.body, "WAIT")
+        return CardImage(result.body, "WAIT")
 
-    async def _render_once(self, key: str, params: CardParams, output: Output) -> Result:
+    async def _render_once(self, key: str, params: CardParams, output: Output) -> CardImage:
         # Re-check inside the flight: another request may have stored it meanwhile, and
         # another worker process may be rendering it right now (the lock waits for it).
         cached = await self.store.get(key)
         if cached is not None:
-            return Result(cached, "HIT")
+            return CardImage(cached, "HIT")
         # Fetched before taking the lock: a slow image origin must not hold the key
         # against the other workers.
         card = await self._inline_images(params)
         async with self.store.render_lock(key, hold=self.lock_hold):
             cached = await self.store.get(key, recheck=True)
             if cached is not None:  # another process rendered it while we waited
-                return Result(cached, "WAIT")
+                return CardImage(cached, "WAIT")
             started = time.perf_counter()
             # Template rendering counts against the render timeout: it runs the operator's
             # templates, which can loop (they stop themselves at the deadline).
@@ -105,7 +107,7 @@ class Cards:
                 self.on_render(seconds)
             _check_size(image, output)
             await self.store.put(key, image)
-        return Result(image, "MISS", render_ms=round(seconds * 1000, 1))
+        return CardImage(image, "MISS", render_ms=round(seconds * 1000, 1))
 
     async def _inline_images(self, params: CardParams) -> CardParams:
         spec = self.templates.specs[params.template]

@@ -21,7 +21,6 @@ from .formats import FORMATS, Format, for_file
 
 *_FIRST, _LAST = (row.suffix for row in FORMATS.values())
 _SUFFIXES = f"{', '.join(_FIRST)} or {_LAST}"  # .png, .jpg or .webp
-# The cache commands work on a cache dir without building Settings: give them its default.
 
 
 def user_cache_dir() -> Path:
@@ -123,7 +122,7 @@ def render(
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
 
-    from .build import Job, read_jobs, render_jobs
+    from .batch import Job, read_jobs, render_jobs
 
     if (output_file is None) == (input_file is None):
         raise click.UsageError("give either -o FILE (one card from flags) or --input FILE")

@@ -22,12 +22,12 @@ def cache() -> None:
     """Inspect or trim the render cache."""
 
 
-def _open_store(cache_dir: Path) -> Any:
-    from .store import Store
+def _open_disk(cache_dir: Path) -> Any:
+    from .disktier import DiskTier
 
     if not cache_dir.is_dir():
         raise click.ClickException(f"no cache at {cache_dir}")
-    return Store(cache_dir, size_limit=None, memory_bytes=0)  # keep the server's limit
+    return DiskTier(cache_dir, size_limit=None)  # keep the server's limit
 
 
 def _on_remote(store_url: str, job: Callable[[Any], Awaitable[Any]]) -> Any:
@@ -56,9 +56,9 @@ def cache_stats(cache_dir: Path, store: str | None) -> None:
     from . import objectstore
 
     if cache_dir.is_dir() or not store:
-        disk = _open_store(cache_dir)
+        disk = _open_disk(cache_dir)
         try:
-            info = disk.stats()
+            info = disk.usage()
         finally:
             disk.close()
         click.echo(
@@ -85,7 +85,7 @@ def cache_clear(cache_dir: Path, store: str | None, yes: bool) -> None:
     if not yes:
         click.confirm(f"Delete every cached image in {where}?", abort=True)
     if cache_dir.is_dir() or not store:
-        disk = _open_store(cache_dir)
+        disk = _open_disk(cache_dir)
         try:
             click.echo(f"removed {disk.clear()} entries")
         finally:
@@ -123,11 +123,11 @@ def cache_prune(
     except ConfigError as exc:  # the message already names --to or --store-to
         raise InvalidInput(str(exc)) from None
     if to_bytes is not None:
-        disk = _open_store(cache_dir)
+        disk = _open_disk(cache_dir)
         try:
             removed = disk.prune(to_bytes)
             click.echo(
-                f"removed {removed} entries; {int(disk.stats()['bytes']) / 2**20:.1f} MiB left"
+                f"removed {removed} entries; {int(disk.usage()['bytes']) / 2**20:.1f} MiB left"
             )
         finally:
             disk.close()

@@ -24,8 +24,8 @@ from .config import (
 )
 from .errors import ConfigError, InvalidParam
 from .formats import ENDPOINTS
-from .keys import check_secrets
 from .params import Output, parse_card
+from .secretrules import check_secrets
 from .signing import DEFAULT_PATH
 from .templates import TemplateSet
 

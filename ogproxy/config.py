@@ -25,10 +25,10 @@ from typing import Any, Literal
 
 from .errors import ConfigError
 from .isolation import NETWORK_ISOLATION_CHOICES, NetworkIsolation
-from .keys import check_secrets, split_secret
 from .logs import LOG_FORMATS, LogFormat
 from .origins import AllowList
 from .resources import package_dir
+from .secretrules import check_secrets, split_secret
 
 DEFAULT_HOST = "127.0.0.1"
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1", "[::1]")
@@ -97,7 +97,7 @@ class Declared:
         if self.kind == "size":
             return parse_size(text, self.env)
         if self.kind == "list":
-            return split_secret(raw)  # the one rule for lists (keys.py)
+            return split_secret(raw)  # the one rule for lists (secretrules.py)
         if self.kind in ("path", "folder"):
             return Path(text)
         if self.kind == "choice" and text not in self.choices:
@@ -483,7 +483,7 @@ def read_secret_files(environ: Mapping[str, str]) -> dict[str, str]:
         except (OSError, UnicodeDecodeError) as exc:
             reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
             raise ConfigError(f"{name}_FILE: cannot read {path}: {reason}") from None
-        # One value per line or comma-separated: the one rule for lists (keys.py).
+        # One value per line or comma-separated: the one rule for lists (secretrules.py).
         env[name] = ",".join(split_secret(text.replace("\n", ",")))
     return env
 

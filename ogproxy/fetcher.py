@@ -1,7 +1,7 @@
 """The one way a card reaches the network: images, stylesheets and fonts, fetched by the server.
 
 The browser has no network of its own. Every request a card's page makes is handed to
-``CardFetch.handle`` (Playwright request interception), and template image parameters
+``CardRequests.handle`` (Playwright request interception), and template image parameters
 go through ``Fetcher.inline``; both end in ``Fetcher.get``, which fetches with httpx:
 
 - only from origins the operator allowed (origins.py), only GET, only images,
@@ -15,7 +15,7 @@ go through ``Fetcher.inline``; both end in ``Fetcher.get``, which fetches with h
 - through an on-disk cache (assetcache.py) that honours ``Cache-Control`` up to a cap
   and stands in with a stale copy when the origin is down.
 
-A refusal or failure is recorded on the card; ``CardFetch.check`` turns the first one
+A refusal or failure is recorded on the card; ``CardRequests.check`` turns the first one
 into the error of the render (422 for a URL the settings refuse, 502/504 for an allowed
 asset that failed), unless the operator chose ``OGPROXY_ASSET_FAILURE=render``.
 """
@@ -185,9 +185,9 @@ class Fetcher:
             card_timeout=min(CARD_TIMEOUT, settings.render_timeout * 0.8),
         )
 
-    def card(self) -> CardFetch:
+    def card(self) -> CardRequests:
         """A fresh budget (bytes, deadline) and failure record for one render."""
-        return CardFetch(self)
+        return CardRequests(self)
 
     async def inline(self, name: str, url: str) -> str:
         """Template image parameter ``name`` as a data: URI; its errors name ``name``."""
@@ -345,8 +345,9 @@ def _same_origin(url: str, origin: Origin) -> bool:
         return False
 
 
-class CardFetch:
-    """One card's view of the fetcher: its byte and time budget, and what went wrong."""
+class CardRequests:
+    """The requests of one card's page (a rendering.PageRequests): the card's view of
+    the fetcher, its byte and time budget, and what went wrong."""
 
     def __init__(self, fetcher: Fetcher) -> None:
         self.fetcher = fetcher

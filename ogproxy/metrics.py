@@ -51,12 +51,12 @@ class _Live(Collector):
             "Bytes of images held in memory.",
             value=store.memory.bytes,
         )
-        if store.disk is not None:
+        if (disk := store.disk.cache) is not None:
             yield GaugeMetricFamily(
-                "ogproxy_cache_bytes", "Bytes in the disk cache.", value=store.disk.volume()
+                "ogproxy_cache_bytes", "Bytes in the disk cache.", value=disk.volume()
             )
             yield GaugeMetricFamily(
-                "ogproxy_cache_entries", "Entries in the disk cache.", value=len(store.disk)
+                "ogproxy_cache_entries", "Entries in the disk cache.", value=len(disk)
             )
         assets = CounterMetricFamily(
             "ogproxy_assets",
@@ -70,7 +70,7 @@ class _Live(Collector):
         yield CounterMetricFamily(
             "ogproxy_cache_errors",
             "Disk cache reads or writes that failed.",
-            value=store.disk_errors,
+            value=store.disk.errors,
         )
         yield from _tiers(store)
 

@@ -10,8 +10,8 @@ request path: a bounded queue, retried with back-off, drained on shutdown, and e
 upload that is given up is counted.
 
 Objects are named by the card's content address (``{prefix}/{key[:2]}/{key}``), carry
-their content type and the BLAKE2b digest of their bytes (checked on every read, like
-disk entries), and are created with ``If-None-Match: *``: when two instances render the
+their content type and the digest of their bytes (integrity.py; checked on every read,
+like disk entries), and are created with ``If-None-Match: *``: when two instances render the
 same card, the first object stays and the other instance adopts it.
 """
 
@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import logging
 import os
 import time
@@ -31,12 +30,13 @@ import obstore
 from obstore.exceptions import AlreadyExistsError, BaseError, NotFoundError, PreconditionError
 from obstore.store import S3Store
 
+from . import integrity
 from .breaker import Breaker
-from .cachekey import IMMUTABLE
 from .config import parse_store_url as parse_url
+from .delivery import IMMUTABLE
 from .errors import ConfigError
 from .formats import FORMATS
-from .tiers import TierStats
+from .tierstats import TierStats
 
 log = logging.getLogger("ogproxy.objectstore")
 
@@ -106,10 +106,6 @@ def check_store(url: str, environ: Mapping[str, str] | None = None) -> None:
 
 def _path(key: str) -> str:
     return f"{key[:2]}/{key}"
-
-
-def _digest(value: bytes) -> str:
-    return hashlib.blake2b(value, digest_size=16).hexdigest()
 
 
 def _media_type(value: bytes) -> str:
@@ -185,7 +181,7 @@ class ObjectTier:
         result = await obstore.get_async(self.store, _path(key))
         size = int(result.meta["size"])
         value = bytes(await result.bytes_async()) if size <= MAX_OBJECT else b""
-        if not value or result.attributes.get(DIGEST_FIELD) != _digest(value):
+        if not value or not integrity.intact(value, result.attributes.get(DIGEST_FIELD)):
             self.corrupt += 1
             log.warning("object %s is corrupted or not ours; dropping it", key[:12])
             await obstore.delete_async(self.store, _path(key))
@@ -199,7 +195,7 @@ class ObjectTier:
         attributes = {
             "Content-Type": _media_type(value),
             "Cache-Control": IMMUTABLE,
-            DIGEST_FIELD: _digest(value),
+            DIGEST_FIELD: integrity.digest(value).hex(),
         }
         try:
             await asyncio.wait_for(
@@ -235,11 +231,6 @@ class ObjectTier:
             log.error("object store upload queue full; %s not uploaded", key[:12])
         else:
             self._pending += 1
-
-    async def upload(self, key: str, value: bytes) -> None:
-        """Upload in the background, waiting for room in the queue (for batch renders)."""
-        await self._queue.put((key, value))
-        self._pending += 1
 
     async def _upload_forever(self) -> None:
         while True:

@@ -15,30 +15,19 @@ from __future__ import annotations
 import contextlib
 import os
 import threading
-from pathlib import Path
+
+from . import procfs
 
 RENDER_NICE = 10  # 0 is the event loop; 19 is the lowest priority
 _local = threading.local()
 
 
-def _children(parent: int) -> list[int]:
-    found = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            with contextlib.suppress(OSError, ValueError, IndexError):
-                stat = Path(f"/proc/{entry}/stat").read_text()
-                if int(stat[stat.rindex(")") + 2 :].split()[1]) == parent:
-                    found.append(int(entry))
-    return found
-
-
 def _renice(pid: int | str, named: str = "") -> None:
     """Every thread of ``pid`` (or only those whose name starts with ``named``)."""
-    with contextlib.suppress(OSError):
-        for tid in os.listdir(f"/proc/{pid}/task"):
+    for tid in procfs.thread_ids(pid):
+        if not named or procfs.thread_name(pid, tid).startswith(named):
             with contextlib.suppress(OSError):
-                if not named or Path(f"/proc/{pid}/task/{tid}/comm").read_text().startswith(named):
-                    os.setpriority(os.PRIO_PROCESS, int(tid), RENDER_NICE)
+                os.setpriority(os.PRIO_PROCESS, tid, RENDER_NICE)
 
 
 _PR_CAPBSET_DROP = 24
@@ -47,7 +36,7 @@ _CAP_SYS_NICE = 23
 
 def keep_children_from_raising_priority() -> None:
     """Children started from now on cannot raise their priority back (no CAP_SYS_NICE)."""
-    if os.name != "posix" or not Path("/proc").is_dir():
+    if os.name != "posix" or not procfs.available():
         return
     with contextlib.suppress(OSError, AttributeError):
         import ctypes
@@ -58,13 +47,15 @@ def keep_children_from_raising_priority() -> None:
 
 def lower_children() -> None:
     """Renice every thread of every process below this one (Playwright's driver, Chromium)."""
-    if not Path("/proc").is_dir():
+    if not procfs.available():
         return
-    todo = _children(os.getpid())
+    # Each process's children are listed after it is reniced: one it started before
+    # is found, one it starts after inherits the niceness.
+    todo = procfs.children(os.getpid())
     while todo:
         pid = todo.pop()
         _renice(pid)
-        todo.extend(_children(pid))
+        todo.extend(procfs.children(pid))
 
 
 def lower_this_thread() -> None:
@@ -83,8 +74,7 @@ def lower_library_threads(named: str = "libvips") -> None:
     a pool of workers, some started before any of our threads was lowered). Cheap when no
     thread was added since the last call."""
     global _threads_seen
-    with contextlib.suppress(OSError):
-        count = len(os.listdir("/proc/self/task"))
-        if count != _threads_seen:
-            _threads_seen = count
-            _renice("self", named)
+    count = len(procfs.thread_ids())
+    if count != _threads_seen:
+        _threads_seen = count
+        _renice("self", named)

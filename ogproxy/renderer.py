@@ -32,6 +32,8 @@ import base64
 import contextlib
 import logging
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -207,13 +209,28 @@ class Tab:
 
 def _encode(raw: bytes, output: Output) -> bytes:
     lower_this_thread()
-    png = encode(raw, output.format, palette=output.palette, quality=output.quality)
+    image = encode(raw, output.format, palette=output.palette, quality=output.quality)
     lower_library_threads()
-    return png
+    return image
+
+
+NAVIGATED = "The card's HTML navigated away from itself; it must stay on its page."
 
 
 class _Navigated(Exception):
     """The card's document left itself (meta refresh, location=...)."""
+
+
+class _BrowserBroke(Exception):
+    """A render attempt failed for the browser's reasons, not the card's."""
+
+
+@dataclass(eq=False)
+class _Lease:
+    """A tab out of the pool for one attempt; ``stale``: replace it before it goes back."""
+
+    tab: Tab
+    stale: bool = False
 
 
 async def _close_context(context: BrowserContext) -> bool:
@@ -349,30 +366,43 @@ class ChromiumRenderer:
         if self._jail is not None:
             self._jail.close()
 
-    async def _checkout(self) -> Tab:
+    @asynccontextmanager
+    async def _lease(self) -> AsyncIterator[_Lease]:
+        """A tab of the pool for one render attempt, given back here and only here.
+
+        Past ``queue`` waiting renders it is Overloaded at once. A tab of a browser that
+        was relaunched is replaced before use; one the attempt marked ``stale`` is
+        replaced before it goes back. A replacement that fails (BrowserUnavailable)
+        gives the old tab back instead, so the pool never shrinks.
+        """
         if self.waiting >= self._queue_limit:
             raise Overloaded(detail=f"{self.waiting} renders already waiting")
         self.waiting += 1
         try:
-            tab = await self._pool.get()
+            lease = _Lease(await self._pool.get())
         finally:
             self.waiting -= 1
-        if tab.usable:
-            return tab
-        return await self._fresh(tab)
-
-    async def _fresh(self, tab: Tab) -> Tab:
-        """A new tab in ``tab``'s place, relaunching its browser if needed.
-
-        On failure the old slot goes back to the pool, so the pool never shrinks.
-        """
-        await tab.close()
-        assert tab.owner is not None
         try:
-            return await Tab.open(tab.owner)
+            if not lease.tab.usable:
+                await self._replace(lease)
+            yield lease
+        finally:
+            try:
+                if lease.stale:
+                    await self._replace(lease)
+            finally:
+                self._pool.put_nowait(lease.tab)
+
+    async def _replace(self, lease: _Lease) -> None:
+        """A new tab in the lease's, relaunching its browser if needed."""
+        old = lease.tab
+        await old.close()
+        assert old.owner is not None
+        try:
+            lease.tab = await Tab.open(old.owner)
         except PlaywrightError as exc:
-            self._pool.put_nowait(tab)  # keep the slot; the next render tries again
             raise BrowserUnavailable(detail=f"cannot relaunch Chromium: {exc}") from exc
+        lease.stale = False
 
     async def render(
         self,
@@ -386,64 +416,69 @@ class ChromiumRenderer:
         ``fetch`` serves the requests of the card's page (in the pool too, for a trusted
         custom template); without it every request is refused. Its failures are raised
         after the capture. The render is cut off after the timeout, or at ``deadline``
-        (``time.monotonic()``) if one is given.
+        (``time.monotonic()``) if one is given. A browser that broke it gets one more try.
         """
         for attempt in (1, 2):
-            tab = await self._checkout()
-            budget = self._timeout
-            if deadline is not None:
-                budget = max(0.05, min(budget, deadline - time.monotonic()))
             try:
-                with anyio.fail_after(budget):
-                    if doc.trusted:
-                        raw = await self._in_pool(tab, doc, output, fetch)
-                    else:
-                        raw = await self._isolated(doc, output, fetch)
-            except TimeoutError:
-                # A page stuck in a script is thrown away so the next render is clean (an
-                # untrusted card's context is already gone with it).
-                self._pool.put_nowait(await self._fresh(tab) if doc.trusted else tab)
-                raise RenderTimeout(detail=f"render exceeded {self._timeout:.1f} s") from None
-            except _Navigated as exc:
-                self._pool.put_nowait(tab)
-                raise InvalidDocument(
-                    "The card's HTML navigated away from itself; it must stay on its page."
-                ) from exc
-            except PlaywrightError as exc:
-                if not doc.trusted:
-                    self._pool.put_nowait(tab)  # an untrusted card never touched it
-                    if self._untrusted is not None and await self._untrusted.responsive():
-                        # Its own document broke it (a rejected ready promise, a closed
-                        # window, ...): the card's fault, not the browser's.
-                        raise InvalidDocument(
-                            "The card's HTML could not be rendered.", detail=str(exc)[:300]
-                        ) from exc
-                elif tab.navigated or "context was destroyed" in str(exc):
-                    self._pool.put_nowait(await self._fresh(tab))
-                    raise InvalidDocument(
-                        "The card's HTML navigated away from itself; it must stay on its page."
-                    ) from exc
-                else:
-                    self._pool.put_nowait(await self._fresh(tab))
+                raw = await self._attempt(doc, output, fetch, deadline)
+                break
+            except _BrowserBroke as exc:
                 log.warning("render attempt %d failed: %s", attempt, exc)
-                if attempt == 1:
-                    continue
-                raise BrowserUnavailable(detail=f"render failed twice: {exc}") from exc
-            except BaseException:
-                self._pool.put_nowait(tab)
-                raise
-            break
-        if doc.trusted:
-            tab.renders += 1
-            if tab.renders >= RECYCLE_AFTER:
-                tab = await self._fresh(tab)
+                if attempt == 2:
+                    raise BrowserUnavailable(detail=f"render failed twice: {exc}") from exc
         # The tab is free for the next card while this one is encoded.
-        self._pool.put_nowait(tab)
         if fetch is not None:
             fetch.check()
-        png = await anyio.to_thread.run_sync(_encode, raw, output)
+        image = await anyio.to_thread.run_sync(_encode, raw, output)
         self.renders += 1
-        return png
+        return image
+
+    async def _attempt(
+        self, doc: Document, output: Output, fetch: PageRequests | None, deadline: float | None
+    ) -> bytes:
+        """One try on one tab: the raw capture, or the error it means (``_classify``)."""
+        try:
+            async with self._lease() as lease:
+                budget = self._timeout
+                if deadline is not None:  # the wait for a tab counts against it
+                    budget = max(0.05, min(budget, deadline - time.monotonic()))
+                try:
+                    with anyio.fail_after(budget):
+                        if doc.trusted:
+                            raw = await self._in_pool(lease.tab, doc, output, fetch)
+                        else:
+                            raw = await self._isolated(doc, output, fetch)
+                except (TimeoutError, _Navigated, PlaywrightError):
+                    # A trusted tab a card failed in (stuck in a script, navigated, broken)
+                    # is thrown away so the next card starts clean; an untrusted card
+                    # never touched its tab.
+                    lease.stale = doc.trusted
+                    raise
+                if doc.trusted:
+                    lease.tab.renders += 1
+                    lease.stale = lease.tab.renders >= RECYCLE_AFTER
+                return raw
+        except (TimeoutError, _Navigated, PlaywrightError) as exc:
+            raise await self._classify(exc, doc) from exc
+
+    async def _classify(self, exc: Exception, doc: Document) -> Exception:
+        """What a failed attempt means: RenderTimeout, the card's fault (InvalidDocument),
+        or a broken browser (_BrowserBroke, tried once more). Playwright tells these
+        apart only in its messages."""
+        if isinstance(exc, TimeoutError):
+            return RenderTimeout(detail=f"render exceeded {self._timeout:.1f} s")
+        text = str(exc)
+        if (
+            isinstance(exc, _Navigated)
+            or "context was destroyed" in text
+            or (not doc.trusted and "navigat" in text.lower())
+        ):
+            return InvalidDocument(NAVIGATED)
+        if not doc.trusted and self._untrusted is not None and await self._untrusted.responsive():
+            # Its own document broke it (a rejected ready promise, a closed window, ...):
+            # the card's fault, not the browser's.
+            return InvalidDocument("The card's HTML could not be rendered.", detail=text[:300])
+        return _BrowserBroke(text)
 
     async def _in_pool(
         self, tab: Tab, doc: Document, output: Output, fetch: PageRequests | None
@@ -452,6 +487,10 @@ class ChromiumRenderer:
         try:
             await tab.load(doc, output)
             return await tab.capture()
+        except PlaywrightError as exc:
+            if tab.navigated:
+                raise _Navigated(str(exc)) from exc
+            raise
         finally:
             tab.fetch = None
 
@@ -478,9 +517,7 @@ class ChromiumRenderer:
             except PlaywrightError as exc:
                 if not page.is_closed() and not page.url.startswith("about:"):
                     raise _Navigated(str(exc)) from exc
-                if "context was destroyed" in str(exc) or "navigat" in str(exc).lower():
-                    raise _Navigated(str(exc)) from exc
-                raise
+                raise  # sorted by _classify
             if not page.url.startswith("about:"):
                 raise _Navigated(page.url)
             return await _capture(cdp)

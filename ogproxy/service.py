@@ -3,7 +3,7 @@
 ``Service.build`` makes the parts (templates, the cache tiers, the asset fetcher, the
 renderer, the render-once service, the fast-hit map, the metrics) and wires them
 together; ``Service.running`` starts what has to run (the object store's uploaders, the
-browser) and stops it again. The HTTP app (app.py) and ``ogproxy render`` (build.py)
+browser) and stops it again. The HTTP app (app.py) and ``ogproxy render`` (batch.py)
 take the parts they need from here; nothing else constructs them.
 
 The renderer is a parameter: Chromium by default, the test suite's fake where the

@@ -24,7 +24,6 @@ from urllib.parse import unquote_to_bytes, urlsplit
 from ogproxy_sign import (
     DEFAULT_PATH,
     SALT,
-    SIG_PARAM,
     Pairs,
     ParamsLike,
     canonical_query,
@@ -40,7 +39,6 @@ from .errors import BadSignature
 __all__ = [
     "DEFAULT_PATH",
     "SALT",
-    "SIG_PARAM",
     "Pairs",
     "ParamsLike",
     "canonical_query",

@@ -232,7 +232,7 @@ async def test_errors_are_not_cached(tmp_path: Path) -> None:
         await client.get("/og.png?title=x&sig=bad")
         failed = signed({"title": "The renderer refuses it"})
         assert (await client.get(failed)).status_code == 422
-        assert app.store.disk is not None and len(app.store.disk) == 0
+        assert app.store.disk.cache is not None and len(app.store.disk.cache) == 0
         assert len(app.store.memory) == 0
 
 

@@ -18,7 +18,7 @@ import pytest
 from click.testing import CliRunner
 
 from ogproxy import verify_url
-from ogproxy.build import manifest_path
+from ogproxy.batch import manifest_path
 from ogproxy.cli import main
 from tests.support.cards import SECRET, png_image, signed
 from tests.support.s3server import Weed, bucket_objects

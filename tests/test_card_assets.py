@@ -1,4 +1,4 @@
-"""What a card's page loads, through CardFetch, in a real Chromium, from loopback origins."""
+"""What a card's page loads, through CardRequests, in a real Chromium, from loopback origins."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from playwright.async_api import Browser, Page, async_playwright
 
 from ogproxy.browser import launch
 from ogproxy.errors import AssetFailed, AssetRefused
-from ogproxy.fetcher import CardFetch
+from ogproxy.fetcher import CardRequests
 from tests.support.assethost import AssetHost, Reply, asset_host, woff2_font
 from tests.support.cards import make_settings, png_image, running, signed
 from tests.support.pages import fonts_used
@@ -58,7 +58,7 @@ def cdn() -> Iterator[AssetHost]:
         yield host
 
 
-async def open_card(browser: Browser, card: CardFetch, html: str) -> Page:
+async def open_card(browser: Browser, card: CardRequests, html: str) -> Page:
     """The card's page the way the renderer sets it up: every request to ``card.handle``."""
     context = await browser.new_context(viewport={"width": 1200, "height": 630})
     await context.route("**/*", card.handle)

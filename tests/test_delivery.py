@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import httpx
 import pytest
 
@@ -41,3 +44,14 @@ async def test_huge_range_numbers_are_not_a_500(
     assert response.status_code in (206, 416), response.text[:200]
     if fast:
         assert response.status_code == 416 or response.content == full
+
+
+def test_the_http_layer_loads_no_template_engine_nor_image_library() -> None:
+    # The repeat-hit fast path and the delivery headers are HTTP facts: importing them
+    # must not drag in jinja2 (templates) or libvips (the encoder).
+    code = (
+        "import sys, ogproxy.delivery, ogproxy.hits; "
+        "print(sorted({'jinja2', 'pyvips'} & set(sys.modules)))"
+    )
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert run.stdout.strip() == "[]"

@@ -135,11 +135,11 @@ async def test_full_disk_still_serves_the_image(
         def full(*args: object, **kwargs: object) -> NoReturn:
             raise OSError(errno.ENOSPC, "No space left on device")
 
-        monkeypatch.setattr(app.store.disk, "set", full)
-        monkeypatch.setattr(app.store.disk, "add", full)
+        monkeypatch.setattr(app.store.disk.cache, "set", full)
+        monkeypatch.setattr(app.store.disk.cache, "add", full)
         response = await client.get(signed({"title": "Disk is full"}))
         assert response.status_code == 200 and png_image(response.content).size == (1200, 630)
-        assert app.store.disk_errors >= 1
+        assert app.store.disk.errors >= 1
 
 
 async def test_corrupted_entry_is_rendered_again(tmp_path: Path) -> None:
@@ -154,4 +154,4 @@ async def test_corrupted_entry_is_rendered_again(tmp_path: Path) -> None:
         assert again.status_code == 200 and again.headers["x-cache"] == "MISS"
         assert png_image(again.content).size == (1200, 630)
         assert len(again.content) == len(good.content)
-        assert app.store.corrupt == 1
+        assert app.store.disk.corrupt == 1

@@ -6,19 +6,13 @@ import re
 import socket
 from pathlib import Path
 
+from ogproxy import procfs
 from ogproxy.hits import KnownQueries
 from tests.support.cards import SECRET, signed
 from tests.support.servers import serve
 
 TITLE = "One public card, respelled fifteen thousand ways " * 3  # ~150 characters
 SPELLINGS = 15_000
-
-
-def _rss_kib(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1])
-    raise AssertionError("no VmRSS")
 
 
 def _respelled(query: str, i: int) -> str:
@@ -61,10 +55,11 @@ def test_fifteen_thousand_spellings_of_one_url_do_not_grow_memory(tmp_path: Path
         # Warm up: the card rendered and a first batch served, so the baseline holds
         # everything that serving a hit needs.
         assert _get_many(port, "/og.png", [query, *spellings[:500]])[-1].startswith(b"HTTP/1.1 200")
-        before = _rss_kib(server.proc.pid)
+        before = procfs.kib(server.proc.pid, "VmRSS")
         statuses = _get_many(port, "/og.png", spellings)
-        after = _rss_kib(server.proc.pid)
+        after = procfs.kib(server.proc.pid, "VmRSS")
     assert {s.split()[1] for s in statuses} == {b"200"}  # every spelling verifies...
+    assert before is not None and after is not None
     assert after - before < 3 * 1024, f"server RSS grew {after - before} KiB"  # ...for free
 
 

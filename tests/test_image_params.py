@@ -76,7 +76,7 @@ async def test_images_are_fetched_before_the_render_lock_is_taken(tmp_path: Path
             request = asyncio.ensure_future(client.get(url))
             while not host.hits:
                 await asyncio.sleep(0.02)
-            disk = app.store.disk
+            disk = app.store.disk.cache
             assert disk is not None
             locks = [k for k in disk.iterkeys() if str(k).startswith("ogproxy-lock:")]
             response = await request

@@ -13,9 +13,9 @@ import pytest
 
 from ogproxy import objectstore
 from ogproxy.breaker import Breaker
-from ogproxy.cachekey import IMMUTABLE
 from ogproxy.config import Settings
 from ogproxy.config import parse_store_url as parse_url
+from ogproxy.delivery import IMMUTABLE
 from ogproxy.errors import ConfigError
 from ogproxy.objectstore import ObjectTier, s3_store
 from ogproxy.store import Store

@@ -12,9 +12,10 @@ import httpx
 import pytest
 
 from ogproxy.params import MAX_OUTPUT_BYTES, MAX_OUTPUT_PIXELS
+from ogproxy.procfs import descendants
 from tests.support.cards import make_settings, running, signed
 from tests.support.fake import FakeRenderer
-from tests.support.processes import descendants, rss_bytes
+from tests.support.processes import rss_bytes
 
 pytestmark = pytest.mark.anyio
 

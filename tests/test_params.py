@@ -89,7 +89,7 @@ VALID: list[tuple[dict[str, str | bytes], dict[str, Any]]] = [
 
 @pytest.mark.parametrize(("query", "changes"), VALID, ids=[str(q)[:60] for q, _ in VALID])
 def test_valid_cards(query: dict[str, str | bytes], changes: dict[str, Any]) -> None:
-    expected = {
+    expected: dict[str, Any] = {
         "template": "default",
         "title": "Hi",
         "subtitle": "",

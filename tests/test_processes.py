@@ -11,9 +11,10 @@ from pathlib import Path
 import httpx
 import pytest
 
+from ogproxy import procfs
 from ogproxy.config import TEMPLATES_DIR
 from tests.support.cards import SECRET, png_image, signed
-from tests.support.processes import alive, descendants
+from tests.support.processes import alive
 from tests.support.servers import serve
 from tests.test_faults import SLOW
 
@@ -51,7 +52,7 @@ def test_graceful_shutdown_finishes_in_flight_and_leaves_nothing(tmp_path: Path)
     shutil.copytree(TEMPLATES_DIR, folder)
     (folder / "slow.html").write_text(SLOW)
     with serve(tmp_path, "--templates-dir", str(folder), env=ENV) as server:
-        children = descendants(server.proc.pid)
+        children = procfs.descendants(server.proc.pid)
         assert children
         url = signed({"title": "In flight", "template": "slow"}, base=server.base + "/og.png")
         with concurrent.futures.ThreadPoolExecutor(1) as pool:

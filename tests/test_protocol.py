@@ -7,13 +7,13 @@ import contextlib
 import socket
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import httpx
 import pytest
 
 from ogproxy.protocol import MAX_HEAD_BYTES
 from tests.support.cards import SECRET, signed
+from tests.support.processes import cpu_seconds
 from tests.support.servers import Server, serve
 
 API_KEY = "api-key-0123456789abcdef"
@@ -33,11 +33,6 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
 
 def _port(server: Server) -> int:
     return int(server.base.rsplit(":", 1)[1])
-
-
-def _cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / 100  # utime + stime, in clock ticks
 
 
 def _send_huge_header(port: int, total: int) -> tuple[int, bytes]:
@@ -60,13 +55,13 @@ def _send_huge_header(port: int, total: int) -> tuple[int, bytes]:
 
 
 def test_a_huge_header_is_cut_off_at_the_socket(server: Server) -> None:
-    cpu_before = _cpu_seconds(server.proc.pid)
+    cpu_before = cpu_seconds([server.proc.pid])
     for _ in range(4):
         sent, reply = _send_huge_header(_port(server), 32 * 2**20)
         # The kernel buffers a few MiB of what we send before the close is seen here.
         assert sent < 8 * 2**20, f"server read {sent} bytes of one header"
         assert reply == b"" or reply.startswith(b"HTTP/1.1 431"), reply
-    assert _cpu_seconds(server.proc.pid) - cpu_before < 1.0
+    assert cpu_seconds([server.proc.pid]) - cpu_before < 1.0
     assert httpx.get(server.base + "/healthz", timeout=5).status_code == 200
 
 

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from ogproxy import procfs
 from ogproxy import renderer as renderer_module
 from ogproxy.config import TEMPLATES_DIR
 from ogproxy.errors import RenderTimeout
@@ -15,7 +16,7 @@ from ogproxy.params import CardParams, Output
 from ogproxy.renderer import ChromiumRenderer
 from ogproxy.templates import TemplateSet
 from tests.support.cards import png_image
-from tests.support.processes import chromium, cmdline, descendants, environ
+from tests.support.processes import chromium
 
 pytestmark = [pytest.mark.anyio, pytest.mark.browser]
 
@@ -67,20 +68,18 @@ async def test_render_work_runs_at_lower_priority() -> None:
     import os
 
     from ogproxy.priority import RENDER_NICE
-    from tests.support.processes import cmdline, descendants
 
-    before = set(descendants(os.getpid()))  # other tests' servers are not ours to check
+    before = set(procfs.descendants(os.getpid()))  # other tests' servers are not ours to check
     renderer = ChromiumRenderer(pages=1, chromium=None, timeout=10)
     await renderer.start()
     try:
         doc = TemplateSet(TEMPLATES_DIR).render(card("Nice"), width=1200, height=630)
         await renderer.render(doc, Output())  # renderer processes exist by now
         niceness = {}
-        for pid in set(descendants(os.getpid())) - before:
-            for tid in os.listdir(f"/proc/{pid}/task"):
-                thread = Path(f"/proc/{pid}/task/{tid}/comm").read_text().strip()
-                name = f"{cmdline(pid)[:90]} [{thread}]"
-                niceness[name] = os.getpriority(os.PRIO_PROCESS, int(tid))
+        for pid in set(procfs.descendants(os.getpid())) - before:
+            for tid in procfs.thread_ids(pid):
+                name = f"{procfs.cmdline(pid)[:90]} [{procfs.thread_name(pid, tid)}]"
+                niceness[name] = os.getpriority(os.PRIO_PROCESS, tid)
         assert niceness
         assert {name: n for name, n in niceness.items() if n != RENDER_NICE} == {}
         assert os.getpriority(os.PRIO_PROCESS, 0) == 0  # the event loop keeps its priority
@@ -90,7 +89,7 @@ async def test_render_work_runs_at_lower_priority() -> None:
 
 ENCODER_THREADS = """
 import asyncio, json, os
-from pathlib import Path
+from ogproxy import procfs
 from ogproxy.config import TEMPLATES_DIR
 from ogproxy.encoder import linear_gradient
 from ogproxy.params import CardParams, Output
@@ -110,11 +109,10 @@ async def main():
         await renderer.render(doc, Output())
     finally:
         await renderer.stop()
-    tasks = Path("/proc/self/task")
     nice = {
-        tid.name: os.getpriority(os.PRIO_PROCESS, int(tid.name))
-        for tid in tasks.iterdir()
-        if (tid / "comm").read_text().startswith("libvips")
+        tid: os.getpriority(os.PRIO_PROCESS, tid)
+        for tid in procfs.thread_ids()
+        if procfs.thread_name("self", tid).startswith("libvips")
     }
     print(json.dumps({"levels": sorted(set(nice.values())), "want": RENDER_NICE}))
 
@@ -154,12 +152,12 @@ async def test_no_secret_reaches_the_driver_or_the_browser(monkeypatch: pytest.M
     try:
         templates = TemplateSet(TEMPLATES_DIR)
         await renderer.render(templates.render(card("env"), width=1200, height=630), Output())
-        children = descendants(os.getpid())
-        assert any("node" in cmdline(pid) for pid in children), "no Playwright driver found"
+        children = procfs.descendants(os.getpid())
+        assert any("node" in procfs.cmdline(pid) for pid in children), "no Playwright driver found"
         assert chromium(os.getpid()), "no Chromium found"
         for pid in children:
-            leaked = [n for n, v in environ(pid).items() if v in secrets.values()]
-            assert leaked == [], f"{cmdline(pid)[:80]} has {leaked}"
+            leaked = [n for n, v in procfs.environ(pid).items() if v in secrets.values()]
+            assert leaked == [], f"{procfs.cmdline(pid)[:80]} has {leaked}"
     finally:
         await renderer.stop()
     assert os.environ["OGPROXY_SECRET"] == secrets["OGPROXY_SECRET"]  # ours is untouched

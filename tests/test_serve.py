@@ -5,13 +5,13 @@ from __future__ import annotations
 import json
 import re
 import signal
-import subprocess
 import time
 from pathlib import Path
 
 import httpx
 import pytest
 
+from ogproxy import procfs
 from tests.support.cards import png_image
 from tests.support.processes import alive
 from tests.support.servers import Server, serve
@@ -53,12 +53,7 @@ def test_shutdown_leaves_no_browser(tmp_path: Path) -> None:
     secret = ("--dev-secret-file", str(tmp_path / "dev-secret"))
     with serve(tmp_path, "--dev", *secret) as server:
         proc = server.proc
-        children = [
-            int(pid)
-            for pid in subprocess.run(
-                ["pgrep", "-P", str(proc.pid)], capture_output=True, text=True
-            ).stdout.split()
-        ]
+        children = procfs.children(proc.pid)
         assert children, "the server should have a browser child process"
         proc.send_signal(signal.SIGINT)
         assert proc.wait(timeout=20) == 0

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from ogproxy.store import MemoryLRU, Store
+from ogproxy.memtier import MemoryLRU
+from ogproxy.store import Store
 
 pytestmark = pytest.mark.anyio
 PNG = b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 200  # 51 KB: stored as a file by diskcache
@@ -38,8 +39,8 @@ async def test_corrupted_entry_is_dropped_not_served(tmp_path: Path, damage: str
     data = files[0].read_bytes()
     files[0].write_bytes(data[:-100] if damage == "truncate" else data[:500] + b"X" + data[501:])
     assert await s.get("k") is None
-    assert s.corrupt == 1
-    assert s.disk is not None and "k" not in s.disk
+    assert s.disk.corrupt == 1
+    assert s.disk.cache is not None and "k" not in s.disk.cache
 
 
 @pytest.mark.parametrize(
@@ -58,18 +59,18 @@ async def test_disk_errors_cost_a_render_never_a_failure(
     def fail(*args: object, **kwargs: object) -> None:
         raise error
 
-    monkeypatch.setattr(s.disk, "set", fail)
-    monkeypatch.setattr(s.disk, "get", fail)
+    monkeypatch.setattr(s.disk.cache, "set", fail)
+    monkeypatch.setattr(s.disk.cache, "get", fail)
     await s.put("k", PNG)  # logged, not raised
     assert await s.get("k") is None
-    assert s.disk_errors == 2
+    assert s.disk.errors == 2
 
 
 async def test_unusable_cache_dir_means_memory_only(tmp_path: Path) -> None:
     blocker = tmp_path / "cache"
     blocker.write_text("a file where the directory should be")
     s = store(tmp_path)
-    assert s.disk is None
+    assert s.disk.cache is None
     await s.put("k", PNG)
     assert await s.get("k") == PNG
 
@@ -89,14 +90,14 @@ async def test_render_lock_excludes_other_holders(tmp_path: Path) -> None:
         order.append("a")
     await asyncio.wait_for(task, 5)
     assert order == ["a", "b"]
-    assert a.disk is not None and "ogproxy-lock:k" not in a.disk
+    assert a.disk.cache is not None and "ogproxy-lock:k" not in a.disk.cache
 
 
 async def test_render_lock_on_an_empty_cache_is_taken_at_once(tmp_path: Path) -> None:
     s = store(tmp_path)
-    assert s.disk is not None and len(s.disk) == 0
+    assert s.disk.cache is not None and len(s.disk.cache) == 0
     async with s.render_lock("k", hold=30):
-        assert s.disk.get("ogproxy-lock:k") is not None
+        assert s.disk.cache.get("ogproxy-lock:k") is not None
 
 
 def test_memory_lru_is_bounded_by_bytes() -> None:

@@ -11,6 +11,6 @@ from ogproxy import cli, service
 from tests.support.fake import FakeRenderer
 
 if __name__ == "__main__":
-    service.chromium = lambda settings: FakeRenderer()  # what Service.build falls back to
-    cli.preflight = lambda chromium: None  # no browser to look for
+    # What Service.build falls back to (and where it would look for a browser).
+    service.chromium = lambda settings: FakeRenderer()
     cli.main()

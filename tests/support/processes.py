@@ -1,8 +1,8 @@
-"""Real processes on loopback, for the tests and the bench: ports, /proc, readiness, stop.
+"""Real processes on loopback, for the tests and the bench: ports, readiness, stop.
 
-One copy of what both need to start a server, wait for it, find what it spawned and
-end all of it (Playwright starts each Chromium in its own session, so a process group
-is not enough).
+One copy of what both need to start a server, wait for it, find what it spawned (in
+/proc, through ogproxy/procfs.py) and end all of it (Playwright starts each Chromium in
+its own session, so a process group is not enough).
 """
 
 from __future__ import annotations
@@ -13,10 +13,11 @@ import signal
 import socket
 import subprocess
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
+
+from ogproxy import procfs
 
 HOST = "127.0.0.1"
 
@@ -28,51 +29,9 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-@dataclass(frozen=True)
-class ProcInfo:
-    ppid: int
-    state: str  # "Z" (or "X"): exited, waiting to be reaped
-    starttime: int  # with the pid, names one process even if the pid is reused
-
-    @property
-    def running(self) -> bool:
-        return self.state not in ("Z", "X")
-
-
-def proc_info(pid: int) -> ProcInfo | None:
-    """What /proc says of ``pid``; None if it is gone."""
-    try:
-        raw = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    fields = raw[raw.rindex(")") + 2 :].split()  # after "pid (comm) "
-    return ProcInfo(int(fields[1]), fields[0], int(fields[19]))
-
-
-def descendants(root: int) -> list[int]:
-    """Every descendant of ``root`` (zombies included), through /proc parent links."""
-    children: dict[int, list[int]] = {}
-    for entry in os.listdir("/proc"):
-        if entry.isdigit() and (info := proc_info(int(entry))) is not None:
-            children.setdefault(info.ppid, []).append(int(entry))
-    found, todo = [], [root]
-    while todo:
-        for child in children.get(todo.pop(), []):
-            found.append(child)
-            todo.append(child)
-    return found
-
-
-def cmdline(pid: int) -> str:
-    try:
-        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
-    except OSError:
-        return ""
-
-
 def running(pid: int, starttime: int | None = None) -> bool:
     """``pid`` is running (not a zombie) and, given ``starttime``, is still that process."""
-    info = proc_info(pid)
+    info = procfs.stat(pid)
     return info is not None and info.running and starttime in (None, info.starttime)
 
 
@@ -115,8 +74,8 @@ def stop_tree(
     """
     tree = [  # snapshot first: orphans get re-parented
         (pid, info.starttime)
-        for pid in descendants(proc.pid)
-        if (info := proc_info(pid)) is not None and info.running
+        for pid in procfs.descendants(proc.pid)
+        if (info := procfs.stat(pid)) is not None and info.running
     ]
     if proc.poll() is None:
         with contextlib.suppress(ProcessLookupError):
@@ -140,63 +99,35 @@ def stop_tree(
 
 
 # What a test asks of the processes it started.
-def browsers(root: int) -> list[int]:
-    """Chromium browser (main) processes below ``root``: not its renderer/GPU/zygote children."""
-    return [
-        pid
-        for pid in descendants(root)
-        if ("chrom" in cmdline(pid) or "headless_shell" in cmdline(pid))
-        and "--type=" not in cmdline(pid)
-    ]
-
-
-def zombies(root: int) -> list[int]:
-    return [pid for pid in descendants(root) if (info := proc_info(pid)) and not info.running]
-
-
-def alive(pids: list[int]) -> list[int]:
-    return [pid for pid in pids if (info := proc_info(pid)) is not None and info.running]
-
-
 def chromium(root: int) -> list[int]:
     """Every Chromium process (browser, renderers, GPU, utilities) below ``root``."""
     return [
         pid
-        for pid in descendants(root)
-        if "chrom" in cmdline(pid) or "headless_shell" in cmdline(pid)
+        for pid in procfs.descendants(root)
+        if "chrom" in (line := procfs.cmdline(pid)) or "headless_shell" in line
     ]
+
+
+def browsers(root: int) -> list[int]:
+    """Chromium browser (main) processes below ``root``: not its renderer/GPU/zygote children."""
+    return [pid for pid in chromium(root) if "--type=" not in procfs.cmdline(pid)]
+
+
+def zombies(root: int) -> list[int]:
+    return [
+        pid for pid in procfs.descendants(root) if (info := procfs.stat(pid)) and not info.running
+    ]
+
+
+def alive(pids: list[int]) -> list[int]:
+    return [pid for pid in pids if (info := procfs.stat(pid)) is not None and info.running]
 
 
 def cpu_seconds(pids: list[int]) -> float:
     """User plus system CPU time of ``pids`` (those still there)."""
-    ticks = os.sysconf("SC_CLK_TCK")
-    total = 0
-    for pid in pids:
-        try:
-            text = Path(f"/proc/{pid}/stat").read_text()
-        except OSError:
-            continue
-        fields = text[text.rindex(")") + 2 :].split()
-        total += int(fields[11]) + int(fields[12])  # utime, stime
-    return total / ticks
+    return sum(info.cpu_seconds for pid in pids if (info := procfs.stat(pid)) is not None)
 
 
 def rss_bytes(pids: list[int]) -> int:
-    total = 0
-    for pid in pids:
-        try:
-            for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-                if line.startswith("VmRSS:"):
-                    total += int(line.split()[1]) * 1024
-        except OSError:
-            continue
-    return total
-
-
-def environ(pid: int) -> dict[str, str]:
-    try:
-        raw = Path(f"/proc/{pid}/environ").read_bytes()
-    except OSError:
-        return {}
-    pairs = (item.decode(errors="replace").partition("=") for item in raw.split(b"\0") if item)
-    return {k: v for k, _, v in pairs}
+    """Resident memory of ``pids`` (those still there)."""
+    return sum(procfs.rss_bytes(pid) for pid in pids)

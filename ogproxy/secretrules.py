@@ -4,7 +4,7 @@
 whitespace (space, tab, CR, LF, VT, FF) and empty items are dropped; the last one signs
 and all of them verify. Each must be at least 16 bytes of UTF-8. The JS, Go and PHP
 signers in clients/ apply the same rule to the secret they are given, so the value of
-``OGPROXY_SECRET`` can be handed to any of them as it is (tests/vectors.json holds
+``OGPROXY_SECRET`` can be handed to any of them as it is (spec/vectors.json holds
 cases). A secret that passes but looks guessable (little entropy in its characters)
 gets a warning, not a refusal: it is the operator's to replace.
 """

@@ -1,4 +1,4 @@
-"""Build-time rendering without a server: `ogproxy render`.
+"""A batch of cards rendered into a folder at build time, without a server: `ogproxy render`.
 
 One card from flags, or many from a JSON-lines or CSV file, rendered concurrently on a
 pool of pages into a folder. Each output file's content address is kept in a manifest in

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-Result = Literal["hit", "miss", "error"]
+Lookup = Literal["hit", "miss", "error"]  # what a tier answered
 
 
 @dataclass
@@ -18,7 +18,7 @@ class TierStats:
     seconds: float = 0.0  # total time spent in lookups
     lookups: int = 0  # lookups that were timed
 
-    def count(self, result: Result, seconds: float | None = None) -> None:
+    def count(self, result: Lookup, seconds: float | None = None) -> None:
         if result == "hit":
             self.hits += 1
         elif result == "miss":
