@@ -7,6 +7,7 @@ import base64
 import gzip
 import io
 import ipaddress
+import logging
 import time
 import tracemalloc
 import zlib
@@ -31,6 +32,7 @@ from ogproxy.errors import (
 from ogproxy.fetcher import Fetcher
 from ogproxy.origins import AllowList, is_public, parse_origin
 from tests.support.assethost import AssetHost, Reply, asset_host
+from tests.support.fake import FakeRequest, FakeRoute
 
 pytestmark = pytest.mark.anyio
 
@@ -198,6 +200,104 @@ async def test_redirects_stay_within_the_origin(host: AssetHost, make: Any) -> N
         assert other.connections == 0
 
 
+# Locations that pass the same-origin check but that httpx cannot turn into a request
+# (it builds the next request of every redirect, even with follow_redirects=False).
+UNFOLLOWABLE = [
+    "http:%2F%2Fx",
+    "http:\\\\x",
+    "http:\\\\127.0.0.1\\a.png",
+    "http:%2F%2F127.0.0.1/a.png",
+]
+
+
+@pytest.mark.parametrize("location", UNFOLLOWABLE)
+async def test_a_redirect_the_client_cannot_follow_is_the_assets_502(
+    host: AssetHost, make: Any, location: str
+) -> None:
+    host.routes["/r.png"] = Reply(status=302, headers={"Location": location})
+    fetcher = make(host.origin)
+    started = time.monotonic()
+    with pytest.raises(AssetFailed) as failed:
+        await fetcher.get(host.url("/r.png"), "image", soon())
+    assert failed.value.status_code == 502 and host.url("/r.png") in failed.value.public_message
+    with pytest.raises(AssetFailed) as inlined:
+        await fetcher.inline("avatar", host.url("/r.png"))
+    assert inlined.value.status_code == 502 and inlined.value.param == "avatar"
+    card = fetcher.card()
+    route = FakeRoute(FakeRequest(host.url("/r.png")))
+    await card.handle(route)  # settled at once, not left to the render timeout
+    assert route.settled == [("abort", "blockedbyclient")]
+    with pytest.raises(AssetFailed):
+        card.check()
+    assert time.monotonic() - started < 2
+
+
+class _Surprise(Exception):
+    """What no code here expects: a bug, or a library raising something new."""
+
+
+async def test_any_exception_settles_the_pages_request_and_is_a_502(
+    host: AssetHost, make: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fetcher = make(host.origin)
+
+    async def broken(*args: object) -> None:
+        raise _Surprise("a bug")
+
+    monkeypatch.setattr(fetcher, "_get", broken)
+    card = fetcher.card()
+    route = FakeRoute(FakeRequest(host.url("/a.png")))
+    await card.handle(route)
+    assert route.settled == [("abort", "blockedbyclient")]
+    with pytest.raises(AssetFailed) as failed:
+        card.check()
+    assert failed.value.status_code == 502 and host.url("/a.png") in failed.value.public_message
+    with pytest.raises(AssetFailed):
+        await fetcher.inline("avatar", host.url("/a.png"))
+
+
+async def test_a_fulfil_that_fails_still_settles_the_request(host: AssetHost, make: Any) -> None:
+    host.routes["/a.png"] = Reply(png_bytes(), "image/png")
+
+    class Unfulfillable(FakeRoute):
+        async def fulfill(self, **kwargs: Any) -> None:
+            raise _Surprise("headers the browser will not take")
+
+    card = make(host.origin).card()
+    route = Unfulfillable(FakeRequest(host.url("/a.png")))
+    await card.handle(route)
+    assert route.settled == [("abort", "blockedbyclient")]
+    with pytest.raises(AssetFailed):
+        card.check()
+
+
+async def test_a_card_asking_for_thousands_of_refused_assets_logs_one_line(
+    make: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    fetcher = make("http://127.0.0.1:9")
+    card = fetcher.card()
+    caplog.set_level(logging.INFO, logger="ogproxy")
+    for i in range(20_000):
+        await card.handle(FakeRoute(FakeRequest(f"http://elsewhere.test/{i}.png")))
+    card.log_summary()
+    (line,) = [r.getMessage() for r in caplog.records if r.name.startswith("ogproxy")]
+    assert "20000 refused" in line and "elsewhere.test/0.png" in line
+    assert len(card.failures) == fetcher_module.MAX_KEPT and fetcher.counts["refused"] == 20_000
+    with pytest.raises(AssetRefused, match=r"elsewhere\.test/0\.png"):
+        card.check()  # the first failure is still the render's error
+
+
+async def test_a_timeout_names_the_limit_that_fired(host: AssetHost, make: Any) -> None:
+    host.routes["/slow.png"] = Reply(png_bytes(), "image/png", delay=1.5)
+    fetcher = make(host.origin, asset_timeout=0.3, card_timeout=8.0)
+    with pytest.raises(AssetTimeout) as own:
+        await fetcher.inline("avatar", host.url("/slow.png"))
+    assert "within 0.3 s" in own.value.public_message
+    assert "card" not in own.value.public_message
+    with pytest.raises(AssetTimeout, match=r"within 0\.3 s"):
+        await fetcher.get(host.url("/slow.png"), "image", fetcher.card().deadline)
+
+
 async def test_a_failed_asset_is_not_cached(host: AssetHost, make: Any) -> None:
     fetcher = make(host.origin)
     with pytest.raises(AssetFailed, match="answered HTTP 404") as missing:
@@ -260,6 +360,53 @@ async def test_connects_to_the_address_it_checked(
         asset = await fetcher.get(f"http://cdn.test:{checked.port}/a.png", "image", soon())
     assert asset.body == png_bytes() and asked == ["cdn.test"]
     assert checked.headers[0]["host"] == f"cdn.test:{checked.port}"
+
+
+async def test_a_host_the_client_would_refuse_is_a_400_before_any_lookup(make: Any) -> None:
+    """Full-width digits pass urlsplit and a wildcard, and getaddrinfo maps them (IDNA
+    2003); httpx refuses them (IDNA 2008). Refused up front, as the client would."""
+    asked: list[str] = []
+
+    async def resolve(name: str, port: int) -> list[str]:
+        asked.append(name)
+        return ["93.184.216.34"]
+
+    fetcher = make("http://*.example.com", resolve=resolve)
+    for url in (
+        "http://\uff11\uff12\uff17.example.com/a.png",  # full-width 127
+        "http://a b.example.com/a.png",
+        "http://a%2eb.example.com/a.png",
+        "http://a\u200b.example.com/a.png",  # a zero-width space
+    ):
+        with pytest.raises(InvalidParam) as bad:
+            await fetcher.inline("avatar", url)
+        assert bad.value.status_code == 400 and bad.value.param == "avatar", url
+    assert asked == []
+
+
+async def test_a_host_is_matched_resolved_and_connected_to_in_one_spelling(
+    make: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    asked: list[str] = []
+
+    async def resolve(name: str, port: int) -> list[str]:
+        asked.append(name)
+        return ["127.0.0.2"]
+
+    monkeypatch.setattr(fetcher_module, "is_public", lambda a: str(a) == "127.0.0.2")
+    with asset_host("127.0.0.2") as checked:
+        checked.routes["/a.png"] = Reply(png_bytes(), "image/png")
+        port = checked.port
+        fetcher = make(
+            f"http://*.example.com:{port}", f"http://*.b\u00fccher.test:{port}", resolve=resolve
+        )
+        for name in ("CDN\u3002example.com", "cdn.EXAMPLE.com.", "cdn\uff0eexample.com"):
+            await fetcher.get(f"http://{name}:{port}/a.png", "image", soon())
+        await fetcher.get(f"http://cdn.B\u00dcCHER.test:{port}/a.png", "image", soon())
+    assert asked == ["cdn.example.com"] * 3 + ["cdn.xn--bcher-kva.test"]
+    assert [h["host"] for h in checked.headers] == [f"cdn.example.com:{port}"] * 3 + [
+        f"cdn.xn--bcher-kva.test:{port}"
+    ]
 
 
 async def test_stylesheets_are_fetched_with_a_browser_user_agent(
