@@ -7,7 +7,7 @@ import json
 import logging
 import socket
 import threading
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +21,9 @@ from ogproxy.app import app_for
 from ogproxy.limits import MAX_HEADER_BYTES
 from ogproxy.service import Service
 from ogproxy.signing import canonical_query, parse_query, signature
-from tests.support.cards import SECRET, make_settings, signed
+from tests.support.assethost import AssetHost, Reply, asset_host
+from tests.support.cards import SECRET, make_settings, running, signed
+from tests.support.fake import FakeRenderer
 
 pytestmark = pytest.mark.anyio
 API_KEY = "fuzz-api-key-0123456789"
@@ -367,3 +369,72 @@ async def test_each_request_is_logged_as_json_without_the_query(
     assert all(line["path"] == "/og.png" and line["method"] == "GET" for line in lines)
     text = caplog.text
     assert "sig=" not in text and "Logged" not in text and SECRET not in text
+
+
+# --- Hostile input, third round (issue 19): in process, on the fake renderer -------------
+
+
+@pytest.fixture
+async def on_fake(tmp_path: Path) -> AsyncIterator[tuple[Service, httpx.AsyncClient, AssetHost]]:
+    """An app on the fake renderer with an API key, the playground, and one allowed origin."""
+    with asset_host() as host:
+        settings = make_settings(
+            tmp_path / "cache",
+            api_keys=(API_KEY,),
+            asset_origins=(host.origin,),
+            admin_token=ADMIN_TOKEN,
+        )
+        async with running(settings, FakeRenderer()) as (service, client):
+            yield service, client, host
+
+
+ADMIN_TOKEN = "fuzz-admin-token-0123456789"
+
+
+@pytest.mark.parametrize(
+    "key", ["\ud800", "title\udfff", "\udcff" * 50], ids=["lone", "after", "many"]
+)
+async def test_a_json_key_that_is_not_unicode_is_a_400_naming_it(
+    on_fake: tuple[Service, httpx.AsyncClient, AssetHost], key: str
+) -> None:
+    service, client, _ = on_fake
+    body = json.dumps({"title": "t", key: "1"})  # a lone surrogate, as JSON writes it: \ud800
+    api = await client.post(
+        "/v1/og-image",
+        content=body,
+        headers={"x-api-key": API_KEY, "content-type": "application/json"},
+    )
+    host = f"{service.settings.host}:{service.settings.port}"
+    sign = await client.post(
+        "/playground/sign",
+        content=body,
+        headers={"x-admin-token": ADMIN_TOKEN, "host": host, "content-type": "application/json"},
+    )
+    for response in (api, sign):
+        assert response.status_code == 400, response.text
+        assert response.json()["param"] == key.encode("utf-8", "backslashreplace").decode()[:40]
+
+
+async def test_a_redirect_the_client_cannot_follow_is_a_502_for_an_image_parameter(
+    on_fake: tuple[Service, httpx.AsyncClient, AssetHost],
+) -> None:
+    _, client, host = on_fake
+    host.routes["/avatar.png"] = Reply(status=302, headers={"Location": "http:%2F%2Fx"})
+    response = await client.get(signed({"title": "t", "avatar": host.url("/avatar.png")}))
+    assert response.status_code == 502, response.text
+    assert response.json()["param"] == "avatar"
+    assert response.headers["cache-control"] == "no-store"
+
+
+async def test_twenty_thousand_refused_page_requests_log_one_line(
+    on_fake: tuple[Service, httpx.AsyncClient, AssetHost], caplog: pytest.LogCaptureFixture
+) -> None:
+    service, client, _ = on_fake
+    renderer = service.renderer
+    assert isinstance(renderer, FakeRenderer)
+    renderer.page_requests = [f"http://elsewhere.test/{i}.png" for i in range(20_000)]
+    caplog.set_level(logging.INFO, logger="ogproxy.fetcher")
+    response = await client.get(signed({"html": "<img src=http://elsewhere.test/0.png>"}))
+    assert response.status_code == 422 and "elsewhere.test/0.png" in response.json()["error"]
+    (line,) = [r.getMessage() for r in caplog.records if r.name == "ogproxy.fetcher"]
+    assert line.startswith("card assets: 20000 refused: ") and line.endswith("; and 19995 more")
