@@ -23,6 +23,7 @@ from PIL import Image
 from ogproxy import fetcher as fetcher_module
 from ogproxy.assetcache import AssetCache
 from ogproxy.errors import (
+    AssetError,
     AssetFailed,
     AssetRefused,
     AssetTimeout,
@@ -509,3 +510,116 @@ def test_any_image_url_shape_is_a_clear_error(url: str) -> None:
             assert exc.status_code == 400 and exc.param == "avatar"
 
     anyio.run(one)
+
+
+# --- Fuzzed: whatever an origin answers or a URL spells, a clear error in time -----------
+
+FETCH_FUZZ = settings(max_examples=150, deadline=None)
+
+
+def _ended_well(outcome: BaseException | None) -> None:
+    """Success, a 400 naming the parameter, or the asset's 4xx, 502 or 504: never a 500."""
+    if outcome is None:
+        return
+    if isinstance(outcome, InvalidParam):
+        assert outcome.param == "avatar"
+        return
+    assert isinstance(outcome, AssetError), repr(outcome)
+    assert outcome.status_code < 500 or outcome.status_code in (502, 504), outcome.status_code
+
+
+async def _timed(fetch: Any, seconds: float) -> BaseException | None:
+    started = time.monotonic()
+    try:
+        await fetch
+    except Exception as exc:
+        return exc
+    finally:
+        assert time.monotonic() - started < seconds
+    return None
+
+
+@pytest.fixture(scope="module")
+def redirecting() -> Iterator[AssetHost]:
+    with asset_host() as server:
+        server.routes["/a.png"] = Reply(png_bytes(), "image/png")
+        yield server
+
+
+# Header values are Latin-1 on the wire; controls included (the client refuses those).
+_HEADER_TEXT = st.text(st.characters(min_codepoint=0, max_codepoint=255), max_size=30)
+LOCATIONS = st.one_of(
+    st.builds(
+        lambda *parts: "".join(parts),
+        st.sampled_from(
+            ["", "http:", "https:", "HTTP:", "http://", "http:/", "//", "/", "\\\\", "http:\\\\"]
+        ),
+        st.sampled_from(
+            ["", "{host}", "127.0.0.1", "[::1", "[::1]", "x", "%2F%2Fx", "\uff11.0.0.1", "u@{host}"]
+        ),
+        st.sampled_from(["", ":", ":0", ":99999", ":{port}", ":a"]),
+        st.sampled_from(["", "/", "/a.png", "\\a.png", "/%zz", "/a b", "?q", "#f", "/\u00e9"]),
+    ),
+    _HEADER_TEXT,
+)
+
+
+@FETCH_FUZZ
+@given(location=LOCATIONS)
+def test_any_redirect_location_ends_in_a_clear_error_in_time(
+    redirecting: AssetHost, location: str
+) -> None:
+    host, port = redirecting.origin.split("//")[1].split(":")
+    redirecting.routes["/r.png"] = Reply(
+        status=302, headers={"Location": location.replace("{host}", host).replace("{port}", port)}
+    )
+
+    async def one() -> None:
+        fetcher = Fetcher(AllowList((redirecting.origin,)), AssetCache(None), asset_timeout=2.0)
+        try:
+            _ended_well(await _timed(fetcher.get(redirecting.url("/r.png"), "image", soon()), 4))
+            _ended_well(await _timed(fetcher.inline("avatar", redirecting.url("/r.png")), 4))
+        finally:
+            await fetcher.close()
+
+    anyio.run(one)
+
+
+_LABELS = st.sampled_from(
+    ["cdn", "CDN", "127", "\uff11\uff12\uff17", "xn--", "xn--bcher-kva", "b\u00fccher", "\u00df",
+     "a b", "%2e", "a\u200bb", "", "-", "_a", "0x7f", "127.0.0.1", "[::1]", "\u0430pple"]
+)  # fmt: skip
+HOSTS = st.one_of(
+    st.builds(
+        lambda labels, dots, suffix: dots.join(labels) + suffix,
+        st.lists(_LABELS, min_size=1, max_size=3),
+        st.sampled_from([".", "\u3002", "\uff0e", "\uff61", ".."]),
+        st.sampled_from([".example.com", ".EXAMPLE.com.", "\uff0eexample.com", "", "."]),
+    ),
+    st.text(max_size=20),
+)
+
+
+@FETCH_FUZZ
+@given(name=HOSTS)
+def test_any_host_spelling_ends_in_a_clear_error_in_time(redirecting: AssetHost, name: str) -> None:
+    """Against a loopback origin (listed), and names under a wildcard that "resolve" to
+    it (stood in for a public address): matched, resolved and connected to as one."""
+    port = redirecting.port
+
+    async def resolve(host: str, port: int) -> list[str]:
+        assert host.isascii() and host == host.lower(), host  # the one spelling
+        return ["127.0.0.1"]
+
+    async def one() -> None:
+        allowed = AllowList((redirecting.origin, f"http://*.example.com:{port}"))
+        fetcher = Fetcher(allowed, AssetCache(None), asset_timeout=2.0, resolve=resolve)
+        try:
+            url = f"http://{name}:{port}/a.png"
+            _ended_well(await _timed(fetcher.inline("avatar", url), 4))
+        finally:
+            await fetcher.close()
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(fetcher_module, "is_public", lambda a: str(a) == "127.0.0.1")
+        anyio.run(one)

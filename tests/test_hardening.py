@@ -7,6 +7,7 @@ import json
 import logging
 import socket
 import threading
+import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,7 @@ from starlette.types import Message
 
 from ogproxy.app import app_for
 from ogproxy.limits import MAX_HEADER_BYTES
+from ogproxy.rendering import Renderer
 from ogproxy.service import Service
 from ogproxy.signing import canonical_query, parse_query, signature
 from tests.support.assethost import AssetHost, Reply, asset_host
@@ -30,10 +32,11 @@ API_KEY = "fuzz-api-key-0123456789"
 
 
 class AppThread:
-    """The real app (real Chromium) on an event loop in a thread, called with raw ASGI scopes."""
+    """The real app (real Chromium, unless another renderer is given) on an event loop in
+    a thread, called with raw ASGI scopes."""
 
-    def __init__(self, tmp: Path) -> None:
-        self.service = Service.build(make_settings(tmp, api_keys=(API_KEY,)))
+    def __init__(self, tmp: Path, renderer: Renderer | None = None) -> None:
+        self.service = Service.build(make_settings(tmp, api_keys=(API_KEY,)), renderer)
         self.app = app_for(self.service)
         self.loop = asyncio.new_event_loop()
         self._ready = threading.Event()
@@ -438,3 +441,54 @@ async def test_twenty_thousand_refused_page_requests_log_one_line(
     assert response.status_code == 422 and "elsewhere.test/0.png" in response.json()["error"]
     (line,) = [r.getMessage() for r in caplog.records if r.name == "ogproxy.fetcher"]
     assert line.startswith("card assets: 20000 refused: ") and line.endswith("; and 19995 more")
+
+
+@pytest.fixture(scope="module")
+def fake_thread(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AppThread]:
+    """The app on the fake renderer, for fuzzing the HTTP contract by the hundreds."""
+    runner = AppThread(tmp_path_factory.mktemp("fake-fuzz"), FakeRenderer())
+    yield runner
+    runner.close()
+
+
+# Any code point, lone surrogates included: JSON spells them ("\\ud800"), UTF-8 cannot.
+_ANY_TEXT = st.text(max_size=12) | st.builds(
+    lambda before, lone, after: before + lone + after,
+    st.text(max_size=4),
+    st.characters(categories=["Cs"]),
+    st.text(max_size=4),
+)
+_NAMES = st.one_of(
+    st.sampled_from(
+        ["title", "subtitle", "template", "accentColor", "html", "v", "width", "height",
+         "scale", "quality", "palette", "format", "avatar", "logo", "author", "theme", "sig"]
+    ),
+    _ANY_TEXT,
+)  # fmt: skip
+_VALUES = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(-(10**30), 10**30)
+    | st.floats()
+    | _ANY_TEXT
+    | st.sampled_from(["x", "#abc", "png", "webp", "gradient", "800", "2", "data:image/png;,x"]),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(_ANY_TEXT, inner, max_size=3),
+    max_leaves=8,
+)
+
+
+@FUZZ
+@given(st.dictionaries(_NAMES, _VALUES, max_size=6))
+def test_any_json_key_and_value_is_an_answer_never_a_500(
+    fake_thread: AppThread, body: dict[str, Any]
+) -> None:
+    """POST /v1/og-image: a card (200), or a clear 4xx naming what is wrong, in time."""
+    raw = json.dumps(body).encode()  # NaN and Infinity too, as JSON.parse-lenient senders do
+    headers = [(b"x-api-key", API_KEY.encode()), (b"content-type", b"application/json")]
+    started = time.monotonic()
+    status, answer = fake_thread.request("/v1/og-image", b"", headers, body=raw)
+    assert time.monotonic() - started < 10
+    assert status == 200 or 400 <= status < 500 or status in (502, 503, 504), (status, raw[:200])
+    if status != 200:
+        error = json.loads(answer)
+        assert error["status"] == status and error["error"], error
