@@ -6,7 +6,8 @@ The request path, top to bottom:
    and served before, with the image in memory, is answered at once.
 2. ``og_image``: bound the query -> verify the signature -> parse and check the
    parameters against the template.
-3. ``_card_response``: the content address -> answer a matching If-None-Match (304) ->
+3. ``_card_response``: the content address -> answer a matching If-None-Match (304;
+   ``*`` only for a card that is stored) ->
    the image from the cache, or rendered once (``cards.py``) -> respond with immutable
    headers (``delivery.py``) -> remember the query for step 1.
 
@@ -32,7 +33,7 @@ from .accesslog import AccessLogMiddleware, flush_access_log
 from .accesslog import configure as configure_logging
 from .api import check_api_key, json_body
 from .config import Settings
-from .delivery import RawResponse, image_answer, not_modified
+from .delivery import RawResponse, image_answer, not_modified, wants_any
 from .errors import (
     AssetError,
     BadSignature,
@@ -99,8 +100,12 @@ async def _card_response(
 ) -> Response:
     cards = service.cards
     key = cards.key(params, output)
-    if not_modified(request.scope["headers"], key):  # answered without looking at the image
-        return RawResponse(*image_answer(request.scope["headers"], "GET", key, b"", b"", b""))
+    headers = request.scope["headers"]
+    # Its ETag named: answered without looking at the image. `*`: only if it exists.
+    if not_modified(headers, key, stored=False) or (
+        wants_any(headers) and await service.store.get(key) is not None
+    ):
+        return RawResponse(*image_answer(headers, "GET", key, b"", b"", b""))
 
     request.state.key = key[:12]
     result = await cards.get_or_render(key, params, output)
@@ -110,12 +115,13 @@ async def _card_response(
     if result.render_ms is not None:
         request.state.render_ms = result.render_ms
     answer = image_answer(
-        request.scope["headers"],
+        headers,
         request.method,
         key,
         media_type.encode(),
         result.body,
         result.source.encode(),
+        stored=False,  # had it existed, `*` was answered above
     )
     return RawResponse(*answer)
 

@@ -101,7 +101,10 @@ class Cards:
                 )
             )
             fetch = self.fetcher.card()
-            image = await self.renderer.render(doc, output, fetch=fetch, deadline=deadline)
+            try:
+                image = await self.renderer.render(doc, output, fetch=fetch, deadline=deadline)
+            finally:
+                fetch.log_summary()  # one line for the card's failed assets, however many
             seconds = time.perf_counter() - started
             if self.on_render is not None:
                 self.on_render(seconds)

@@ -10,6 +10,7 @@ from typing import Any
 import click
 
 from .cli_options import (
+    InvalidInput,
     card_options,
     card_params,
     config_errors,
@@ -211,9 +212,11 @@ def warm(source: str, concurrency: int, timeout: float) -> None:
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress
 
-    from .warm import SourceError
+    from .warm import UNREQUESTABLE, SourceError, requestable
     from .warm import warm as run_warm
 
+    if source.startswith(("http://", "https://")) and not requestable(source):
+        raise InvalidInput(f"SOURCE: {source[:100]!r} is {UNREQUESTABLE}")
     console = Console(stderr=True)
     try:
         with Progress(

@@ -24,6 +24,7 @@ from .config import (
 )
 from .errors import ConfigError, InvalidParam
 from .formats import ENDPOINTS
+from .origins import parse_origin
 from .params import Output, parse_card
 from .secretrules import check_secrets
 from .signing import DEFAULT_PATH
@@ -181,6 +182,20 @@ def secret_for_signing(
     raise click.UsageError("no secret: set OGPROXY_SECRET (or --secret), or pass --dev")
 
 
+def _base_url_path(base_url: str) -> str:
+    """The path of ``--base-url``: an http(s) URL with a host, to which the signed query
+    is appended (so it has none of its own); InvalidInput saying what is wrong."""
+    try:
+        parse_origin(base_url)
+    except ValueError as exc:
+        raise InvalidInput(f"--base-url: {base_url[:100]!r} {exc}") from None
+    if "?" in base_url or "#" in base_url:
+        raise InvalidInput(
+            "--base-url: must not carry a query or fragment (the signed query is added)"
+        )
+    return urlsplit(base_url).path
+
+
 def checked_card(
     params: dict[str, str | None], base_url: str, templates_dir: Path | None
 ) -> Output:
@@ -189,7 +204,7 @@ def checked_card(
     The server's own parser checks the parameters against the templates it would load,
     so a URL the server would answer with a 400 is never printed (InvalidInput instead).
     """
-    path = urlsplit(base_url).path
+    path = _base_url_path(base_url)
     endpoint = "/" + path.rsplit("/", 1)[-1] if path not in ("", "/") else DEFAULT_PATH
     if endpoint not in ENDPOINTS:
         raise InvalidInput(f"--base-url: must end in one of {', '.join(ENDPOINTS)}")

@@ -31,9 +31,11 @@ def _header(headers: Headers, name: bytes) -> bytes | None:
     return None
 
 
-def _etag_matches(header: bytes, tag: bytes) -> bool:
+def _etag_matches(header: bytes, tag: bytes, stored: bool) -> bool:
+    """``tag`` is named, or ``*`` is and the image exists (RFC 9110: ``*`` matches any
+    current representation, and a card never rendered, or one that fails, has none)."""
     candidates = {t.strip().removeprefix(b"W/") for t in header.split(b",")}
-    return tag in candidates or b"*" in candidates
+    return tag in candidates or (stored and b"*" in candidates)
 
 
 UNSATISFIABLE = (-1, -1)
@@ -62,17 +64,33 @@ def _byte_range(header: bytes, size: int) -> tuple[int, int] | None:
     return (first, last) if first <= last and first < size else UNSATISFIABLE
 
 
-def not_modified(request_headers: Headers, key: str) -> bool:
-    """The request's If-None-Match names this image: a 304 without reading the image."""
+def not_modified(request_headers: Headers, key: str, *, stored: bool) -> bool:
+    """The request's If-None-Match names this image: a 304 without reading the image.
+
+    ``stored``: the image exists (so ``*`` matches it too)."""
     return (seen := _header(request_headers, b"if-none-match")) is not None and _etag_matches(
-        seen, etag(key).encode()
+        seen, etag(key).encode(), stored
     )
 
 
+def wants_any(request_headers: Headers) -> bool:
+    """If-None-Match holds ``*``: only whether the image exists can answer it."""
+    seen = _header(request_headers, b"if-none-match")
+    return seen is not None and b"*" in {t.strip() for t in seen.split(b",")}
+
+
 def image_answer(
-    request_headers: Headers, method: str, key: str, media_type: bytes, body: bytes, cache: bytes
+    request_headers: Headers,
+    method: str,
+    key: str,
+    media_type: bytes,
+    body: bytes,
+    cache: bytes,
+    *,
+    stored: bool = True,
 ) -> tuple[int, Headers, bytes]:
-    """(status, headers, body) for an image request."""
+    """(status, headers, body) for an image request; ``stored``: the image existed when
+    the request came (False for one rendered for it: ``If-None-Match: *`` did not match)."""
     tag = etag(key).encode()
     common = [
         (b"etag", tag),
@@ -80,7 +98,7 @@ def image_answer(
         (b"cdn-cache-control", _IMMUTABLE),
         (b"accept-ranges", b"bytes"),
     ]
-    if not_modified(request_headers, key):
+    if not_modified(request_headers, key, stored=stored):
         return 304, common, b""
     status, part = 200, body
     headers = [(b"content-type", media_type), *common, (b"x-cache", cache)]

@@ -17,7 +17,10 @@ go through ``Fetcher.inline``; both end in ``Fetcher.get``, which fetches with h
 
 A refusal or failure is recorded on the card; ``CardRequests.check`` turns the first one
 into the error of the render (422 for a URL the settings refuse, 502/504 for an allowed
-asset that failed), unless the operator chose ``OGPROXY_ASSET_FAILURE=render``.
+asset that failed), unless the operator chose ``OGPROXY_ASSET_FAILURE=render``. Anything
+else that goes wrong fetching an asset (a redirect the client cannot follow, a bug) is
+that asset's 502: a page's request is always settled at once, never left to the render
+timeout. A card's failures are logged as one line with counts, whatever their number.
 """
 
 from __future__ import annotations
@@ -41,6 +44,7 @@ from playwright.async_api import Request, Route
 from .assetcache import Asset, AssetCache
 from .config import DEFAULT_ASSET_TIMEOUT
 from .errors import AssetError, AssetFailed, AssetRefused, AssetTimeout, InvalidParam
+from .logs import Sampler
 from .origins import SETTING, AllowList, Origin, is_public, parse_origin
 from .singleflight import SingleFlight
 
@@ -58,6 +62,10 @@ CARD_TIMEOUT = 8.0  # seconds for all of a card's assets; below the render timeo
 MAX_REDIRECTS = 3  # within the origin
 DEFAULT_FRESH = 3600.0  # seconds an asset without max-age is reused before refetching
 MAX_FRESH = 86400.0  # the cap on an origin's max-age
+# Failures a card keeps (the first is the render's error; the log line shows them); the
+# rest are only counted. A page asking for 20,000 refused images kept 20,000 errors and
+# wrote 6,599 warning lines.
+MAX_KEPT = 5
 # Font services pick the font format by browser: this one gets WOFF2 from Google Fonts.
 BROWSER_UA = (
     "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) "
@@ -95,6 +103,25 @@ def _accepts(kind: str, asset: Asset) -> bool:
 
 def _short(url: str) -> str:
     return url if len(url) <= 200 else url[:197] + "..."
+
+
+def outcome(exc: AssetError) -> str:
+    """How a failed asset is counted (the ``outcome`` label of the assets metric)."""
+    return {422: "refused", 504: "timeout"}.get(exc.status_code, "failed")
+
+
+# A traceback a second at most: an unexpected error may repeat for every asset of a page.
+_SURPRISES = Sampler(1.0)
+
+
+def _unexpected(url: str, exc: Exception) -> AssetFailed:
+    """An exception nothing expected, as the asset's 502 (and, sampled, a traceback)."""
+    if _SURPRISES.take() is not None:
+        log.error("unexpected error fetching %s", _short(url), exc_info=exc)
+    return AssetFailed(
+        f"{_short(url)} could not be fetched",
+        detail=f"{_short(url)} could not be fetched ({type(exc).__name__}: {str(exc)[:200]})",
+    )
 
 
 class _OriginDown(AssetFailed):
@@ -200,7 +227,7 @@ class Fetcher:
         if not self.allowed.allows(origin):
             raise InvalidParam(name, f"{origin} is not an allowed image origin ({SETTING})")
         try:
-            asset = await self.get(url, "image", time.monotonic() + self.asset_timeout)
+            asset = await self.get(url, "image")
         except AssetRefused as exc:
             raise InvalidParam(name, exc.public_message) from None
         except AssetError as exc:
@@ -209,22 +236,27 @@ class Fetcher:
         encoded = base64.b64encode(asset.body).decode("ascii")
         return f"data:{asset.media_type};base64,{encoded}"
 
-    async def get(self, url: str, kind: str, deadline: float) -> Asset:
-        """The asset at ``url`` if allowed and of ``kind``, else AssetError naming the URL."""
+    async def get(self, url: str, kind: str, deadline: float | None = None) -> Asset:
+        """The asset at ``url`` if allowed and of ``kind``, else AssetError naming the URL.
+
+        ``deadline`` (``time.monotonic()``) is the card's; without one, the asset's own
+        limit (``asset_timeout``) is the only one."""
         try:
             return await self._get(url, kind, deadline)
         except AssetError as exc:
             self.failed(exc)
             raise
+        except Exception as exc:  # whatever it is, it is this asset's failure, not a 500
+            failed = _unexpected(url, exc)
+            self.failed(failed)
+            raise failed from exc
 
     def failed(self, exc: AssetError) -> None:
-        """Count and log a refused or failed asset (the one place both happen)."""
-        outcome = {422: "refused", 504: "timeout"}.get(exc.status_code, "failed")
-        self.counts[outcome] += 1
-        # Escaped: a URL must not be able to forge a second log line.
-        log.warning("asset %s: %s", outcome, exc.detail.encode("unicode_escape").decode())
+        """Count a refused or failed asset (the one place it happens). It is logged by
+        whoever reports it: the card's summary line, or the request whose error it is."""
+        self.counts[outcome(exc)] += 1
 
-    async def _get(self, url: str, kind: str, deadline: float) -> Asset:
+    async def _get(self, url: str, kind: str, deadline: float | None) -> Asset:
         try:
             origin = parse_origin(url)
         except ValueError as exc:
@@ -238,7 +270,8 @@ class Fetcher:
             self.counts["cached"] += 1
             return cached.asset
         try:
-            with anyio.fail_after(max(0.0, deadline - time.monotonic())):
+            wait = None if deadline is None else max(0.0, deadline - time.monotonic())
+            with anyio.fail_after(wait):
                 asset, _ = await self._flights.run(
                     f"{kind} {url}", lambda: self._download(url, origin, kind)
                 )
@@ -247,7 +280,7 @@ class Fetcher:
                 log.warning("asset %s: origin failing, serving a stale copy (%s)", url, exc)
                 self.counts["stale"] += 1
                 return cached.asset
-            if isinstance(exc, TimeoutError):
+            if isinstance(exc, TimeoutError):  # the card's deadline, not the asset's own limit
                 raise AssetTimeout(
                     f"{_short(url)} did not arrive within the card's {self.card_timeout:g} s"
                 ) from None
@@ -266,6 +299,10 @@ class Fetcher:
         except httpx.HTTPError as exc:
             raise _OriginDown(
                 f"{_short(url)} could not be fetched ({type(exc).__name__})"
+            ) from None
+        except httpx.InvalidURL as exc:  # not an HTTPError: a Location it cannot follow
+            raise AssetFailed(
+                f"{_short(url)} redirects to a URL the client cannot follow ({str(exc)[:80]})"
             ) from None
 
     async def _follow(self, url: str, origin: Origin, kind: str) -> Asset:
@@ -318,7 +355,7 @@ class Fetcher:
     ) -> AsyncIterator[httpx.Response]:
         parsed = httpx.URL(url)
         headers = {
-            "Host": parsed.netloc.decode("ascii"),
+            "Host": origin.netloc,  # the name that was matched and resolved
             "User-Agent": BROWSER_UA,
             "Accept": "*/*",
             "Accept-Encoding": "gzip, deflate",
@@ -353,7 +390,8 @@ class CardRequests:
         self.fetcher = fetcher
         self._deadline: float | None = None
         self.bytes = 0
-        self.failures: list[AssetError] = []
+        self.failures: list[AssetError] = []  # the first MAX_KEPT
+        self.counts: collections.Counter[str] = collections.Counter()  # outcome -> assets
 
     @property
     def deadline(self) -> float:
@@ -364,22 +402,23 @@ class CardRequests:
         return self._deadline
 
     async def handle(self, route: Route) -> None:
-        """Fulfil one request of the card's page from the fetcher, or abort it."""
+        """Fulfil one request of the card's page from the fetcher, or abort it.
+
+        Every request is settled here, whatever fails: one left pending holds the page
+        until the render times out."""
         try:
             asset = await self._asset(route.request)
-        except AssetError as exc:
-            self.failures.append(exc)
-            with contextlib.suppress(PlaywrightError):
-                await route.abort("blockedbyclient")
-            return
-        headers = {
-            "content-type": asset.media_type,
-            # The page is about:blank; fonts from another origin need CORS to load. Nothing
-            # secret is in these bodies: they were fetched without credentials.
-            "access-control-allow-origin": "*",
-        }
-        with contextlib.suppress(PlaywrightError):  # the page may be gone (render timeout)
+            headers = {
+                "content-type": asset.media_type,
+                # The page is about:blank; fonts from another origin need CORS to load.
+                # Nothing secret is in these bodies: they were fetched without credentials.
+                "access-control-allow-origin": "*",
+            }
             await route.fulfill(status=200, headers=headers, body=asset.body)
+        except Exception as exc:
+            self._record(self._failure(route.request.url, exc))
+            with contextlib.suppress(PlaywrightError):  # the page may be gone (render timeout)
+                await route.abort("blockedbyclient")
 
     async def _asset(self, request: Request) -> Asset:
         url, kind = request.url, request.resource_type
@@ -400,7 +439,35 @@ class CardRequests:
             raise over
         return asset
 
+    def _failure(self, url: str, exc: Exception) -> AssetError:
+        if isinstance(exc, AssetError):
+            return exc  # counted where it was raised
+        if isinstance(exc, PlaywrightError):  # fulfil refused, or the page is gone
+            failed = AssetFailed(
+                f"{_short(url)} could not be handed to the page", detail=f"{url}: {exc}"
+            )
+        else:
+            failed = _unexpected(url, exc)
+        self.fetcher.failed(failed)
+        return failed
+
+    def _record(self, exc: AssetError) -> None:
+        self.counts[outcome(exc)] += 1
+        if len(self.failures) < MAX_KEPT:
+            self.failures.append(exc)
+
     def check(self) -> None:
         """Raise the first failure as the render's error (none with ASSET_FAILURE=render)."""
         if self.failures and self.fetcher.failure == "fail":
             raise self.failures[0]
+
+    def log_summary(self) -> None:
+        """One line for all of the card's failed assets: counts, and the first few."""
+        if not self.failures:
+            return
+        counts = ", ".join(f"{n} {name}" for name, n in sorted(self.counts.items()))
+        shown = "; ".join(exc.detail for exc in self.failures)
+        more = sum(self.counts.values()) - len(self.failures)
+        # Escaped: a URL must not be able to forge a second log line.
+        line = f"card assets: {counts}: {shown}" + (f"; and {more} more" if more else "")
+        log.warning("%s", line.encode("unicode_escape").decode())

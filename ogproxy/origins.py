@@ -8,14 +8,23 @@ A hostname is fetched only if every address it resolves to is public: an allowed
 that resolves (or is re-pointed) to a private, loopback, link-local or metadata address
 gets nothing. An operator whose asset host is internal lists its IP-literal origin, e.g.
 ``http://10.0.0.5:8080``; that is also how tests allow their loopback listener.
+
+A host name is read once, the way the HTTP client reads it (httpx: lower case, IDNA 2008
+A-labels, ``。`` as a dot), and that one spelling is matched, resolved and connected to.
+The resolver alone would map more (``getaddrinfo`` applies IDNA 2003: full-width digits
+become ASCII ones) and the client would then refuse what was checked; a name the client
+cannot read, or that is not plain letters, digits, ``-`` and ``_`` once read, is refused.
 """
 
 from __future__ import annotations
 
 import contextlib
 import ipaddress
+import re
 from dataclasses import dataclass
 from urllib.parse import urlsplit
+
+import httpx
 
 from .errors import ConfigError
 
@@ -25,6 +34,9 @@ PRESETS = {
     "google-fonts": ("https://fonts.googleapis.com", "https://fonts.gstatic.com"),
 }
 DEFAULT_PORTS = {"http": 80, "https": 443}
+# A DNS name as the client sends it: ASCII labels of letters, digits, "-" and "_".
+_LABEL = re.compile(r"^[a-z0-9_-]{1,63}$")
+MAX_HOST = 253  # characters of a DNS name
 
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
 
@@ -32,7 +44,9 @@ Address = ipaddress.IPv4Address | ipaddress.IPv6Address
 @dataclass(frozen=True)
 class Origin:
     scheme: str
-    host: str  # lower case, no brackets, no trailing dot; an IP literal in canonical form
+    # As the client reads it: lower-case ASCII (IDNA A-labels) without a trailing dot, or
+    # an IP literal in canonical form (no brackets).
+    host: str
     port: int
 
     @property
@@ -43,10 +57,15 @@ class Origin:
         except ValueError:
             return None
 
-    def __str__(self) -> str:
+    @property
+    def netloc(self) -> str:
+        """``host[:port]`` as a Host header says it (the port only when not the default)."""
         host = f"[{self.host}]" if ":" in self.host else self.host
         port = "" if DEFAULT_PORTS.get(self.scheme) == self.port else f":{self.port}"
-        return f"{self.scheme}://{host}{port}"
+        return host + port
+
+    def __str__(self) -> str:
+        return f"{self.scheme}://{self.netloc}"
 
 
 def parse_origin(url: str) -> Origin:
@@ -58,14 +77,30 @@ def parse_origin(url: str) -> Origin:
         raise ValueError(f"is not a valid URL ({exc})") from None
     if parts.scheme not in DEFAULT_PORTS:
         raise ValueError("must be an http:// or https:// URL")
-    host = (parts.hostname or "").rstrip(".")
-    if not host or port == 0:
-        raise ValueError("has no host or port")
     if parts.username is not None or parts.password is not None:
         raise ValueError("must not carry a user name or password")
-    with contextlib.suppress(ValueError):
-        host = ipaddress.ip_address(host).compressed
+    try:
+        parsed = httpx.URL(url)  # the client's own reading: what it would connect to
+    except httpx.InvalidURL as exc:
+        raise ValueError(f"is not a URL the HTTP client accepts ({exc})") from None
+    host = _host(parsed.raw_host.decode("ascii"))
+    if not host or port == 0:
+        raise ValueError("has no host or port")
+    if parsed.userinfo:
+        raise ValueError("must not carry a user name or password")
     return Origin(parts.scheme, host, port or DEFAULT_PORTS[parts.scheme])
+
+
+def _host(raw: str) -> str:
+    """The one spelling of a host as the client read it: an IP literal in canonical form,
+    else a lower-case ASCII DNS name without a trailing dot; ValueError for anything else."""
+    host = raw.rstrip(".")
+    with contextlib.suppress(ValueError):
+        return ipaddress.ip_address(host).compressed
+    labels = host.split(".")
+    if host and (len(host) > MAX_HOST or not all(_LABEL.match(label) for label in labels)):
+        raise ValueError(f"has a host name that is not a valid DNS name ({raw[:80]!r})")
+    return host
 
 
 def is_public(address: Address) -> bool:

@@ -243,7 +243,8 @@ def _output(values: dict[str, bytes], output: Output) -> Output:
 def json_pairs(body: dict[str, Any]) -> list[tuple[bytes, bytes]]:
     """JSON fields (a POST body, a row of `ogproxy render`) as the pairs a query would give.
 
-    Nulls are left out; anything but a string, number or boolean is an InvalidParam.
+    Nulls are left out; anything but a string, number or boolean is an InvalidParam, and
+    so is a key that is not valid Unicode (values are checked where they are parsed).
     """
     pairs = []
     for name, value in body.items():
@@ -255,5 +256,15 @@ def json_pairs(body: dict[str, Any]) -> list[tuple[bytes, bytes]]:
             value = str(value)
         elif not isinstance(value, str):
             raise InvalidParam(str(name)[:40], "must be a string, number or boolean")
-        pairs.append((str(name).encode(), value.encode("utf-8", "surrogatepass")))
+        pairs.append((_json_key(str(name)), value.encode("utf-8", "surrogatepass")))
     return pairs
+
+
+def _json_key(name: str) -> bytes:
+    """A JSON key as a parameter name. JSON can spell a lone surrogate (``"\\ud800"``),
+    which UTF-8 cannot encode: a 400 naming the key, escaped."""
+    try:
+        return name.encode("utf-8")
+    except UnicodeEncodeError:
+        shown = name.encode("utf-8", "backslashreplace").decode("utf-8")
+        raise InvalidParam(shown[:40], "is not valid Unicode (a lone surrogate)") from None

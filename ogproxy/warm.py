@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from html.parser import HTMLParser
 from pathlib import Path
-from urllib.parse import urljoin
+from urllib.parse import urljoin, urlsplit
 
 import httpx
 
@@ -40,7 +40,29 @@ class _MetaImages(HTMLParser):
 def og_images(html: str, page_url: str) -> list[str]:
     parser = _MetaImages()
     parser.feed(html)
-    return list(dict.fromkeys(urljoin(page_url, url) for url in parser.found))
+    return list(dict.fromkeys(_absolute(page_url, url) for url in parser.found))
+
+
+def _absolute(page_url: str, url: str) -> str:
+    try:
+        return urljoin(page_url, url)
+    except ValueError:  # a broken URL (``http://[::1``): kept, and reported when requested
+        return url
+
+
+UNREQUESTABLE = "not a URL that can be requested"
+
+
+def requestable(url: str) -> bool:
+    """Whether an HTTP client can request ``url``: http(s), a host, a port that is a port,
+    and nothing httpx refuses (it raises InvalidURL, which is not an HTTPError)."""
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - reading it is the check
+        httpx.URL(url)
+    except (ValueError, httpx.InvalidURL):
+        return False
+    return parts.scheme in ("http", "https") and bool(parts.hostname)
 
 
 @dataclass
@@ -57,9 +79,11 @@ class SourceError(Exception):
 
 async def _text(client: httpx.AsyncClient, source: str, *, local: bool = True) -> str:
     if source.startswith(("http://", "https://")):
+        if not requestable(source):
+            raise SourceError(f"{source}: {UNREQUESTABLE}")
         try:
             response = await client.get(source)
-        except httpx.HTTPError as exc:
+        except (httpx.HTTPError, httpx.InvalidURL) as exc:  # InvalidURL: a bad redirect
             raise SourceError(f"{source}: cannot fetch it ({type(exc).__name__}: {exc})") from None
         if response.status_code != 200:
             raise SourceError(f"{source}: HTTP {response.status_code}")
@@ -101,13 +125,17 @@ async def warm(
         report.pages = len(pages)
         on_total(len(pages))
 
+        # One bad page or image is reported and skipped: it never ends the run.
         async def images_of(page: str) -> list[str]:
             async with limit:
                 try:
+                    if not requestable(page):
+                        report.failures.append((page, f"page: {UNREQUESTABLE}"))
+                        return []
                     response = await client.get(page)
                     response.raise_for_status()
                     return og_images(response.text, str(response.url))
-                except httpx.HTTPError as exc:
+                except (httpx.HTTPError, httpx.InvalidURL) as exc:
                     report.failures.append((page, f"page: {type(exc).__name__}"))
                     return []
                 finally:
@@ -121,6 +149,9 @@ async def warm(
         async def request(url: str) -> None:
             async with limit:
                 try:
+                    if not requestable(url):
+                        report.failures.append((url, UNREQUESTABLE))
+                        return
                     response = await client.get(url)
                     label = str(response.status_code)
                     if cache := response.headers.get("x-cache"):
@@ -128,7 +159,7 @@ async def warm(
                     report.statuses[label] += 1
                     if response.status_code != 200:
                         report.failures.append((url, f"HTTP {response.status_code}"))
-                except httpx.HTTPError as exc:
+                except (httpx.HTTPError, httpx.InvalidURL) as exc:
                     report.failures.append((url, type(exc).__name__))
                 finally:
                     on_progress()

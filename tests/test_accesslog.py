@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import time
 from collections.abc import Iterator
@@ -9,6 +10,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
+from ogproxy.accesslog import AccessLine
 from tests.support.cards import SECRET, signed
 from tests.support.servers import Server, serve
 
@@ -32,6 +34,7 @@ def _lines(server: Server) -> list[str]:
     return server.output().splitlines()
 
 
+@browser
 def test_a_json_key_with_newlines_cannot_forge_a_log_line(server: Server) -> None:
     for key in (f"x\n{FORGED}", f"x\r{FORGED}", f"x\u2028{FORGED}", f"\x1b[2J\n{FORGED}"):
         response = httpx.post(
@@ -48,6 +51,7 @@ def test_a_json_key_with_newlines_cannot_forge_a_log_line(server: Server) -> Non
     assert any("x\\n" + FORGED in line for line in lines)  # escaped, still readable
 
 
+@browser
 def test_every_line_is_a_whole_event(server: Server) -> None:
     url = signed({"title": "Logged"}, base=server.base + "/og.png")
     assert httpx.get(url, timeout=30).status_code == 200
@@ -61,6 +65,7 @@ def test_every_line_is_a_whole_event(server: Server) -> None:
     assert not [line for line in lines if {"\x85", "\x9b", "\x7f", "\u2028"} & set(line)]
 
 
+@browser
 def test_a_bad_signature_flood_is_logged_sampled_without_tracebacks(server: Server) -> None:
     url = signed({"title": "Flooded"}, base=server.base + "/og.png")
     bad = url[:-4] + ("AAAA" if not url.endswith("AAAA") else "BBBB")
@@ -75,3 +80,12 @@ def test_a_bad_signature_flood_is_logged_sampled_without_tracebacks(server: Serv
     assert 1 <= len(lines) <= seconds + 2, len(lines)  # about one a second, not one each
     assert "more" in lines[-1] or len(lines) == 1
     assert "Traceback" not in server.output()
+
+
+def test_a_text_line_quotes_the_path_so_it_cannot_pose_as_other_fields() -> None:
+    spoof = '/og.png 200 HIT 9B 0.1ms client=203.0.113.7 request_id=x "\\'
+    line = AccessLine("GET", spoof, 404, None, 0, 0.1, "198.51.100.9", "bot", "id-1").text()
+    start = line.index(" GET ") + len(" GET ")
+    path, end = json.JSONDecoder().raw_decode(line, start)
+    assert path == spoof
+    assert line[end:].startswith(" 404 - 0B 0.1ms client=198.51.100.9 request_id=id-1 ")

@@ -206,6 +206,26 @@ def test_warm_renders_every_og_image_of_a_sitemap(tmp_path: Path, site: tuple[Pa
         assert code == 1 and "page: HTTPStatusError" in output
 
 
+def test_warm_reports_and_skips_what_it_cannot_request(site: tuple[Path, str]) -> None:
+    """A page URL or og:image no HTTP client can request is one reported failure, and
+    warm goes on with the rest (each used to end it with a traceback)."""
+    root, origin = site
+    image = f"{origin}/card.png"  # a 404 here: still a request, counted by its status
+    for name, content in (("bad-image", "http://[::1/og.png"), ("good", image)):
+        tag = f'<meta property="og:image" content="{content}">'
+        (root / f"{name}.html").write_text(f"<html><head>{tag}</head></html>")
+    (root / "list.txt").write_text(
+        f"http://[::1/page\n{origin}/bad-image.html\nhttp://x:99999/\n{origin}/good.html\n"
+    )
+    code, output = run("warm", str(root / "list.txt"))
+    assert code == 1, output
+    assert "4 pages, 2 images: 1 x 404" in output
+    assert "page: not a URL that can be requested" in output and "http://[::1/page" in output
+    assert "http://x:99999/" in output
+    assert "not a URL that can be requested: http://[::1/og.png" in output
+    assert "Traceback" not in output
+
+
 @pytest.mark.usefixtures("fake_chromium")
 def test_render_reports_asset_failures_per_line(tmp_path: Path) -> None:
     import io

@@ -358,8 +358,10 @@ async def test_a_not_allowed_origin_is_422_and_gets_no_connection(app: Any, host
         (Reply(bytes(6 * 2**20), "image/png"), 502, "is larger than 5 MiB"),
         (Reply(status=302, headers={"Location": "http://127.0.0.1:9/x.png"}), 502, "redirects"),
         (Reply(b"<html></html>", "text/html"), 502, "is text/html, not an image"),
+        # Same origin to the check, no URL to httpx: the route handler settles it at once.
+        (Reply(status=302, headers={"Location": "http:%2F%2Fx"}), 502, "a URL the client cannot"),
     ],
-    ids=["404", "slow", "oversized", "redirecting", "wrong-type"],
+    ids=["404", "slow", "oversized", "redirecting", "wrong-type", "unfollowable"],
 )
 async def test_a_broken_asset_fails_the_card_until_it_is_fixed(
     app: Any, hosts: Any, broken: Reply, status: int, problem: str

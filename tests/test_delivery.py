@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 import httpx
 import pytest
 
 from ogproxy.delivery import UNSATISFIABLE, _byte_range
-from tests.support.cards import signed
+from tests.conftest import Fake
+from tests.support.cards import make_settings, running, signed
+from tests.support.fake import FakeRenderer
 
 pytestmark = pytest.mark.anyio
 
@@ -55,3 +58,26 @@ def test_the_http_layer_loads_no_template_engine_nor_image_library() -> None:
     )
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert run.stdout.strip() == "[]"
+
+
+async def test_if_none_match_star_matches_only_a_card_that_exists(
+    fake: Fake, tmp_path: Path
+) -> None:
+    """``*`` matches any current representation: there is none before the first render,
+    and none ever for a card that fails. Then the request is answered as if it had none."""
+    star = {"If-None-Match": "*"}
+    url = signed({"title": "Never rendered"})
+    first = await fake.client.get(url, headers=star)
+    assert first.status_code == 200 and first.content, first.text
+    assert fake.renderer.renders == 1
+    again = await fake.client.get(url, headers=star)  # stored now: the fast path answers
+    assert again.status_code == 304 and again.headers["etag"] == first.headers["etag"]
+    # Another process on the same cache (nothing in its memory): the full path looks.
+    other = FakeRenderer()
+    async with running(make_settings(tmp_path / "cache"), other) as (_, client):
+        assert (await client.get(url, headers=star)).status_code == 304
+    assert fake.renderer.renders == 1 and other.renders == 0
+
+    fake.renderer.faults.append("invalid")
+    failing = await fake.client.get(signed({"title": "Fails"}), headers=star)
+    assert failing.status_code == 422 and "immutable" not in failing.headers["cache-control"]

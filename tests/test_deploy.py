@@ -26,6 +26,7 @@ from typing import Any
 import httpx
 import pytest
 
+from ogproxy import isolation
 from tests.support.servers import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -222,6 +223,54 @@ def test_systemd_unit_verifies(tmp_path: Path) -> None:
         "MemoryDenyWriteExecute=no",  # V8's JIT needs W+X memory
     ):
         assert required in settings, required
+
+
+# What each `unshare` option creates, by the name systemd's RestrictNamespaces= uses.
+_NAMESPACES = {
+    "--user": "user",
+    "--net": "net",
+    "--pid": "pid",
+    "--mount": "mnt",
+    "--uts": "uts",
+    "--ipc": "ipc",
+    "--cgroup": "cgroup",
+}
+
+
+def _unit_setting(name: str) -> str:
+    (value,) = [
+        line.split("=", 1)[1].strip()
+        for line in UNIT.read_text().splitlines()
+        if line.startswith(f"{name}=")
+    ]
+    return value
+
+
+def test_systemd_unit_allows_exactly_the_namespaces_network_isolation_needs() -> None:
+    """RestrictNamespaces=yes refused the `unshare` that isolation.py runs, so the unit's
+    Chromium fell back to level `flags`; allowing more would be more than it needs."""
+    assert _unit_setting("User") != "root" and _unit_setting("CapabilityBoundingSet") == ""
+    # Unprivileged and without capabilities, the unit can enter a network namespace only
+    # the way that makes a user namespace first.
+    (way,) = [options for options in isolation._UNSHARE if "--user" in options]
+    needed = {_NAMESPACES[option] for option in way if option in _NAMESPACES}
+    assert set(_unit_setting("RestrictNamespaces").split()) == needed == {"user", "net"}
+
+
+def test_that_way_works_for_a_user_like_the_units(tmp_path: Path) -> None:
+    """The unit's user, bounding set and NoNewPrivileges, imitated with setpriv: isolation
+    finds its way into an empty network namespace (systemd itself is not running here)."""
+    setpriv = shutil.which("setpriv")
+    if setpriv is None or os.geteuid() != 0:
+        pytest.skip("needs setpriv and root, to become an unprivileged user")
+    probe = "from ogproxy.isolation import namespace_prefix; print(namespace_prefix())"
+    like_the_unit = [setpriv, "--reuid=65534", "--regid=65534", "--clear-groups"]
+    like_the_unit += ["--bounding-set=-all", "--no-new-privs"]
+    proc = _run([*like_the_unit, sys.executable, "-c", probe], env={"PATH": os.environ["PATH"]})
+    if "Permission denied" in proc.stderr:
+        pytest.skip("the checkout is not readable by an unprivileged user")
+    assert proc.returncode == 0, proc.stderr
+    assert "'--user', '--map-root-user', '--net'" in proc.stdout, proc.stdout
 
 
 # --- compose and Caddy --------------------------------------------------------------

@@ -7,6 +7,7 @@ import base64
 import gzip
 import io
 import ipaddress
+import logging
 import time
 import tracemalloc
 import zlib
@@ -22,6 +23,7 @@ from PIL import Image
 from ogproxy import fetcher as fetcher_module
 from ogproxy.assetcache import AssetCache
 from ogproxy.errors import (
+    AssetError,
     AssetFailed,
     AssetRefused,
     AssetTimeout,
@@ -31,6 +33,7 @@ from ogproxy.errors import (
 from ogproxy.fetcher import Fetcher
 from ogproxy.origins import AllowList, is_public, parse_origin
 from tests.support.assethost import AssetHost, Reply, asset_host
+from tests.support.fake import FakeRequest, FakeRoute
 
 pytestmark = pytest.mark.anyio
 
@@ -198,6 +201,104 @@ async def test_redirects_stay_within_the_origin(host: AssetHost, make: Any) -> N
         assert other.connections == 0
 
 
+# Locations that pass the same-origin check but that httpx cannot turn into a request
+# (it builds the next request of every redirect, even with follow_redirects=False).
+UNFOLLOWABLE = [
+    "http:%2F%2Fx",
+    "http:\\\\x",
+    "http:\\\\127.0.0.1\\a.png",
+    "http:%2F%2F127.0.0.1/a.png",
+]
+
+
+@pytest.mark.parametrize("location", UNFOLLOWABLE)
+async def test_a_redirect_the_client_cannot_follow_is_the_assets_502(
+    host: AssetHost, make: Any, location: str
+) -> None:
+    host.routes["/r.png"] = Reply(status=302, headers={"Location": location})
+    fetcher = make(host.origin)
+    started = time.monotonic()
+    with pytest.raises(AssetFailed) as failed:
+        await fetcher.get(host.url("/r.png"), "image", soon())
+    assert failed.value.status_code == 502 and host.url("/r.png") in failed.value.public_message
+    with pytest.raises(AssetFailed) as inlined:
+        await fetcher.inline("avatar", host.url("/r.png"))
+    assert inlined.value.status_code == 502 and inlined.value.param == "avatar"
+    card = fetcher.card()
+    route = FakeRoute(FakeRequest(host.url("/r.png")))
+    await card.handle(route)  # settled at once, not left to the render timeout
+    assert route.settled == [("abort", "blockedbyclient")]
+    with pytest.raises(AssetFailed):
+        card.check()
+    assert time.monotonic() - started < 2
+
+
+class _Surprise(Exception):
+    """What no code here expects: a bug, or a library raising something new."""
+
+
+async def test_any_exception_settles_the_pages_request_and_is_a_502(
+    host: AssetHost, make: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fetcher = make(host.origin)
+
+    async def broken(*args: object) -> None:
+        raise _Surprise("a bug")
+
+    monkeypatch.setattr(fetcher, "_get", broken)
+    card = fetcher.card()
+    route = FakeRoute(FakeRequest(host.url("/a.png")))
+    await card.handle(route)
+    assert route.settled == [("abort", "blockedbyclient")]
+    with pytest.raises(AssetFailed) as failed:
+        card.check()
+    assert failed.value.status_code == 502 and host.url("/a.png") in failed.value.public_message
+    with pytest.raises(AssetFailed):
+        await fetcher.inline("avatar", host.url("/a.png"))
+
+
+async def test_a_fulfil_that_fails_still_settles_the_request(host: AssetHost, make: Any) -> None:
+    host.routes["/a.png"] = Reply(png_bytes(), "image/png")
+
+    class Unfulfillable(FakeRoute):
+        async def fulfill(self, **kwargs: Any) -> None:
+            raise _Surprise("headers the browser will not take")
+
+    card = make(host.origin).card()
+    route = Unfulfillable(FakeRequest(host.url("/a.png")))
+    await card.handle(route)
+    assert route.settled == [("abort", "blockedbyclient")]
+    with pytest.raises(AssetFailed):
+        card.check()
+
+
+async def test_a_card_asking_for_thousands_of_refused_assets_logs_one_line(
+    make: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    fetcher = make("http://127.0.0.1:9")
+    card = fetcher.card()
+    caplog.set_level(logging.INFO, logger="ogproxy")
+    for i in range(20_000):
+        await card.handle(FakeRoute(FakeRequest(f"http://elsewhere.test/{i}.png")))
+    card.log_summary()
+    (line,) = [r.getMessage() for r in caplog.records if r.name.startswith("ogproxy")]
+    assert "20000 refused" in line and "elsewhere.test/0.png" in line
+    assert len(card.failures) == fetcher_module.MAX_KEPT and fetcher.counts["refused"] == 20_000
+    with pytest.raises(AssetRefused, match=r"elsewhere\.test/0\.png"):
+        card.check()  # the first failure is still the render's error
+
+
+async def test_a_timeout_names_the_limit_that_fired(host: AssetHost, make: Any) -> None:
+    host.routes["/slow.png"] = Reply(png_bytes(), "image/png", delay=1.5)
+    fetcher = make(host.origin, asset_timeout=0.3, card_timeout=8.0)
+    with pytest.raises(AssetTimeout) as own:
+        await fetcher.inline("avatar", host.url("/slow.png"))
+    assert "within 0.3 s" in own.value.public_message
+    assert "card" not in own.value.public_message
+    with pytest.raises(AssetTimeout, match=r"within 0\.3 s"):
+        await fetcher.get(host.url("/slow.png"), "image", fetcher.card().deadline)
+
+
 async def test_a_failed_asset_is_not_cached(host: AssetHost, make: Any) -> None:
     fetcher = make(host.origin)
     with pytest.raises(AssetFailed, match="answered HTTP 404") as missing:
@@ -260,6 +361,53 @@ async def test_connects_to_the_address_it_checked(
         asset = await fetcher.get(f"http://cdn.test:{checked.port}/a.png", "image", soon())
     assert asset.body == png_bytes() and asked == ["cdn.test"]
     assert checked.headers[0]["host"] == f"cdn.test:{checked.port}"
+
+
+async def test_a_host_the_client_would_refuse_is_a_400_before_any_lookup(make: Any) -> None:
+    """Full-width digits pass urlsplit and a wildcard, and getaddrinfo maps them (IDNA
+    2003); httpx refuses them (IDNA 2008). Refused up front, as the client would."""
+    asked: list[str] = []
+
+    async def resolve(name: str, port: int) -> list[str]:
+        asked.append(name)
+        return ["93.184.216.34"]
+
+    fetcher = make("http://*.example.com", resolve=resolve)
+    for url in (
+        "http://\uff11\uff12\uff17.example.com/a.png",  # full-width 127
+        "http://a b.example.com/a.png",
+        "http://a%2eb.example.com/a.png",
+        "http://a\u200b.example.com/a.png",  # a zero-width space
+    ):
+        with pytest.raises(InvalidParam) as bad:
+            await fetcher.inline("avatar", url)
+        assert bad.value.status_code == 400 and bad.value.param == "avatar", url
+    assert asked == []
+
+
+async def test_a_host_is_matched_resolved_and_connected_to_in_one_spelling(
+    make: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    asked: list[str] = []
+
+    async def resolve(name: str, port: int) -> list[str]:
+        asked.append(name)
+        return ["127.0.0.2"]
+
+    monkeypatch.setattr(fetcher_module, "is_public", lambda a: str(a) == "127.0.0.2")
+    with asset_host("127.0.0.2") as checked:
+        checked.routes["/a.png"] = Reply(png_bytes(), "image/png")
+        port = checked.port
+        fetcher = make(
+            f"http://*.example.com:{port}", f"http://*.b\u00fccher.test:{port}", resolve=resolve
+        )
+        for name in ("CDN\u3002example.com", "cdn.EXAMPLE.com.", "cdn\uff0eexample.com"):
+            await fetcher.get(f"http://{name}:{port}/a.png", "image", soon())
+        await fetcher.get(f"http://cdn.B\u00dcCHER.test:{port}/a.png", "image", soon())
+    assert asked == ["cdn.example.com"] * 3 + ["cdn.xn--bcher-kva.test"]
+    assert [h["host"] for h in checked.headers] == [f"cdn.example.com:{port}"] * 3 + [
+        f"cdn.xn--bcher-kva.test:{port}"
+    ]
 
 
 async def test_stylesheets_are_fetched_with_a_browser_user_agent(
@@ -362,3 +510,116 @@ def test_any_image_url_shape_is_a_clear_error(url: str) -> None:
             assert exc.status_code == 400 and exc.param == "avatar"
 
     anyio.run(one)
+
+
+# --- Fuzzed: whatever an origin answers or a URL spells, a clear error in time -----------
+
+FETCH_FUZZ = settings(max_examples=150, deadline=None)
+
+
+def _ended_well(outcome: BaseException | None) -> None:
+    """Success, a 400 naming the parameter, or the asset's 4xx, 502 or 504: never a 500."""
+    if outcome is None:
+        return
+    if isinstance(outcome, InvalidParam):
+        assert outcome.param == "avatar"
+        return
+    assert isinstance(outcome, AssetError), repr(outcome)
+    assert outcome.status_code < 500 or outcome.status_code in (502, 504), outcome.status_code
+
+
+async def _timed(fetch: Any, seconds: float) -> BaseException | None:
+    started = time.monotonic()
+    try:
+        await fetch
+    except Exception as exc:
+        return exc
+    finally:
+        assert time.monotonic() - started < seconds
+    return None
+
+
+@pytest.fixture(scope="module")
+def redirecting() -> Iterator[AssetHost]:
+    with asset_host() as server:
+        server.routes["/a.png"] = Reply(png_bytes(), "image/png")
+        yield server
+
+
+# Header values are Latin-1 on the wire; controls included (the client refuses those).
+_HEADER_TEXT = st.text(st.characters(min_codepoint=0, max_codepoint=255), max_size=30)
+LOCATIONS = st.one_of(
+    st.builds(
+        lambda *parts: "".join(parts),
+        st.sampled_from(
+            ["", "http:", "https:", "HTTP:", "http://", "http:/", "//", "/", "\\\\", "http:\\\\"]
+        ),
+        st.sampled_from(
+            ["", "{host}", "127.0.0.1", "[::1", "[::1]", "x", "%2F%2Fx", "\uff11.0.0.1", "u@{host}"]
+        ),
+        st.sampled_from(["", ":", ":0", ":99999", ":{port}", ":a"]),
+        st.sampled_from(["", "/", "/a.png", "\\a.png", "/%zz", "/a b", "?q", "#f", "/\u00e9"]),
+    ),
+    _HEADER_TEXT,
+)
+
+
+@FETCH_FUZZ
+@given(location=LOCATIONS)
+def test_any_redirect_location_ends_in_a_clear_error_in_time(
+    redirecting: AssetHost, location: str
+) -> None:
+    host, port = redirecting.origin.split("//")[1].split(":")
+    redirecting.routes["/r.png"] = Reply(
+        status=302, headers={"Location": location.replace("{host}", host).replace("{port}", port)}
+    )
+
+    async def one() -> None:
+        fetcher = Fetcher(AllowList((redirecting.origin,)), AssetCache(None), asset_timeout=2.0)
+        try:
+            _ended_well(await _timed(fetcher.get(redirecting.url("/r.png"), "image", soon()), 4))
+            _ended_well(await _timed(fetcher.inline("avatar", redirecting.url("/r.png")), 4))
+        finally:
+            await fetcher.close()
+
+    anyio.run(one)
+
+
+_LABELS = st.sampled_from(
+    ["cdn", "CDN", "127", "\uff11\uff12\uff17", "xn--", "xn--bcher-kva", "b\u00fccher", "\u00df",
+     "a b", "%2e", "a\u200bb", "", "-", "_a", "0x7f", "127.0.0.1", "[::1]", "\u0430pple"]
+)  # fmt: skip
+HOSTS = st.one_of(
+    st.builds(
+        lambda labels, dots, suffix: dots.join(labels) + suffix,
+        st.lists(_LABELS, min_size=1, max_size=3),
+        st.sampled_from([".", "\u3002", "\uff0e", "\uff61", ".."]),
+        st.sampled_from([".example.com", ".EXAMPLE.com.", "\uff0eexample.com", "", "."]),
+    ),
+    st.text(max_size=20),
+)
+
+
+@FETCH_FUZZ
+@given(name=HOSTS)
+def test_any_host_spelling_ends_in_a_clear_error_in_time(redirecting: AssetHost, name: str) -> None:
+    """Against a loopback origin (listed), and names under a wildcard that "resolve" to
+    it (stood in for a public address): matched, resolved and connected to as one."""
+    port = redirecting.port
+
+    async def resolve(host: str, port: int) -> list[str]:
+        assert host.isascii() and host == host.lower(), host  # the one spelling
+        return ["127.0.0.1"]
+
+    async def one() -> None:
+        allowed = AllowList((redirecting.origin, f"http://*.example.com:{port}"))
+        fetcher = Fetcher(allowed, AssetCache(None), asset_timeout=2.0, resolve=resolve)
+        try:
+            url = f"http://{name}:{port}/a.png"
+            _ended_well(await _timed(fetcher.inline("avatar", url), 4))
+        finally:
+            await fetcher.close()
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(fetcher_module, "is_public", lambda a: str(a) == "127.0.0.1")
+        anyio.run(one)

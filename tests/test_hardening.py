@@ -7,7 +7,8 @@ import json
 import logging
 import socket
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -19,9 +20,11 @@ from starlette.types import Message
 
 from ogproxy.app import app_for
 from ogproxy.limits import MAX_HEADER_BYTES
+from ogproxy.rendering import Renderer
 from ogproxy.service import Service
 from ogproxy.signing import canonical_query, parse_query, signature
-from tests.support.cards import SECRET, make_settings, signed
+from tests.support.assethost import AssetHost, Reply, asset_host
+from tests.support.cards import SECRET, make_settings, running, signed
 from tests.support.fake import FakeRenderer
 
 pytestmark = pytest.mark.anyio
@@ -29,10 +32,12 @@ API_KEY = "fuzz-api-key-0123456789"
 
 
 class AppThread:
-    """The app (on the fake renderer) on an event loop in a thread, called with raw ASGI scopes."""
+    """The app (on the fake renderer unless another is given) on an event loop in a
+    thread, called with raw ASGI scopes."""
 
-    def __init__(self, tmp: Path) -> None:
-        self.service = Service.build(make_settings(tmp, api_keys=(API_KEY,)), FakeRenderer())
+    def __init__(self, tmp: Path, renderer: Renderer | None = None) -> None:
+        settings = make_settings(tmp, api_keys=(API_KEY,))
+        self.service = Service.build(settings, renderer or FakeRenderer())
         self.app = app_for(self.service)
         self.loop = asyncio.new_event_loop()
         self._ready = threading.Event()
@@ -367,3 +372,115 @@ async def test_each_request_is_logged_as_json_without_the_query(
     assert all(line["path"] == "/og.png" and line["method"] == "GET" for line in lines)
     text = caplog.text
     assert "sig=" not in text and "Logged" not in text and SECRET not in text
+
+
+# --- Hostile input, third round (issue 19): in process, on the fake renderer -------------
+
+
+@pytest.fixture
+async def on_fake(tmp_path: Path) -> AsyncIterator[tuple[Service, httpx.AsyncClient, AssetHost]]:
+    """An app on the fake renderer with an API key, the playground, and one allowed origin."""
+    with asset_host() as host:
+        settings = make_settings(
+            tmp_path / "cache",
+            api_keys=(API_KEY,),
+            asset_origins=(host.origin,),
+            admin_token=ADMIN_TOKEN,
+        )
+        async with running(settings, FakeRenderer()) as (service, client):
+            yield service, client, host
+
+
+ADMIN_TOKEN = "fuzz-admin-token-0123456789"
+
+
+@pytest.mark.parametrize(
+    "key", ["\ud800", "title\udfff", "\udcff" * 50], ids=["lone", "after", "many"]
+)
+async def test_a_json_key_that_is_not_unicode_is_a_400_naming_it(
+    on_fake: tuple[Service, httpx.AsyncClient, AssetHost], key: str
+) -> None:
+    service, client, _ = on_fake
+    body = json.dumps({"title": "t", key: "1"})  # a lone surrogate, as JSON writes it: \ud800
+    api = await client.post(
+        "/v1/og-image",
+        content=body,
+        headers={"x-api-key": API_KEY, "content-type": "application/json"},
+    )
+    host = f"{service.settings.host}:{service.settings.port}"
+    sign = await client.post(
+        "/playground/sign",
+        content=body,
+        headers={"x-admin-token": ADMIN_TOKEN, "host": host, "content-type": "application/json"},
+    )
+    for response in (api, sign):
+        assert response.status_code == 400, response.text
+        assert response.json()["param"] == key.encode("utf-8", "backslashreplace").decode()[:40]
+
+
+async def test_a_redirect_the_client_cannot_follow_is_a_502_for_an_image_parameter(
+    on_fake: tuple[Service, httpx.AsyncClient, AssetHost],
+) -> None:
+    _, client, host = on_fake
+    host.routes["/avatar.png"] = Reply(status=302, headers={"Location": "http:%2F%2Fx"})
+    response = await client.get(signed({"title": "t", "avatar": host.url("/avatar.png")}))
+    assert response.status_code == 502, response.text
+    assert response.json()["param"] == "avatar"
+    assert response.headers["cache-control"] == "no-store"
+
+
+async def test_twenty_thousand_refused_page_requests_log_one_line(
+    on_fake: tuple[Service, httpx.AsyncClient, AssetHost], caplog: pytest.LogCaptureFixture
+) -> None:
+    service, client, _ = on_fake
+    renderer = service.renderer
+    assert isinstance(renderer, FakeRenderer)
+    renderer.page_requests = [f"http://elsewhere.test/{i}.png" for i in range(20_000)]
+    caplog.set_level(logging.INFO, logger="ogproxy.fetcher")
+    response = await client.get(signed({"html": "<img src=http://elsewhere.test/0.png>"}))
+    assert response.status_code == 422 and "elsewhere.test/0.png" in response.json()["error"]
+    (line,) = [r.getMessage() for r in caplog.records if r.name == "ogproxy.fetcher"]
+    assert line.startswith("card assets: 20000 refused: ") and line.endswith("; and 19995 more")
+
+
+# Any code point, lone surrogates included: JSON spells them ("\\ud800"), UTF-8 cannot.
+_ANY_TEXT = st.text(max_size=12) | st.builds(
+    lambda before, lone, after: before + lone + after,
+    st.text(max_size=4),
+    st.characters(categories=["Cs"]),
+    st.text(max_size=4),
+)
+_NAMES = st.one_of(
+    st.sampled_from(
+        ["title", "subtitle", "template", "accentColor", "html", "v", "width", "height",
+         "scale", "quality", "palette", "format", "avatar", "logo", "author", "theme", "sig"]
+    ),
+    _ANY_TEXT,
+)  # fmt: skip
+_VALUES = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(-(10**30), 10**30)
+    | st.floats()
+    | _ANY_TEXT
+    | st.sampled_from(["x", "#abc", "png", "webp", "gradient", "800", "2", "data:image/png;,x"]),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(_ANY_TEXT, inner, max_size=3),
+    max_leaves=8,
+)
+
+
+@FUZZ
+@given(st.dictionaries(_NAMES, _VALUES, max_size=6))
+def test_any_json_key_and_value_is_an_answer_never_a_500(
+    app_thread: AppThread, body: dict[str, Any]
+) -> None:
+    """POST /v1/og-image: a card (200), or a clear 4xx naming what is wrong, in time."""
+    raw = json.dumps(body).encode()  # NaN and Infinity too, as JSON.parse-lenient senders do
+    headers = [(b"x-api-key", API_KEY.encode()), (b"content-type", b"application/json")]
+    started = time.monotonic()
+    status, answer = app_thread.request("/v1/og-image", b"", headers, body=raw)
+    assert time.monotonic() - started < 10
+    assert status == 200 or 400 <= status < 500 or status in (502, 503, 504), (status, raw[:200])
+    if status != 200:
+        error = json.loads(answer)
+        assert error["status"] == status and error["error"], error

@@ -78,7 +78,7 @@ def test_text_format_and_untrusted_forwarded_for(tmp_path: Path) -> None:
         stamp, level, _ = line.split(" ", 2)
         assert TIME.match(stamp) and level in {"INFO", "WARNING", "ERROR"}, line
     (hit,) = [line for line in lines if f"request_id={ids['hit']}" in line]
-    assert " ogproxy.access: GET /og.png 200 HIT " in hit
+    assert ' ogproxy.access: GET "/og.png" 200 HIT ' in hit
     # Loopback is not in 10.0.0.0/8: X-Forwarded-For is ignored, the peer is the client.
     assert "client=127.0.0.1 " in hit and "203.0.113.7" not in server.output()
     assert f"user_agent={json.dumps(CRAWLER)}" in hit
@@ -101,4 +101,4 @@ def test_a_text_access_line_cannot_be_split_by_the_path(tmp_path: Path) -> None:
         assert TIME.match(line.split(" ", 1)[0]) and "\r" not in line and "\x1b" not in line
         assert not {"\u2028", "\x85", "\x9b"} & set(line), line
     assert len(server.output().splitlines()) == len(server.output().split("\n")) - 1
-    assert any(f"GET /og.png\\n{forged.split()[0]}" in line for line in lines)  # still readable
+    assert any(f'GET "/og.png\\n{forged.split()[0]}' in line for line in lines)  # still readable

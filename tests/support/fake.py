@@ -13,7 +13,7 @@ import hashlib
 import os
 import time
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal, cast
 
 import anyio
 import pyvips
@@ -55,6 +55,7 @@ class FakeRenderer:
     started: bool = False
     alive: bool = True
     documents: list[tuple[Document, Output]] = field(default_factory=list)
+    page_requests: list[str] = field(default_factory=list)  # image URLs each card's page asks for
     network_isolation: str = "fake"
     _slots: asyncio.Semaphore | None = None
 
@@ -99,6 +100,7 @@ class FakeRenderer:
                 budget = max(0.05, min(budget, deadline - time.monotonic()))
             try:
                 with anyio.fail_after(budget):
+                    await self._ask(fetch)
                     await self._work(doc, output)
             except TimeoutError:
                 raise RenderTimeout(detail=f"render exceeded {self.timeout:.1f} s") from None
@@ -112,6 +114,15 @@ class FakeRenderer:
         )
         self.renders += 1
         return image
+
+    async def _ask(self, fetch: PageRequests | None) -> None:
+        """The page's requests, handed to the card's route handler as Chromium would."""
+        if fetch is None:
+            return
+        for url in self.page_requests:
+            route = FakeRoute(FakeRequest(url))
+            await fetch.handle(cast(Any, route))
+            assert route.settled, f"the route handler left {url} pending"
 
     async def _work(self, doc: Document, output: Output) -> None:
         if not self.alive:
@@ -127,3 +138,31 @@ class FakeRenderer:
             raise BrowserUnavailable(detail="the fake browser crashed")
         if self.delay:
             await asyncio.sleep(self.delay)
+
+
+@dataclass
+class FakeRequest:
+    """What ``CardFetch`` reads of a Playwright request."""
+
+    url: str
+    resource_type: str = "image"
+    method: str = "GET"
+
+    def is_navigation_request(self) -> bool:
+        return self.resource_type == "document"
+
+
+@dataclass
+class FakeRoute:
+    """A page's request as Playwright hands it to a route handler; records how it was settled."""
+
+    request: FakeRequest
+    settled: list[tuple[str, object]] = field(default_factory=list)  # ("abort", reason), ...
+
+    async def abort(self, error_code: str | None = None) -> None:
+        self.settled.append(("abort", error_code))
+
+    async def fulfill(
+        self, *, status: int, headers: dict[str, str] | None = None, body: bytes = b""
+    ) -> None:
+        self.settled.append(("fulfill", status))
