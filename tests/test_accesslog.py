@@ -34,7 +34,6 @@ def _lines(server: Server) -> list[str]:
     return server.output().splitlines()
 
 
-@browser
 def test_a_json_key_with_newlines_cannot_forge_a_log_line(server: Server) -> None:
     for key in (f"x\n{FORGED}", f"x\r{FORGED}", f"x\u2028{FORGED}", f"\x1b[2J\n{FORGED}"):
         response = httpx.post(
@@ -51,7 +50,6 @@ def test_a_json_key_with_newlines_cannot_forge_a_log_line(server: Server) -> Non
     assert any("x\\n" + FORGED in line for line in lines)  # escaped, still readable
 
 
-@browser
 def test_every_line_is_a_whole_event(server: Server) -> None:
     url = signed({"title": "Logged"}, base=server.base + "/og.png")
     assert httpx.get(url, timeout=30).status_code == 200
@@ -65,7 +63,6 @@ def test_every_line_is_a_whole_event(server: Server) -> None:
     assert not [line for line in lines if {"\x85", "\x9b", "\x7f", "\u2028"} & set(line)]
 
 
-@browser
 def test_a_bad_signature_flood_is_logged_sampled_without_tracebacks(server: Server) -> None:
     url = signed({"title": "Flooded"}, base=server.base + "/og.png")
     bad = url[:-4] + ("AAAA" if not url.endswith("AAAA") else "BBBB")
