@@ -10,7 +10,7 @@ PORT ?= 8000
 # The fast suite (the HTTP and CLI contract on the fake renderer) waits on sockets and
 # processes more than it computes: spread over workers. The system suite (Chromium,
 # SeaweedFS, Caddy) runs alone, as its timings assume.
-FAST := -m "not system" -n 4 --dist loadscope
+FAST := -m "not system" -n 4
 SYSTEM := -m system
 
 help:

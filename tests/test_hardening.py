@@ -113,7 +113,7 @@ def app_thread(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AppThread]:
     runner.close()
 
 
-FUZZ = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+FUZZ = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
 @FUZZ
@@ -211,7 +211,8 @@ def test_any_range_header_is_200_206_or_416(
         query = query.replace(b"title=", b"%74itle=")
     full = app_thread.request("/og.png", query)
     status, body = app_thread.request("/og.png", query, [(b"range", range_header)])
-    too_big = len(range_header) > MAX_HEADER_BYTES  # refused like any oversized header
+    # Refused like any oversized head: the limit counts every name and value (host: fuzz).
+    too_big = len(b"range" + range_header + b"host" + b"fuzz") > MAX_HEADER_BYTES
     assert status in ((431,) if too_big else (200, 206, 416)), (status, range_header[:80])
     if status == 206:
         assert body and body in full[1]
