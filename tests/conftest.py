@@ -39,6 +39,19 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.system)
 
 
+@pytest.hookimpl(hookwrapper=True, tryfirst=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    """Report sections as UTF-8 that can be sent: the fuzz tests generate lone surrogates,
+    which reach what Hypothesis attaches to a report, and which a pytest-xdist worker
+    cannot send to the controller (the worker dies)."""
+    outcome = yield
+    report = outcome.get_result()  # type: ignore[attr-defined]
+    report.sections = [
+        (title, text.encode("utf-8", "backslashreplace").decode())
+        for title, text in report.sections
+    ]
+
+
 @pytest.fixture(autouse=True)
 def _chromium_only_in_browser_tests(
     request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
