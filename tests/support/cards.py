@@ -15,7 +15,8 @@ from ogproxy import sign_url
 from ogproxy.app import app_for
 from ogproxy.config import Settings
 from ogproxy.rendering import Renderer
-from ogproxy.service import Service
+from ogproxy.service import Service, load_templates
+from ogproxy.templates import TemplateSet
 
 SECRET = "test-secret-0123456789abcdef"
 BASE = "http://ogproxy.test/og.png"
@@ -56,6 +57,21 @@ def make_settings(cache_dir: Path, **overrides: Any) -> Settings:
     return Settings(**values)
 
 
+def _built_in(settings: Settings) -> TemplateSet | None:
+    """The built-in templates, loaded (and trial-rendered) once a process for the many apps
+    the tests start; None (load them) when the settings add templates or change trust."""
+    if settings.templates_dir is not None or settings.trusted_templates != DEFAULT_TRUST:
+        return None
+    global _BUILT_IN
+    if _BUILT_IN is None:
+        _BUILT_IN = load_templates(settings)
+    return _BUILT_IN
+
+
+_BUILT_IN: TemplateSet | None = None
+DEFAULT_TRUST = Settings.__dataclass_fields__["trusted_templates"].default
+
+
 @asynccontextmanager
 async def running(
     settings: Settings, renderer: Renderer | None = None, base_url: str = "http://ogproxy.test"
@@ -64,7 +80,7 @@ async def running(
 
     ``renderer``: real Chromium unless given (the fake: ``tests.support.fake``).
     """
-    service = Service.build(settings, renderer)
+    service = Service.build(settings, renderer, _built_in(settings))
     app = app_for(service)
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
