@@ -514,7 +514,7 @@ def test_any_image_url_shape_is_a_clear_error(url: str) -> None:
 
 # --- Fuzzed: whatever an origin answers or a URL spells, a clear error in time -----------
 
-FETCH_FUZZ = settings(max_examples=75, deadline=None)
+FETCH_FUZZ = settings(max_examples=50, deadline=None)
 
 
 def _ended_well(outcome: BaseException | None) -> None:
