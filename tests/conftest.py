@@ -73,6 +73,11 @@ def anyio_backend() -> str:
     return "asyncio"
 
 
+def _renders(pair: Served) -> Renders:
+    service = pair[0]
+    return lambda: int(service.renderer.renders)
+
+
 @pytest.fixture(scope="module")
 async def served(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Served]:
     """One app per test module on the fake renderer: the HTTP contract, no browser."""
@@ -88,8 +93,7 @@ def client(served: Served) -> httpx.AsyncClient:
 
 @pytest.fixture
 def renders(served: Served) -> Renders:
-    service = served[0]
-    return lambda: int(service.renderer.renders)
+    return _renders(served)
 
 
 @pytest.fixture(scope="module")
@@ -106,8 +110,7 @@ def chromium_client(chromium_served: Served) -> httpx.AsyncClient:
 
 @pytest.fixture
 def chromium_renders(chromium_served: Served) -> Renders:
-    service = chromium_served[0]
-    return lambda: int(service.renderer.renders)
+    return _renders(chromium_served)
 
 
 @pytest.fixture(scope="session")
