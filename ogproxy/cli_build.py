@@ -248,14 +248,60 @@ def warm(source: str, concurrency: int, timeout: float) -> None:
 
 @click.command()
 @setting_option("templates_dir")
-def templates(templates_dir: Path | None) -> None:
+@click.option(
+    "--check",
+    is_flag=True,
+    help="Check every template completely (header, syntax, names in every branch, the "
+    "sandbox, sample renders): exit 2 with file:line for each problem, else 0.",
+)
+@click.option(
+    "--preview",
+    type=click.Path(path_type=Path, file_okay=False),
+    help="Also render each template with sample parameters to DIR/<name>.png (Chromium).",
+)
+def templates(templates_dir: Path | None, check: bool, preview: Path | None) -> None:
     """List templates with their version (use it as `v` to bust caches) and parameters."""
     from .config import template_dirs
     from .templates import TemplateSet
 
-    for name, info in TemplateSet(*template_dirs(templates_dir)).describe().items():
-        params = ", ".join(str(p["name"]) for p in info["params"])  # type: ignore[attr-defined]
-        click.echo(
-            f"{name:<16} v={info['version']}  accentColor={info['accentColor']}"
-            + (f"  params: {params}" if params else "")
-        )
+    with config_errors():  # every problem as file:line, exit 2
+        loaded = TemplateSet(*template_dirs(templates_dir))
+    if check:
+        names = ", ".join(loaded.templates)
+        click.echo(f"{len(loaded.templates)} templates pass every check: {names}")
+    else:
+        for name, info in loaded.describe().items():
+            params = ", ".join(str(p["name"]) for p in info["params"])  # type: ignore[attr-defined]
+            click.echo(
+                f"{name:<16} v={info['version']}  accentColor={info['accentColor']}"
+                + (f"  params: {params}" if params else "")
+            )
+    if preview is not None:
+        _preview(loaded, templates_dir, preview)
+
+
+def _preview(loaded: Any, templates_dir: Path | None, out_dir: Path) -> None:
+    """One PNG a template, every declared parameter filled with a sample."""
+    import asyncio
+    import tempfile
+
+    from .batch import Job, render_jobs
+    from .config import Settings
+    from .templatecheck import SAMPLE_IMAGE
+
+    jobs = []
+    for i, (name, template) in enumerate(loaded.templates.items(), 1):
+        fields: dict[str, Any] = {"template": name, "title": f"A {name} card, previewed"}
+        fields["subtitle"] = "Every declared parameter filled with a sample"
+        for p in template.spec.params:
+            sample = {"image": SAMPLE_IMAGE, "choice": p.default}.get(p.kind, "Sample")
+            fields[p.name] = sample
+        jobs.append(Job(i, fields, name))
+    with tempfile.TemporaryDirectory() as cache, config_errors():
+        settings = Settings(dev=True, templates_dir=templates_dir, cache_dir=Path(cache))
+        summary = asyncio.run(render_jobs(jobs, out_dir, settings))
+    for line, problem in summary.failed:
+        click.echo(f"{jobs[line - 1].name}: {problem}", err=True)
+    click.echo(f"{summary.rendered + summary.skipped} previews in {out_dir}")
+    if summary.failed:
+        raise SystemExit(2)

@@ -131,11 +131,20 @@ def signing_options(func: Any) -> Any:
 
 @contextmanager
 def config_errors() -> Iterator[None]:
-    """A ConfigError (it names the setting) as the command's error message, exit status 1."""
+    """A ConfigError (it names the setting) as the command's error message, exit status 1;
+    problems in the templates (each ``file:line: what``) exit with 2."""
+    from .templatecheck import TemplateProblems
+
     try:
         yield
+    except TemplateProblems as exc:
+        raise _TemplateProblems(str(exc)) from None
     except ConfigError as exc:
         raise click.ClickException(str(exc)) from None
+
+
+class _TemplateProblems(click.ClickException):
+    exit_code = 2
 
 
 def card_params(
@@ -209,7 +218,8 @@ def checked_card(
     if endpoint not in ENDPOINTS:
         raise InvalidInput(f"--base-url: must end in one of {', '.join(ENDPOINTS)}")
     try:
-        templates = TemplateSet(*template_dirs(templates_dir))
+        with config_errors():  # problems in the templates: file:line each, exit 2
+            templates = TemplateSet(*template_dirs(templates_dir))
     except (ValueError, OSError, jinja2.TemplateError) as exc:
         raise click.ClickException(f"templates: {exc}") from None
     try:

@@ -26,15 +26,15 @@ from jinja2.exceptions import SecurityError
 from jinja2.sandbox import SandboxedEnvironment
 from markupsafe import Markup, escape
 
+from . import templatecheck
 from .config import TEMPLATES_DIR
 from .encoder import linear_gradient
 from .errors import InvalidDocument, RenderTimeout
-from .params import CardParams, ParamSpec, TemplateSpec, normalise_color
+from .params import CardParams, TemplateSpec
+from .templatecheck import Problem, TemplateProblems
 
 # Stand-ins for the text slots: private-use characters a template never contains.
 _SLOT = "\ue000og-{}\ue001"
-_DEFAULTS_LINE = re.compile(r"^\{#\s*ogproxy:(?P<body>.*?)#\}")
-FALLBACK_ACCENT = "#2563eb"
 # The built-in font stack: templates and raw-HTML fragments both use it.
 FONT_STACK = (
     '"Inter", "Noto Sans", "Noto Sans Arabic", "Noto Sans Hebrew", "Noto Sans CJK SC", '
@@ -195,8 +195,12 @@ class TemplateSet:
                 _confined(path, [directory])
                 files[path.name] = path
         sources = {name: path.read_bytes() for name, path in files.items()}
+        texts = {n: b.decode("utf-8", "replace") for n, b in sources.items()}
         self.env = _Bounded(
-            loader=jinja2.DictLoader({n: b.decode("utf-8") for n, b in sources.items()}),
+            # Each template's name is its file name in tracebacks: problems give file:line.
+            loader=jinja2.FunctionLoader(
+                lambda n: (texts[n], n, lambda: True) if n in texts else None
+            ),
             autoescape=True,
             undefined=jinja2.StrictUndefined,
             trim_blocks=True,
@@ -212,6 +216,7 @@ class TemplateSet:
         all_partials_built_in = all(files[n].parent.resolve() == built_in for n in partials)
         partial_bytes = b"".join(sources[n] for n in partials)
         self.templates: dict[str, Template] = {}
+        header_problems: dict[str, list[str]] = {}
         for filename in sorted(sources):
             if filename.startswith("_"):
                 continue
@@ -219,16 +224,29 @@ class TemplateSet:
             digest = hashlib.sha256(source + b"\0" + partial_bytes).hexdigest()
             name = filename.removesuffix(".html")
             ours = files[filename].parent.resolve() == built_in and all_partials_built_in
-            trusted = trust or ours
-            self.templates[name] = Template(name, digest, _declared_spec(name, source), trusted)
+            spec, header_problems[filename] = templatecheck.header(name, source)
+            self.templates[name] = Template(name, digest, spec, trust or ours)
         if "default" not in self.templates:
-            raise ValueError(f"no default.html in {', '.join(map(str, directories))}")
-        for name, template in self.templates.items():  # fail at start-up, not on a request
-            trial = CardParams(name, "A title to try", "A subtitle", template.accent_color)
-            try:
-                self.render(trial, width=1200, height=630)
-            except (jinja2.TemplateError, InvalidDocument, RenderTimeout) as exc:
-                raise ValueError(f"{name}.html cannot be rendered: {_reason(exc)}") from None
+            where = ", ".join(map(str, directories))
+            raise TemplateProblems([Problem(where, 0, "no default.html")])
+        # Every problem now, as file:line, rather than a request's 422 later.
+        problems = templatecheck.check(
+            self.env,
+            sources,
+            files,
+            {n: t.spec for n, t in self.templates.items()},
+            header_problems,
+            self._sample,
+        )
+        if problems:
+            raise TemplateProblems(problems)
+
+    def _sample(self, name: str, values: dict[str, str]) -> Document:
+        template = self.templates[name]
+        subtitle = values.pop("subtitle", "")
+        extra = tuple((p.name, values.get(p.name, p.default)) for p in template.spec.params)
+        card = CardParams(name, "A title to try", subtitle, template.accent_color, extra)
+        return self.render(card, width=1200, height=630)
 
     def describe(self) -> dict[str, dict[str, object]]:
         """Name -> version (changes with the template's source), accent, parameters."""
@@ -275,7 +293,16 @@ class TemplateSet:
             html = _generate(template, {**texts, **context})
             markers = {name: _SLOT.format(name) if text else "" for name, text in texts.items()}
             shell = _generate(template, {**markers, **context})
-        except (jinja2.TemplateError, RecursionError, MemoryError) as exc:
+        # What a template's own expressions raise ({{ 1 // 0 }}, {{ "a" + 1 }}) too: a 422.
+        except (
+            jinja2.TemplateError,
+            RecursionError,
+            MemoryError,
+            ArithmeticError,
+            TypeError,
+            ValueError,
+            LookupError,
+        ) as exc:
             raise InvalidDocument(
                 "The card's template could not be rendered.", detail=_reason(exc)
             ) from None
@@ -311,26 +338,3 @@ def _generate(template: jinja2.Template, context: dict[str, object]) -> str:
 
 def _reason(exc: Exception) -> str:
     return f"{type(exc).__name__}: {str(exc)[:200]}"
-
-
-def _declared_spec(name: str, source: bytes) -> TemplateSpec:
-    """Read ``{# ogproxy: accentColor=#hex params=a,b:image,c:x|y #}`` from the first line."""
-    accent, params = FALLBACK_ACCENT, []
-    first = source.split(b"\n", 1)[0].decode("utf-8", "replace")
-    if m := _DEFAULTS_LINE.match(first):
-        for item in m.group("body").split():
-            key, _, value = item.partition("=")
-            if key == "accentColor":
-                accent = normalise_color(f"{name}.html accentColor", value)
-            elif key == "params":
-                params = [_param(entry) for entry in value.split(",") if entry]
-    return TemplateSpec(accent, tuple(params))
-
-
-def _param(entry: str) -> ParamSpec:
-    name, _, kind = entry.partition(":")
-    if kind == "image":
-        return ParamSpec(name, "image")
-    if kind:
-        return ParamSpec(name, "choice", tuple(kind.split("|")))
-    return ParamSpec(name)

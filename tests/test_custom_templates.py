@@ -54,7 +54,8 @@ def test_a_link_inside_the_folder_is_fine(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     "source",
     [
-        "{{ cycler.__init__.__globals__ }}",
+        # Spelled so that the start-up check cannot see it: the sandbox still holds.
+        "{{ cycler|attr('_' ~ '_init__')|attr('_' ~ '_globals__') }}",
         "{{ ''.__class__.__mro__[1].__subclasses__() }}",
         "{{ title.__class__.__init__.__globals__ }}",
         "{{ no_such_variable }}",
@@ -70,7 +71,8 @@ def test_a_template_that_cannot_render_is_refused_at_start(tmp_path: Path, sourc
 @pytest.mark.parametrize(
     "trap",
     [
-        "{{ cycler.__init__.__globals__ }}",
+        # Spelled so that the start-up check cannot see it: the sandbox still holds.
+        "{{ cycler|attr('_' ~ '_init__')|attr('_' ~ '_globals__') }}",
         # One big-integer operation held the GIL for two minutes.
         "{{ (((9 ** 64) ** 64) ** 64) ** 64 }}",
         # Recursion was a 500.
