@@ -90,6 +90,14 @@ class CardParams:
         return asdict(self)
 
 
+def image_names(card: CardParams, spec: TemplateSpec) -> set[str]:
+    """The card's parameters that hold an image URL the server fetches and inlines
+    (none when a whole ``html`` document replaces the template)."""
+    if card.html is not None:
+        return set()
+    return {p.name for p in spec.params if p.kind == "image"}
+
+
 def text(name: str, raw: bytes | str, limit: int, *, required: bool) -> str:
     if isinstance(raw, bytes):
         try:
