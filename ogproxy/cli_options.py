@@ -208,7 +208,7 @@ def secret_for_signing(
 
 
 def _base_url_path(base_url: str) -> str:
-    """The path of ``--base-url``: an http(s) URL with a host, to which the signed query
+    """The path of ``--public-url``: an http(s) URL with a host, to which the signed query
     is appended (so it has none of its own); InvalidInput saying what is wrong."""
     try:
         parse_origin(base_url)
