@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import shlex
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from functools import partial
@@ -32,7 +33,13 @@ from starlette.routing import Route
 from .accesslog import AccessLogMiddleware, flush_access_log
 from .accesslog import configure as configure_logging
 from .api import check_api_key, json_body
-from .config import Settings
+from .config import (
+    DEFAULT_DEV_SECRET_FILE,
+    DEFAULT_HOST,
+    DEFAULT_PORT,
+    Settings,
+    endpoint_url,
+)
 from .delivery import RawResponse, image_answer, not_modified, wants_any
 from .errors import (
     AssetError,
@@ -220,21 +227,30 @@ async def _unexpected(request: Request, exc: Exception) -> Response:
 
 
 def dev_banner(settings: Settings) -> str:
-    """What `serve --dev` prints once ready: a signed example URL and its meta tags."""
-    base = f"http://{settings.host}:{settings.port}/og.png"
+    """What `serve --dev` prints once ready: a signed example URL, its meta tags, and the
+    `sign` command that signs for this server (its endpoint, its secret)."""
+    base = settings.image_base
     params = {
         "title": "Hello from ogproxy 👋",
         "subtitle": "Signed, rendered once, cached",
         "template": "gradient",
     }
     url = sign_url(base, settings.signing_secrets[-1], params)
+    hint = [".venv/bin/ogproxy", "sign"]
+    if not settings.secrets:  # else sign reads OGPROXY_SECRET, as this server did
+        hint.append("--dev")
+        if settings.dev_secret_file != DEFAULT_DEV_SECRET_FILE:
+            hint += ["--dev-secret-file", str(settings.dev_secret_file)]
+    if base != endpoint_url(None, DEFAULT_HOST, DEFAULT_PORT):
+        hint += ["--public-url", base]
+    bound = endpoint_url(None, settings.host, settings.port)
     return (
         "\nogproxy dev mode: secret kept in "
         f"{settings.dev_secret_file if not settings.secrets else 'OGPROXY_SECRET'}\n"
         f"Example card (open it in a browser):\n  {url}\n"
         f"Meta tags for your page:\n{meta_tags(url)}\n"
-        "Sign your own: .venv/bin/ogproxy sign --dev --title 'My post'\n"
-        f"Design cards in the playground: http://{settings.host}:{settings.port}/\n"
+        f"Sign your own: {shlex.join([*hint, '--title', 'My post'])}\n"
+        f"Design cards in the playground: {bound.removesuffix('og.png')}\n"
     )
 
 

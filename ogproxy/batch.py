@@ -5,6 +5,11 @@ pool of pages into a folder. Each output file's content address is kept in a man
 the cache folder (one per output folder: the output folder ships with the site and gets
 nothing but the images), so a card whose parameters, template and fonts did not change
 is skipped.
+
+The files are what spreadsheets export: a UTF-8 byte order mark is skipped, and a CSV
+column that no template takes is an error before anything renders (``ignore_unknown``
+leaves such fields out instead). Two rows never write one file, and a name that had to
+be changed to be a safe file name is reported.
 """
 
 from __future__ import annotations
@@ -26,7 +31,7 @@ from .errors import OgProxyError
 from .fonts import fingerprint
 from .formats import FORMATS, Format
 from .objectstore import ObjectTier
-from .params import Output, json_pairs, parse_card
+from .params import CORE, OUTPUT, Output, TemplateSpec, json_pairs, parse_card
 from .rendering import Renderer
 from .service import Service
 from .templates import TemplateSet
@@ -43,25 +48,35 @@ class Job:
 
 
 @dataclass
+class Batch:
+    jobs: list[Job]
+    columns: tuple[str, ...] = ()  # a CSV file's header (every row has every column)
+
+
+@dataclass
 class Summary:
     rendered: int = 0
+    restored: int = 0  # unchanged cards whose file was missing, written again
     skipped: int = 0
     failed: list[tuple[int, str]] = field(default_factory=list)
+    renamed: list[tuple[int, str, str]] = field(default_factory=list)  # line, given, written
     seconds: float = 0.0
     uploaded: int = 0  # cards put into the object store (with --store)
     present: int = 0  # cards the object store already had
     upload_failures: int = 0
 
 
-def read_jobs(path: Path) -> list[Job]:
-    """Rows of a ``.jsonl`` (one JSON object per line) or ``.csv`` (a header row) file."""
+def read_jobs(path: Path) -> Batch:
+    """Rows of a ``.jsonl`` (one JSON object per line) or ``.csv`` (a header row) file,
+    UTF-8 with or without a byte order mark (Excel writes one)."""
     jobs = []
     if path.suffix.lower() == ".csv":
-        with path.open(newline="", encoding="utf-8") as f:
-            for line, row in enumerate(csv.DictReader(f), start=2):
+        with path.open(newline="", encoding="utf-8-sig") as f:
+            reader = csv.DictReader(f)
+            for line, row in enumerate(reader, start=2):
                 jobs.append(Job(line, {k: v for k, v in row.items() if k and v not in ("", None)}))
-        return jobs
-    for line, text in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+            return Batch(jobs, tuple(c for c in reader.fieldnames or () if c))
+    for line, text in enumerate(path.read_text(encoding="utf-8-sig").splitlines(), start=1):
         if text.strip():
             try:
                 fields = json.loads(text)
@@ -70,18 +85,40 @@ def read_jobs(path: Path) -> list[Job]:
             jobs.append(
                 Job(line, fields if isinstance(fields, dict) else {"__error__": "not an object"})
             )
-    return jobs
+    return Batch(jobs)
 
 
-def _file_name(job: Job, key: str, fmt: str) -> str:
+def _known(spec: TemplateSpec | None) -> set[str]:
+    """The fields a row may have for a template (``None``: those every template takes)."""
+    own = spec.params if spec else ()
+    return {*CORE, *OUTPUT, *NAME_FIELDS, *(p.name for p in own)}
+
+
+def unknown_columns(columns: Iterable[str], templates: TemplateSet) -> list[str]:
+    """The columns that are not a parameter of any template (nor a file name field)."""
+    known = set().union(*(_known(spec) for spec in templates.specs.values()))
+    return [c for c in columns if c not in known]
+
+
+def _without_unknown(fields: dict[str, Any], templates: TemplateSet) -> dict[str, Any]:
+    """``fields`` without those the row's template does not take."""
+    known = _known(templates.specs.get(str(fields.get("template", "default")).strip()))
+    return {k: v for k, v in fields.items() if k in known}
+
+
+def _file_name(job: Job, key: str, fmt: str) -> tuple[str, str | None]:
+    """The output file's name, and the name field's value if it had to be changed to be a
+    safe file name (``../evil`` -> ``evil.png``, spaces -> dashes)."""
+    given = None
     for name in NAME_FIELDS:
         if value := job.fields.pop(name, None):
+            given = given or str(value)
             stem = "".join(c if c.isalnum() or c in "-_." else "-" for c in str(value)).strip(".-")
             if stem.lower().endswith(FORMATS[fmt].suffixes):  # `-o card.jpeg` stays card.jpeg
-                return stem
+                return stem, None if stem == str(value) else str(value)
             if stem:
-                return stem + FORMATS[fmt].suffix
-    return key[:16] + FORMATS[fmt].suffix
+                return stem + FORMATS[fmt].suffix, None if stem == str(value) else str(value)
+    return key[:16] + FORMATS[fmt].suffix, given
 
 
 def manifest_path(cache_dir: Path, out_dir: Path) -> Path:
@@ -106,16 +143,22 @@ async def render_jobs(
     fmt: Format = "png",
     on_progress: Callable[[], None] = lambda: None,
     renderer: Renderer | None = None,
+    *,
+    templates: TemplateSet | None = None,
+    ignore_unknown: bool = False,
 ) -> Summary:
     """Render ``jobs`` into ``out_dir``, skipping those whose content address is unchanged.
 
     With ``settings.store``, cards already in the object store are not rendered, and
-    every card (skipped ones too) ends up there. ``renderer``: Chromium unless given.
+    every card (skipped ones too) ends up there. ``renderer``: Chromium unless given;
+    ``templates``: those of ``settings`` unless given. ``ignore_unknown`` leaves out the
+    fields a row's template does not take (else the row fails, naming the field).
     """
     out_dir.mkdir(parents=True, exist_ok=True)
     manifest_file = manifest_path(settings.cache_dir, out_dir)
     manifest = _read_manifest(manifest_file)
-    templates = TemplateSet(*settings.template_dirs, trust=settings.trusted_templates)
+    if templates is None:
+        templates = TemplateSet(*settings.template_dirs, trust=settings.trusted_templates)
     fonts = fingerprint(settings.fonts_dir)
     output = Output(palette=settings.png_palette).as_format(fmt)
     summary = Summary()
@@ -125,26 +168,38 @@ async def render_jobs(
     if remote is not None:
         remote.start()
     planned = []
+    claimed: dict[str, int] = {}  # each output file's name (case-folded) -> its row's line
     for job in jobs:
         try:
             if "__error__" in job.fields:
                 raise ValueError(job.fields["__error__"])
+            if ignore_unknown:
+                job.fields = _without_unknown(job.fields, templates)
             name_fields = {k: job.fields.pop(k) for k in NAME_FIELDS if k in job.fields}
             params, out = parse_card(json_pairs(job.fields), templates.specs, output)
             key = card_key(templates, fonts, params, out)
             job.fields.update(name_fields)
-            job.name = _file_name(job, key, fmt)
+            job.name, given = _file_name(job, key, fmt)
+            # Case-folded: on a case-insensitive disk Post.png is post.png.
+            first = claimed.setdefault(job.name.casefold(), job.line)
+            if first != job.line:
+                raise ValueError(
+                    f"writes {job.name}, as line {first} does (give each row its own name)"
+                )
         except (OgProxyError, ValueError) as exc:
             summary.failed.append((job.line, getattr(exc, "public_message", str(exc))))
             on_progress()
             continue
-        if manifest.get(job.name) == key and (out_dir / job.name).exists():
+        if given is not None:
+            summary.renamed.append((job.line, given, job.name))
+        unchanged = manifest.get(job.name) == key
+        if unchanged and (out_dir / job.name).exists():
             summary.skipped += 1
             if remote is not None:
                 remote.enqueue(key, (out_dir / job.name).read_bytes())
             on_progress()
             continue
-        planned.append((job, params, out, key))
+        planned.append((job, params, out, key, unchanged))
 
     if planned:
         # The server's cache dir: cards it already rendered are copied, not rendered again.
@@ -155,7 +210,7 @@ async def render_jobs(
         async with service.running(remote):
             cards = service.cards
 
-            async def one(job: Job, params: Any, out: Output, key: str) -> None:
+            async def one(job: Job, params: Any, out: Output, key: str, restore: bool) -> None:
                 try:
                     async with waiting:
                         result = await cards.get_or_render(key, params, out)
@@ -166,7 +221,10 @@ async def render_jobs(
                         remote.enqueue(key, result.body)  # a render enqueued itself
                     (out_dir / job.name).write_bytes(result.body)
                     manifest[job.name] = key
-                    summary.rendered += 1
+                    if restore:
+                        summary.restored += 1
+                    else:
+                        summary.rendered += 1
                 on_progress()
 
             await asyncio.gather(*(one(*item) for item in planned))
@@ -178,4 +236,5 @@ async def render_jobs(
         summary.upload_failures = remote.upload_failures
     summary.seconds = time.monotonic() - started
     summary.failed.sort()
+    summary.renamed.sort()
     return summary

@@ -4,7 +4,7 @@ Order: an explicit path (``OGPROXY_CHROMIUM``), else Playwright's own browser if
 installed, else a system Chromium (Debian's ``chromium-headless-shell``, then
 ``chromium``). ``python -m ogproxy.browser --check`` launches it and prints what it found.
 Every launch gets an environment without secrets and, given a ``NetworkJail``, no network
-(see isolation.py).
+(see isolation.py). Playwright's driver runs in a session of its own (``start_driver``).
 """
 
 from __future__ import annotations
@@ -17,7 +17,9 @@ import os
 import resource
 import shutil
 import sys
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import anyio
 from playwright.async_api import (
@@ -31,7 +33,7 @@ from playwright.async_api import Error as PlaywrightError
 
 from . import procfs
 from .errors import ConfigError
-from .isolation import NetworkJail, child_env
+from .isolation import NetworkJail, child_env, scrubbed_environ
 from .params import Output
 from .priority import lower_children
 
@@ -132,6 +134,39 @@ def executable_for(playwright: Playwright, explicit: str | None = None) -> str:
     if path is None:
         raise ConfigError(INSTALL_HELP)
     return path
+
+
+@contextlib.contextmanager
+def _own_session() -> Iterator[None]:
+    """Child processes started through asyncio meanwhile get a session of their own.
+
+    Playwright starts its driver with ``asyncio.create_subprocess_exec`` and offers no
+    option for it; nothing else starts a process while the driver starts (start-up).
+    """
+    spawn = asyncio.create_subprocess_exec
+
+    async def detached(*args: Any, **kwargs: Any) -> asyncio.subprocess.Process:
+        return await spawn(*args, **kwargs, start_new_session=True)
+
+    asyncio.create_subprocess_exec = detached
+    try:
+        yield
+    finally:
+        asyncio.create_subprocess_exec = spawn
+
+
+async def start_driver() -> Playwright:
+    """Playwright's driver (Node), without our secrets and out of our process group.
+
+    Ctrl-C in a terminal signals its whole foreground process group: the driver died of
+    it while the server was still closing its browsers, and Playwright logged "Future
+    exception was never retrieved ... Connection closed while reading from the driver".
+    In a session of its own only the server gets the signal, and it closes the browsers
+    and then the driver. (Playwright starts each Chromium in a session of its own too.)
+    The driver still ends with the server, however that ends: its stdin pipe closes.
+    """
+    with scrubbed_environ(), _own_session():  # the driver copies our environment
+        return await async_playwright().start()
 
 
 async def launch(

@@ -19,7 +19,7 @@ import anyio.to_thread
 from .cachekey import cache_key
 from .errors import OutputTooLarge
 from .fetcher import Fetcher
-from .params import MAX_OUTPUT_BYTES, CardParams, Output
+from .params import MAX_OUTPUT_BYTES, CardParams, Output, image_names
 from .rendering import Renderer
 from .singleflight import SingleFlight
 from .store import Store
@@ -113,9 +113,8 @@ class Cards:
         return CardImage(image, "MISS", render_ms=round(seconds * 1000, 1))
 
     async def _inline_images(self, params: CardParams) -> CardParams:
-        spec = self.templates.specs[params.template]
-        images = {p.name for p in spec.params if p.kind == "image"}
-        if not images or params.html is not None:
+        images = image_names(params, self.templates.specs[params.template])
+        if not images:
             return params
         extra = [
             (name, await self.fetcher.inline(name, value) if name in images else value)

@@ -16,14 +16,21 @@ from .cli_options import (
     card_options,
     card_params,
     checked_card,
+    checked_url,
     config_errors,
     secret_for_signing,
-    setting_option,
     setting_options,
     settings_or_exit,
     signing_options,
 )
-from .config import SECRET_FILE_SETTINGS, declarations, read_secret_files
+from .config import (
+    DEFAULT_HOST,
+    DEFAULT_PORT,
+    SECRET_FILE_SETTINGS,
+    declarations,
+    endpoint_url,
+    read_secret_files,
+)
 from .meta import meta_tags
 from .objectstore import check_store
 from .params import Output
@@ -88,19 +95,21 @@ def serve(**values: Any) -> None:
 
 def _signed(options: dict[str, Any]) -> tuple[str, Output]:
     """The signed URL of the card ``sign`` and ``meta`` describe, and what the server will
-    make of it: checked by the server's own parser, so a URL it would refuse is never
-    printed (exit 2 with its message instead)."""
+    make of it: checked by the server's own parser, with the server's settings, so a URL
+    it would refuse is never printed (exit 2 with its message instead)."""
     card = [options[name] for name in ("title", "subtitle", "template", "accent_color", "extra")]
     params = card_params(*card)
-    output = checked_card(params, options["base_url"], options["templates_dir"])
+    base = endpoint_url(
+        options["public_url"], options["host"] or DEFAULT_HOST, options["port"] or DEFAULT_PORT
+    )
+    output = checked_card(params, base, options["templates_dir"], options["asset_origins"] or ())
     secret = secret_for_signing(options["secrets"], options["dev"], options["dev_secret_file"])
-    return sign_url(options["base_url"], secret, params), output
+    return checked_url(sign_url(base, secret, params)), output
 
 
 @main.command()
 @card_options
 @signing_options
-@setting_option("templates_dir")
 @click.option("--alt", default=None, help="og:image:alt text (default: the title).")
 def meta(alt: str | None, **options: Any) -> None:
     """Print the <meta> tags (og:image, twitter:image, size) for a signed card."""
@@ -112,7 +121,6 @@ def meta(alt: str | None, **options: Any) -> None:
 @main.command()
 @card_options
 @signing_options
-@setting_option("templates_dir")
 def sign(**options: Any) -> None:
     """Print a signed image URL (checked as the server would check it)."""
     click.echo(_signed(options)[0])

@@ -5,7 +5,7 @@ from __future__ import annotations
 import csv
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -19,6 +19,11 @@ from .cli_options import (
     settings_or_exit,
 )
 from .formats import FORMATS, Format, for_file
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from .batch import Summary
 
 *_FIRST, _LAST = (row.suffix for row in FORMATS.values())
 _SUFFIXES = f"{', '.join(_FIRST)} or {_LAST}"  # .png, .jpg or .webp
@@ -94,6 +99,12 @@ def _reason(exc: Exception) -> str:
     default=None,
     help="Image format for --input (default png; -o takes it from the suffix).",
 )
+@click.option(
+    "--ignore-unknown",
+    is_flag=True,
+    help="Leave out the fields a row's template does not take (an export's extra "
+    "columns); without it such a CSV column is an error, and such a JSON field fails its row.",
+)
 @_render_options
 def render(
     title: str | None,
@@ -105,6 +116,7 @@ def render(
     input_file: Path | None,
     out_dir: Path,
     fmt: Format | None,
+    ignore_unknown: bool,
     cache_dir: Path | None,
     store: str | None,
     templates_dir: Path | None,
@@ -123,7 +135,8 @@ def render(
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
 
-    from .batch import Job, read_jobs, render_jobs
+    from .batch import Batch, Job, read_jobs, render_jobs, unknown_columns
+    from .service import load_templates
 
     if (output_file is None) == (input_file is None):
         raise click.UsageError("give either -o FILE (one card from flags) or --input FILE")
@@ -137,12 +150,12 @@ def render(
             for k, v in card_params(title, subtitle, template, accent_color, extra).items()
             if v is not None
         }
-        jobs = [Job(0, {**fields, "name": output_file.name})]
+        batch = Batch([Job(0, {**fields, "name": output_file.name})])
         out_dir = output_file.parent
     else:
         assert input_file is not None
         try:
-            jobs = read_jobs(input_file)
+            batch = read_jobs(input_file)
         except (OSError, UnicodeDecodeError, csv.Error) as exc:
             raise click.ClickException(f"--input {input_file}: {_reason(exc)}") from None
     settings = settings_or_exit(
@@ -157,10 +170,20 @@ def render(
         store=store,
     )
     with config_errors():
+        loaded = load_templates(settings)
         if settings.store:
             from .objectstore import check_store
 
             check_store(settings.store)  # a missing bucket is an error before any render
+    unknown = unknown_columns(batch.columns, loaded)
+    if unknown and not ignore_unknown:
+        names = ", ".join(repr(c) for c in unknown)
+        many = len(unknown) > 1
+        which = f"columns {names} are" if many else f"column {names} is"
+        raise InvalidInput(
+            f"--input {input_file}: {which} not a parameter of any template; "
+            f"--ignore-unknown leaves {'them' if many else 'it'} out"
+        )
     console = Console(stderr=True)
     with Progress(
         "[progress.description]{task.description}",
@@ -170,31 +193,50 @@ def render(
         console=console,
         disable=output_file is not None,
     ) as bar:
-        task = bar.add_task("rendering", total=len(jobs))
+        task = bar.add_task("rendering", total=len(batch.jobs))
         try:
-            with config_errors():  # no browser, templates that do not load
+            with config_errors():  # no browser
                 summary = asyncio.run(
                     render_jobs(
-                        jobs, out_dir, settings, fmt or "png", on_progress=lambda: bar.advance(task)
+                        batch.jobs,
+                        out_dir,
+                        settings,
+                        fmt or "png",
+                        on_progress=lambda: bar.advance(task),
+                        templates=loaded,
+                        ignore_unknown=ignore_unknown,
                     )
                 )
         except OSError as exc:  # an output or cache folder that cannot be written
             raise click.ClickException(_reason(exc)) from None
-    rate = summary.rendered / summary.seconds if summary.seconds else 0.0
-    console.print(
-        f"{summary.rendered} rendered, {summary.skipped} unchanged (skipped), "
-        f"{len(summary.failed)} failed in {summary.seconds:.1f} s "
-        f"({rate:.1f} cards/s) -> {out_dir}"
+    _report(console, summary, out_dir, settings.store)
+    if summary.failed or summary.upload_failures:
+        raise SystemExit(1)
+
+
+def _report(console: Console, summary: Summary, out_dir: Path, store: str | None) -> None:
+    """The summary, then a line for each failed row and each renamed file: as they are
+    (no wrapping inside a message, no [markup] read in it)."""
+
+    def say(text: str, style: str | None = None) -> None:
+        console.print(text, style=style, soft_wrap=True, markup=False, highlight=False)
+
+    restored = f"{summary.restored} restored, " if summary.restored else ""
+    rate = f" ({summary.rendered / summary.seconds:.1f} cards/s)" if summary.rendered else ""
+    say(
+        f"{summary.rendered} rendered, {restored}{summary.skipped} unchanged (skipped), "
+        f"{len(summary.failed)} failed in {summary.seconds:.1f} s{rate} -> {out_dir}"
     )
-    if settings.store:
-        console.print(
-            f"object store {settings.store}: {summary.uploaded} uploaded, "
+    if store:
+        say(
+            f"object store {store}: {summary.uploaded} uploaded, "
             f"{summary.present} already there, {summary.upload_failures} failed"
         )
     for line, problem in summary.failed:
-        console.print(f"  line {line}: {problem}" if line else f"  {problem}", style="red")
-    if summary.failed or summary.upload_failures:
-        raise SystemExit(1)
+        say(f"  line {line}: {problem}" if line else f"  {problem}", "red")
+    for line, given, name in summary.renamed:
+        written = f"name {given!r} written as {name}"
+        say(f"  line {line}: {written}" if line else f"  {written}", "yellow")
 
 
 @click.command()

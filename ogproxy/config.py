@@ -393,6 +393,11 @@ class Settings:
         return template_dirs(self.templates_dir)
 
     @property
+    def image_base(self) -> str:
+        """The image endpoint that signed URLs point at: the public URL, else the bound one."""
+        return endpoint_url(self.public_url, self.host, self.port)
+
+    @property
     def signing_secrets(self) -> tuple[str, ...]:
         """All secrets that verify, the signing one last; a dev secret if none was given."""
         if self.secrets:
@@ -460,6 +465,15 @@ def _check_dev(settings: Settings) -> None:
         )
 
 
+def endpoint_url(public_url: str | None, host: str, port: int) -> str:
+    """What ``serve`` signs for (the playground, the dev banner) and ``sign`` signs for:
+    ``OGPROXY_PUBLIC_URL``, else the address the server listens on."""
+    if public_url:
+        return public_url
+    bracketed = f"[{host}]" if ":" in host and not host.startswith("[") else host
+    return f"http://{bracketed}:{port}/og.png"
+
+
 def template_dirs(templates_dir: Path | None) -> tuple[Path, ...]:
     """Where templates are looked up, first match wins: the user's, then the built-in ones."""
     return (templates_dir, TEMPLATES_DIR) if templates_dir else (TEMPLATES_DIR,)
@@ -488,27 +502,35 @@ def read_secret_files(environ: Mapping[str, str]) -> dict[str, str]:
     return env
 
 
-def dev_secret(path: Path) -> str:
-    """A random secret generated once and kept in ``path``, for local development.
+def kept_dev_secret(path: Path) -> str | None:
+    """The dev secret kept in ``path``, None if there is none yet.
 
-    A file that is already there is used only if nobody else can read it and its
-    secret passes the same rule as ``OGPROXY_SECRET``.
+    A file that is there is used only if nobody else can read it and its secret passes
+    the same rule as ``OGPROXY_SECRET``.
     """
     try:
         mode = path.stat().st_mode
         existing = path.read_text().strip()
     except FileNotFoundError:
-        existing = ""
-    if existing:
-        setting = f"dev secret file {path}"
-        if mode & 0o077:
-            raise ConfigError(
-                f"{setting}: readable by group or others (mode {mode & 0o777:o}); "
-                "`chmod 600` it, or delete it to have a new secret made"
-            )
-        if "," in existing:
-            raise ConfigError(f"{setting}: holds a list; keep one secret in it")
-        check_secrets((existing,), setting)
+        return None
+    if not existing:
+        return None
+    setting = f"dev secret file {path}"
+    if mode & 0o077:
+        raise ConfigError(
+            f"{setting}: readable by group or others (mode {mode & 0o777:o}); "
+            "`chmod 600` it, or delete it to have a new secret made"
+        )
+    if "," in existing:
+        raise ConfigError(f"{setting}: holds a list; keep one secret in it")
+    check_secrets((existing,), setting)
+    return existing
+
+
+def dev_secret(path: Path) -> str:
+    """A random secret generated once and kept in ``path``, for local development."""
+    existing = kept_dev_secret(path)
+    if existing is not None:
         return existing
     path.parent.mkdir(parents=True, exist_ok=True)
     secret = _secrets.token_urlsafe(32)

@@ -228,12 +228,7 @@ class Fetcher:
         """Template image parameter ``name`` as a data: URI; its errors name ``name``."""
         if not url or url.startswith("data:image/"):
             return url
-        try:
-            origin = parse_origin(url)
-        except ValueError as exc:
-            raise InvalidParam(name, f"{exc}; an http(s):// URL or a data:image/ URL") from None
-        if not self.allowed.allows(origin):
-            raise InvalidParam(name, f"{origin} is not an allowed image origin ({SETTING})")
+        self.allowed.check_image(name, url)
         try:
             asset = await self.get(url, "image")
         except AssetRefused as exc:

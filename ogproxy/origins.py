@@ -26,7 +26,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from .errors import ConfigError
+from .errors import ConfigError, InvalidParam
 
 SETTING = "OGPROXY_ASSET_ORIGINS"
 PRESETS = {
@@ -149,6 +149,17 @@ class AllowList:
             and origin.host.endswith("." + w.host)
             for w in self.wildcards
         )
+
+    def check_image(self, name: str, url: str) -> None:
+        """Image parameter ``name``'s http(s) URL as the server checks it before fetching
+        it: InvalidParam (400) naming ``name`` for a URL the client cannot read or from
+        an origin that is not allowed. ``ogproxy sign`` checks with it too."""
+        try:
+            origin = parse_origin(url)
+        except ValueError as exc:
+            raise InvalidParam(name, f"{exc}; an http(s):// URL or a data:image/ URL") from None
+        if not self.allows(origin):
+            raise InvalidParam(name, f"{origin} is not an allowed image origin ({SETTING})")
 
     def listed_as_ip(self, origin: Origin) -> bool:
         """An IP-literal origin the operator listed: its address is trusted as it is."""

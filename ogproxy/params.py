@@ -9,12 +9,18 @@ from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
+# The limits that hold whatever the template (the title's and subtitle's length, control
+# characters, the whole query's size: 414 beyond) are the signer's, which checks them
+# before it signs if asked; spec/vectors.json (`limits`) holds the cases every signer and
+# the server are tested on.
+from ogproxy_sign import CONTROL_CHARACTERS as _CONTROL
+from ogproxy_sign import MAX_QUERY_BYTES as MAX_QUERY_BYTES
+from ogproxy_sign import MAX_SUBTITLE as MAX_SUBTITLE
+from ogproxy_sign import MAX_TITLE as MAX_TITLE
+
 from .errors import InvalidParam
 from .formats import Format
 
-MAX_QUERY_BYTES = 4096  # whole raw query; 414 beyond
-MAX_TITLE = 200  # characters, after trimming
-MAX_SUBTITLE = 300
 MAX_EXTRA = 200  # a template's own text parameters (author, ...)
 MAX_IMAGE_URL = 2048  # avatar/logo: http(s) URL (data: URLs are bounded by the request size)
 MAX_HTML = 512 * 1024  # a custom document (POST; a GET query stays under 4 KiB anyway)
@@ -28,8 +34,6 @@ MAX_OUTPUT_PIXELS = 4096 * 4096
 MAX_OUTPUT_BYTES = 8 * 2**20
 
 _COLOR = re.compile(r"^#(?:[0-9a-fA-F]{3}|[0-9a-fA-F]{6})$")
-# Control characters break layout and logs; tabs and newlines too (titles are one paragraph).
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 _BOOLEANS = {"1": True, "true": True, "0": False, "false": False}
 
 CORE = ("title", "subtitle", "template", "accentColor", "html", "v")
@@ -88,6 +92,14 @@ class CardParams:
 
     def as_dict(self) -> dict[str, object]:
         return asdict(self)
+
+
+def image_names(card: CardParams, spec: TemplateSpec) -> set[str]:
+    """The card's parameters that hold an image URL the server fetches and inlines
+    (none when a whole ``html`` document replaces the template)."""
+    if card.html is not None:
+        return set()
+    return {p.name for p in spec.params if p.kind == "image"}
 
 
 def text(name: str, raw: bytes | str, limit: int, *, required: bool) -> str:

@@ -49,11 +49,6 @@ def allowed_hosts(settings: Settings) -> set[str]:
     return hosts
 
 
-def image_base(settings: Settings) -> str:
-    """The image endpoint that signed URLs point at: the public URL, else the bound one."""
-    return settings.public_url or f"http://{settings.host}:{settings.port}/og.png"
-
-
 class Playground:
     """The page and its signing endpoint, over the server's settings and templates."""
 
@@ -92,7 +87,7 @@ class Playground:
         body = await json_body(request)
         params = {k: str(v) for k, v in body.items() if v not in (None, "")}
         card, _ = parse_card(json_pairs(params), self.templates.specs)  # 400 naming a field
-        url = sign_url(image_base(self.settings), self.settings.signing_secrets[-1], params)
+        url = sign_url(self.settings.image_base, self.settings.signing_secrets[-1], params)
         return JSONResponse(
             {"url": url, "meta": meta_tags(url, alt=card.title)},
             headers={"Cache-Control": "no-store"},

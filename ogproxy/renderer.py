@@ -42,12 +42,12 @@ import anyio.to_thread
 from playwright.async_api import BrowserContext, CDPSession, Page, Playwright, Route
 from playwright.async_api import Error as PlaywrightError
 
-from .browser import Chromium
+from .browser import Chromium, start_driver
 from .config import Settings
 from .encoder import encode
 from .errors import BrowserUnavailable, InvalidDocument, Overloaded, RenderTimeout
 from .fonts import fontconfig_env
-from .isolation import NetworkIsolation, NetworkJail, scrubbed_environ
+from .isolation import NetworkIsolation, NetworkJail
 from .params import Output
 from .priority import (
     keep_children_from_raising_priority,
@@ -312,11 +312,8 @@ class ChromiumRenderer:
         keep_children_from_raising_priority()
         self._jail = NetworkJail(self._isolation)
         log.info("renderer network isolation: %s", self._jail.level)
-        from playwright.async_api import async_playwright
-
         try:
-            with scrubbed_environ():  # the driver copies our environment when it starts
-                self._pw = await async_playwright().start()
+            self._pw = await start_driver()
             # Playwright's driver is idle now: lowered before it launches Chromium, every
             # Chromium process and thread is born at the render priority (no race with the
             # processes Chromium starts on its own, like the network service).

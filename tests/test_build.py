@@ -69,7 +69,15 @@ def test_render_many_from_jsonl_then_skip_unchanged(tmp_path: Path) -> None:
         "render", "--input", str(cards), "--out-dir", str(out), "--cache-dir", str(cache)
     )
     assert code == 0, output
-    assert "2 rendered, 22 unchanged (skipped), 0 failed" in output
+    # A deleted file written again is neither a new card nor an unchanged one.
+    assert "1 rendered, 1 restored, 22 unchanged (skipped), 0 failed" in output
+    assert (out / "post-3.png").is_file()
+    code, output = run(
+        "render", "--input", str(cards), "--out-dir", str(out), "--cache-dir", str(cache)
+    )
+    assert code == 0, output
+    assert "0 rendered, 24 unchanged (skipped), 0 failed in " in output
+    assert "cards/s" not in output  # nothing rendered: no rate of 0.0
 
 
 @pytest.mark.usefixtures("fake_chromium")
@@ -111,6 +119,95 @@ def test_render_from_csv_and_single_files(tmp_path: Path) -> None:
     assert image.format == "JPEG" and image.size == (600, 315)
     code, output = run("render", "--title", "x", "-o", str(tmp_path / "x.gif"))
     assert code == 2 and "must end in .png, .jpg or .webp" in output
+
+
+def render_rows(tmp_path: Path, name: str, text: str, *args: str) -> tuple[int, str]:
+    """`ogproxy render` of ``text`` saved as ``name``, into tmp_path/out."""
+    (tmp_path / name).write_text(text, encoding="utf-8")
+    folders = ("--out-dir", str(tmp_path / "out"), "--cache-dir", str(tmp_path / "cache"))
+    return run("render", "--input", str(tmp_path / name), *folders, *args)
+
+
+def written(tmp_path: Path) -> list[str]:
+    return sorted(p.name for p in (tmp_path / "out").glob("*"))
+
+
+@pytest.mark.usefixtures("fake_chromium")
+@pytest.mark.parametrize("name", ["cards.csv", "cards.jsonl"])
+def test_render_ignores_a_byte_order_mark(tmp_path: Path, name: str) -> None:
+    """Excel's "CSV UTF-8" starts with a BOM: it became part of the first column's name."""
+    text = (
+        "slug,title\nhello,Hello\n" if name.endswith("csv") else '{"slug":"hello","title":"Hi"}\n'
+    )
+    code, output = render_rows(tmp_path, name, "\ufeff" + text)
+    assert code == 0, output
+    assert written(tmp_path) == ["hello.png"]
+
+
+@pytest.mark.usefixtures("fake_chromium")
+def test_render_refuses_unknown_columns_unless_told_to_ignore_them(tmp_path: Path) -> None:
+    """An export's extra columns failed every row, one line each; now one error before
+    anything is rendered, and --ignore-unknown leaves them out."""
+    text = "slug,title,tags,date,template,author\na,A,x,2026-01-01,gradient,Ann\nb,B,y,,minimal,\n"
+    code, output = render_rows(tmp_path, "cards.csv", text)
+    assert code == 2, output
+    assert output.strip().splitlines() == [
+        f"Error: --input {tmp_path / 'cards.csv'}: columns 'tags', 'date' are not a "
+        "parameter of any template; --ignore-unknown leaves them out"
+    ]
+    assert not (tmp_path / "out").exists() or written(tmp_path) == []
+    code, output = render_rows(tmp_path, "cards.csv", text, "--ignore-unknown")
+    assert code == 0, output
+    assert written(tmp_path) == ["a.png", "b.png"]
+    # A key one row's template does not take fails that row, unless ignored.
+    rows = '{"slug": "c", "title": "C", "template": "minimal", "author": "Ann", "tags": "x"}\n'
+    code, output = render_rows(tmp_path, "cards.jsonl", rows)
+    assert code == 1 and "line 1: Invalid parameter " in output, output
+    code, output = render_rows(tmp_path, "cards.jsonl", rows, "--ignore-unknown")
+    assert code == 0, output
+    assert "c.png" in written(tmp_path)
+
+
+@pytest.mark.usefixtures("fake_chromium")
+def test_render_reports_rows_that_write_the_same_file_and_rewritten_names(
+    tmp_path: Path,
+) -> None:
+    text = (
+        "slug,title\n"
+        "post-1,First\n"  # line 2
+        "../evil,Evil\n"  # line 3: written as evil.png
+        "post-1,Second\n"  # line 4: the same file as line 2
+        "My Post,Spaces\n"  # line 5: written as My-Post.png
+        "Post-1,Third\n"  # line 6: the same file on a case-insensitive disk
+    )
+    code, output = render_rows(tmp_path, "cards.csv", text)
+    assert code == 1, output
+    lines = output.splitlines()
+    assert "  line 4: writes post-1.png, as line 2 does (give each row its own name)" in lines
+    assert "  line 6: writes Post-1.png, as line 2 does (give each row its own name)" in lines
+    assert "  line 3: name '../evil' written as evil.png" in lines
+    assert "  line 5: name 'My Post' written as My-Post.png" in lines
+    assert written(tmp_path) == ["My-Post.png", "evil.png", "post-1.png"]
+    assert "3 rendered" in output and "2 failed" in output
+
+
+@pytest.mark.usefixtures("fake_chromium")
+def test_render_prints_each_problem_on_one_line_as_it_is(tmp_path: Path) -> None:
+    """rich wrapped long error lines mid-message and read [brackets] as markup."""
+    text = '{"slug": "a", "title": "x", "template": "[bold]fancy-and-rather-long-name"}\n'
+    code, output = render_rows(tmp_path, "cards.jsonl", text)
+    assert code == 1, output
+    problem = next(line for line in output.splitlines() if line.startswith("  line 1: "))
+    assert "unknown template '[bold]fancy-and-rather-long-name'; one of " in problem
+    assert len(problem) > 100 and problem.rstrip().endswith("minimal")
+
+
+@pytest.mark.usefixtures("fake_chromium")
+def test_render_one_card_of_html_without_a_title(tmp_path: Path) -> None:
+    one = tmp_path / "html.png"
+    code, output = run("render", "--param", "html=<h1>Mine</h1>", "-o", str(one))
+    assert code == 0, output
+    assert png_image(one.read_bytes()).size == (1200, 630)
 
 
 def test_render_writes_the_file_named_and_nothing_in_the_project(tmp_path: Path) -> None:

@@ -64,7 +64,96 @@ def test_sign_with_dev_secret(tmp_path: Path) -> None:
         env={},
     )
     assert result.exit_code == 0, result.output
-    assert verify_url(result.output.strip(), secret_file.read_text().strip())["author"] == "Ann"
+    assert verify_url(result.stdout.strip(), secret_file.read_text().strip())["author"] == "Ann"
+
+
+def test_sign_dev_says_when_it_made_a_new_secret(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A dev server started elsewhere keeps its secret there: a new one made here signs
+    URLs that server refuses, so `sign --dev` says it made one (on stderr, once)."""
+    monkeypatch.chdir(tmp_path)
+    env = {k: None for k in os.environ if k.startswith("OGPROXY_")}
+    first = CliRunner().invoke(main, ["sign", "--dev", "--title", "x"], env=env)
+    assert first.exit_code == 0, first.output
+    made = tmp_path / ".ogproxy" / "dev-secret"
+    assert verify_url(first.stdout.strip(), made.read_text().strip()) == {"title": "x"}
+    assert f"made a new dev secret in {made}" in first.stderr
+    assert "serve --dev" in first.stderr
+    again = CliRunner().invoke(main, ["sign", "--dev", "--title", "x"], env=env)
+    assert again.exit_code == 0 and again.stderr == "" and again.stdout == first.stdout
+
+
+def test_sign_and_meta_sign_html_without_a_title() -> None:
+    html = "<h1 style='font-size:90px'>Custom</h1>"
+    env = {"OGPROXY_SECRET": GOOD_SECRET}
+    signed = CliRunner().invoke(main, ["sign", "--param", f"html={html}"], env=env)
+    assert signed.exit_code == 0, signed.output
+    assert verify_url(signed.stdout.strip(), GOOD_SECRET) == {"html": html}
+    meta = CliRunner().invoke(main, ["meta", "--param", f"html={html}"], env=env)
+    assert meta.exit_code == 0, meta.output
+    assert 'property="og:image:alt"' not in meta.stdout
+    neither = CliRunner().invoke(main, ["sign", "--subtitle", "x"], env=env)
+    assert neither.exit_code == 2 and "--title is required" in neither.stderr
+
+
+def test_sign_reads_the_public_url_as_serve_does() -> None:
+    env = {"OGPROXY_SECRET": GOOD_SECRET, "OGPROXY_PUBLIC_URL": "https://og.example.com/og.webp"}
+    result = CliRunner().invoke(main, ["sign", "--title", "x"], env=env)
+    assert result.exit_code == 0, result.output
+    assert result.stdout.startswith("https://og.example.com/og.webp?title=x&sig=")
+    # --base-url (and OGPROXY_BASE_URL) still work: another name for the same option.
+    flag = CliRunner().invoke(
+        main, ["sign", "--title", "x", "--base-url", "https://cdn.example/og.png"], env=env
+    )
+    assert flag.stdout.startswith("https://cdn.example/og.png?"), flag.output
+    port = CliRunner().invoke(
+        main, ["sign", "--title", "x"], env={"OGPROXY_SECRET": GOOD_SECRET, "OGPROXY_PORT": "9000"}
+    )
+    assert port.stdout.startswith("http://127.0.0.1:9000/og.png?"), port.output
+
+
+def test_sign_takes_the_asset_origins_serve_takes() -> None:
+    avatar = "https://cdn.example.com/ann.png"
+    args = ["sign", "--title", "x", "--template", "gradient", "--param", f"avatar={avatar}"]
+    env = {"OGPROXY_SECRET": GOOD_SECRET}
+    refused = CliRunner().invoke(main, args, env=env)
+    assert refused.exit_code == 2
+    assert refused.stderr.strip() == (
+        "Error: Invalid parameter 'avatar': https://cdn.example.com is not an allowed "
+        "image origin (OGPROXY_ASSET_ORIGINS)"
+    )
+    for more in (["--asset-origins", "https://*.example.com"], []):
+        allowed = CliRunner().invoke(
+            main, args + more, env={**env, "OGPROXY_ASSET_ORIGINS": "https://cdn.example.com"}
+        )
+        assert allowed.exit_code == 0, allowed.output
+        assert verify_url(allowed.stdout.strip(), GOOD_SECRET)["avatar"] == avatar
+
+
+@pytest.mark.parametrize(("port", "secret_file"), [(9000, "elsewhere/secret"), (8000, None)])
+def test_the_dev_banner_hint_signs_for_the_server_that_printed_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, port: int, secret_file: str | None
+) -> None:
+    """`make run PORT=9000` printed a `sign` command that signed for port 8000."""
+    import shlex
+
+    from ogproxy.app import dev_banner
+    from ogproxy.config import DEFAULT_DEV_SECRET_FILE, Settings
+
+    monkeypatch.chdir(tmp_path)
+    settings = Settings(
+        dev=True, port=port, dev_secret_file=Path(secret_file or DEFAULT_DEV_SECRET_FILE)
+    )
+    hint = next(line for line in dev_banner(settings).splitlines() if "ogproxy sign" in line)
+    command = shlex.split(hint.split(": ", 1)[1])
+    assert command[0].endswith("ogproxy")
+    env = {k: None for k in os.environ if k.startswith("OGPROXY_")}
+    result = CliRunner().invoke(main, command[1:], env=env)
+    assert result.exit_code == 0 and result.stderr == "", result.output
+    url = result.stdout.strip()
+    assert url.startswith(f"http://127.0.0.1:{port}/og.png?")
+    assert verify_url(url, settings.signing_secrets[-1]) == {"title": "My post"}
 
 
 def test_sign_without_secret_says_how() -> None:
@@ -228,15 +317,30 @@ MISUSES = [
     (["sign", "--title", "x", "--param", "colour=red"], 2, "'colour': unknown parameter"),
     (["sign", "--title", "x", "--param", "width=9999"], 2, "'width'"),
     (["sign", "--title", "x", "--secret", "short"], 2, "shorter than 16 bytes"),
-    (["sign", "--title", "x", "--base-url", "https://og.example.com/card"], 2, "--base-url"),
+    (["sign", "--title", "x", "--base-url", "https://og.example.com/card"], 2, "--public-url"),
     (["sign", "--title", "x", "--param", "sig=forged"], 2, "sig"),
-    (["sign", "--title", "x", "--base-url", "http://[::1"], 2, "--base-url"),
-    (["sign", "--title", "x", "--base-url", "http://og.example.com/og.png?v=2"], 2, "--base-url"),
-    (["sign", "--title", "x", "--base-url", "http://og.example.com/og.png#top"], 2, "--base-url"),
-    (["sign", "--title", "x", "--base-url", "ftp://og.example.com/og.png"], 2, "--base-url"),
-    (["sign", "--title", "x", "--base-url", ""], 2, "--base-url"),
-    (["sign", "--title", "x", "--base-url", "http:///og.png"], 2, "--base-url"),
-    (["meta", "--title", "x", "--base-url", "http://og.example.com:99999/og.png"], 2, "--base-url"),
+    (
+        ["sign", "--title", "x", "--template", "gradient", "--param", "logo=https://a.example/l"],
+        2,
+        "'logo': https://a.example is not an allowed image origin (OGPROXY_ASSET_ORIGINS)",
+    ),
+    (
+        ["sign", "--title", "x", "--template", "gradient", "--param", "logo=https://a:99999/"],
+        2,
+        "'logo': is not a valid URL",
+    ),
+    (["sign", "--title", "🚀" * 200, "--subtitle", "🚀" * 300], 2, "Query string too long"),
+    (["meta", "--title", "🚀" * 200, "--param", "author=" + "🚀" * 200], 2, "Query string too"),
+    (["sign", "--title", "x", "--base-url", "http://[::1"], 2, "--public-url"),
+    (["sign", "--title", "x", "--base-url", "http://og.example.com/og.png?v=2"], 2, "--public-url"),
+    (["sign", "--title", "x", "--base-url", "http://og.example.com/og.png#top"], 2, "--public-url"),
+    (["sign", "--title", "x", "--base-url", "ftp://og.example.com/og.png"], 2, "--public-url"),
+    (["sign", "--title", "x", "--base-url", "http:///og.png"], 2, "--public-url"),
+    (
+        ["meta", "--title", "x", "--base-url", "http://og.example.com:99999/og.png"],
+        2,
+        "--public-url",
+    ),
     (["warm", "http://[::1"], 2, "SOURCE"),
     (["warm", "http://[::1/sitemap.xml"], 2, "SOURCE"),
     (["meta", "--title", "x", "--param", "width=wide"], 2, "'width'"),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import signal
 import time
@@ -59,3 +60,25 @@ def test_shutdown_leaves_no_browser(tmp_path: Path) -> None:
         assert proc.wait(timeout=20) == 0
     time.sleep(0.5)
     assert not alive(children)
+
+
+@pytest.mark.browser
+def test_ctrl_c_stops_cleanly_within_a_second(tmp_path: Path) -> None:
+    """Ctrl-C in a terminal signals the whole foreground process group. Playwright's
+    driver (Node) died of it while the server was still closing its browsers, and
+    Playwright logged `ERROR asyncio: Future exception was never retrieved ... Connection
+    closed while reading from the driver`. Only the server may get it: it stops the rest."""
+    secret = ("--dev-secret-file", str(tmp_path / "dev-secret"))
+    with serve(tmp_path, "--dev", *secret, "--log-format", "text") as server:
+        proc = server.proc
+        children = procfs.children(proc.pid)
+        assert children, "the server should have started Playwright's driver"
+        assert all(os.getpgid(pid) != proc.pid for pid in alive(children))
+        started = time.monotonic()
+        os.killpg(proc.pid, signal.SIGINT)  # what the terminal does
+        assert proc.wait(timeout=20) == 0
+        seconds = time.monotonic() - started
+        output = server.output()
+    assert "ERROR" not in output and "Traceback" not in output, output
+    assert "Finished server process" in output
+    assert seconds < 1.0, f"{seconds:.2f} s to stop"

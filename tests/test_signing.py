@@ -6,16 +6,19 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+import httpx
 import pytest
 
 from ogproxy import sign_url, verify_url
 from ogproxy.config import Settings
 from ogproxy.errors import BadSignature, ConfigError
 from ogproxy.signing import canonical_query, is_canonical, parse_query, verify_query
+from tests.support.cards import signed
 
 FILE = json.loads((Path(__file__).parent.parent / "spec" / "vectors.json").read_text())
 VECTORS = FILE["vectors"]
 SECRET_CASES = FILE["secrets"]["cases"]
+LIMIT_CASES = FILE["limits"]["cases"]
 
 
 @pytest.mark.parametrize("vector", VECTORS, ids=[v["name"] for v in VECTORS])
@@ -179,3 +182,20 @@ def test_the_secret_rule(case: dict[str, Any]) -> None:
     settings = Settings.from_env({"OGPROXY_SECRET": case["env"]})
     assert settings.signing_secrets[-1] == case["signing_secret"]
     assert verify_url(url, settings.signing_secrets) == dict(params)
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("case", LIMIT_CASES, ids=[c["name"] for c in LIMIT_CASES])
+async def test_the_limits_signers_check_are_the_servers(
+    case: dict[str, Any], client: httpx.AsyncClient
+) -> None:
+    """What the signers' opt-in check refuses (spec/vectors.json, `limits`) is what the
+    server refuses: 400 naming the parameter, 414 for the whole query; else a card."""
+    response = await client.get(signed([tuple(p) for p in case["params"]]))
+    if case["refused"] is None:
+        assert response.status_code == 200, response.text
+    elif case["refused"] == "query":
+        assert response.status_code == 414, response.text
+    else:
+        assert response.status_code == 400, response.text
+        assert response.json()["param"] == case["refused"]

@@ -2,6 +2,7 @@ package ogsign
 
 import (
 	"encoding/json"
+	"errors"
 	"os"
 	"strings"
 	"testing"
@@ -129,5 +130,69 @@ func TestEscape(t *testing.T) {
 		if unreserved != (len(s) == 1) {
 			t.Errorf("escape(%#x) = %q", c, s)
 		}
+	}
+}
+
+type limitCase struct {
+	Name    string      `json:"name"`
+	Params  [][2]string `json:"params"`
+	Refused *string     `json:"refused"`
+	NFC     bool        `json:"nfc"`
+}
+
+func TestLimits(t *testing.T) {
+	data, err := os.ReadFile("../../spec/vectors.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var file struct {
+		Limits struct{ Cases []limitCase }
+	}
+	if err := json.Unmarshal(data, &file); err != nil {
+		t.Fatal(err)
+	}
+	if len(file.Limits.Cases) == 0 {
+		t.Fatal("no limit cases")
+	}
+	const base, secret = "https://og.example.com/og.png", "s3cret-s3cret-s3cret"
+	for _, c := range file.Limits.Cases {
+		t.Run(c.Name, func(t *testing.T) {
+			if c.NFC {
+				t.Skip("Go's standard library has no NFC: the check counts code points as given")
+			}
+			unchecked, err := SignURL(base, secret, c.Params)
+			if err != nil {
+				t.Fatalf("SignURL: %v", err) // unchecked unless asked: signs anything
+			}
+			checked, err := SignURLChecked(base, secret, c.Params)
+			if c.Refused == nil {
+				if err := CheckParams(c.Params); err != nil || checked != unchecked {
+					t.Fatalf("CheckParams = %v; SignURLChecked = %q, want %q", err, checked, unchecked)
+				}
+				return
+			}
+			want := *c.Refused
+			if want == "query" {
+				want = ""
+			}
+			var limit *LimitError
+			if !errors.As(CheckParams(c.Params), &limit) || limit.Param != want {
+				t.Fatalf("CheckParams = %v; want a LimitError for %q", CheckParams(c.Params), want)
+			}
+			if !errors.As(err, &limit) {
+				t.Fatalf("SignURLChecked = %q, %v; want a LimitError", checked, err)
+			}
+		})
+	}
+}
+
+func TestLimitErrorsSayWhatTheServerSays(t *testing.T) {
+	err := CheckParams([][2]string{{"title", strings.Repeat("x", 201)}})
+	want := "ogsign: invalid parameter 'title': is 201 characters long, at most 200 allowed"
+	if err == nil || err.Error() != want {
+		t.Errorf("CheckParams = %v; want %q", err, want)
+	}
+	if err := CheckParams([][2]string{{"title", "caf\xe9"}}); err == nil {
+		t.Errorf("CheckParams accepted a title that is not UTF-8")
 	}
 }

@@ -82,12 +82,68 @@ export async function signature(secret, path, params) {
   return base64url(await hmac(subtle, key, utf8.encode(`${path}?${canonicalQuery(params)}`)));
 }
 
+// What the server refuses whatever the template (spec/vectors.json, `limits`).
+export const MAX_TITLE = 200; // characters (code points), after trimming
+export const MAX_SUBTITLE = 300;
+export const MAX_QUERY_BYTES = 4096; // the whole query, sig included; 414 beyond
+const LIMITS = { title: MAX_TITLE, subtitle: MAX_SUBTITLE };
+const SIG_BYTES = '&sig='.length + 43;
+const CONTROL = /[\u0000-\u001f\u007f-\u009f\u2028\u2029]/u;
+// The server trims what Python's str.strip() does: not String.prototype.trim's set
+// (which takes U+FEFF and leaves U+001C-001F and U+0085).
+const SPACE = '\\t\\n\\v\\f\\r\\u001c-\\u0020\\u0085\\u00a0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000';
+const EDGES = new RegExp(`^[${SPACE}]+|[${SPACE}]+$`, 'gu');
+
+/** What the server would refuse: a parameter (`param` names it), or the query's length (`param` null). */
+export class OgLimitError extends Error {
+  constructor(param, problem) {
+    super(param === null ? problem : `Invalid parameter '${param}': ${problem}`);
+    this.name = 'OgLimitError';
+    this.param = param;
+  }
+}
+
+function checkPairs(pairs) {
+  const seen = new Map();
+  for (const [name, raw] of pairs) {
+    if (seen.has(name)) throw new OgLimitError(name, 'given more than once');
+    const value = raw.normalize('NFC').replace(EDGES, '');
+    seen.set(name, value);
+    if (name === 'html') continue;
+    if (CONTROL.test(value)) throw new OgLimitError(name, 'contains control characters');
+    const length = [...value].length; // code points, not UTF-16 units
+    const limit = LIMITS[name];
+    if (limit !== undefined && length > limit) {
+      throw new OgLimitError(name, `is ${length} characters long, at most ${limit} allowed`);
+    }
+  }
+  if (!seen.has('html') && !seen.get('title')) {
+    throw new OgLimitError('title', seen.has('title') ? 'must not be empty' : 'is required');
+  }
+  const bytes = canonicalQuery(pairs).length + SIG_BYTES; // the canonical query is ASCII
+  if (bytes > MAX_QUERY_BYTES) {
+    throw new OgLimitError(null, `Query string too long: ${bytes} bytes signed, at most ${MAX_QUERY_BYTES} allowed`);
+  }
+}
+
+/**
+ * Throws OgLimitError for what the server refuses whatever the template: control
+ * characters (in every parameter but html), a title over 200 or a subtitle over 300
+ * characters (after NFC and trimming, as the server counts), a parameter given twice, no
+ * title without html, a signed query over 4 KiB. What depends on the template is the
+ * server's to check (`ogproxy sign` checks it all).
+ */
+export function checkParams(params) {
+  checkPairs(pairsOf(params));
+}
+
 /**
  * `baseUrl` (the image endpoint, e.g. https://og.example.com/og.png; a bare origin
  * gets /og.png) with the canonical query and its `sig` appended. `secret` may be the
- * value of OGPROXY_SECRET as it is (see signingSecret).
+ * value of OGPROXY_SECRET as it is (see signingSecret). With `{ check: true }` it
+ * throws OgLimitError for what the server would refuse (see checkParams).
  */
-export async function signOgUrl(baseUrl, secret, params) {
+export async function signOgUrl(baseUrl, secret, params, { check = false } = {}) {
   baseUrl = String(baseUrl);
   if (/[?#]/.test(baseUrl)) throw new Error('baseUrl must not carry a query or fragment');
   const { pathname } = new URL(baseUrl);
@@ -95,6 +151,7 @@ export async function signOgUrl(baseUrl, secret, params) {
   const path = bare ? DEFAULT_PATH : pathname;
   const base = bare ? baseUrl.replace(/\/$/, '') + DEFAULT_PATH : baseUrl;
   const pairs = pairsOf(params); // once: params may be a one-shot iterator
+  if (check) checkPairs(pairs);
   const sig = await signature(signingSecret(secret), path, pairs);
   return `${base}?${canonicalQuery(pairs)}&sig=${sig}`;
 }

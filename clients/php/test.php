@@ -50,6 +50,34 @@ foreach ($file['secrets']['cases'] as $c) {
     check(substr($url, -strlen('&sig=' . $c['sig'])) === '&sig=' . $c['sig'], "{$c['name']}: url $url");
 }
 
+check(count($file['limits']['cases']) > 0, 'vectors.json has limit cases');
+foreach ($file['limits']['cases'] as $c) {
+    if (!empty($c['nfc']) && !class_exists('Normalizer')) {
+        continue; // no intl extension: the check counts code points as given
+    }
+    $base = 'https://og.example.com/og.png';
+    $unchecked = ogproxy_sign_url($base, 's3cret-s3cret-s3cret', $c['params']); // signs anything
+    if ($c['refused'] === null) {
+        check(!throws(fn () => ogproxy_check_params($c['params'])), "{$c['name']}: accepted");
+        check(ogproxy_sign_url($base, 's3cret-s3cret-s3cret', $c['params'], true) === $unchecked, "{$c['name']}: signed");
+        continue;
+    }
+    $param = $c['refused'] === 'query' ? null : $c['refused'];
+    try {
+        ogproxy_check_params($c['params']);
+        check(false, "{$c['name']}: refused");
+    } catch (OgproxyLimitException $e) {
+        check($e->param === $param, "{$c['name']}: refused, naming " . var_export($e->param, true));
+    }
+    check(throws(fn () => ogproxy_sign_url($base, 's3cret-s3cret-s3cret', $c['params'], true)), "{$c['name']}: url refused");
+}
+try {
+    ogproxy_check_params(['title' => str_repeat('x', 201)]);
+} catch (OgproxyLimitException $e) {
+    check($e->getMessage() === "Invalid parameter 'title': is 201 characters long, at most 200 allowed", 'message: ' . $e->getMessage());
+}
+check(throws(fn () => ogproxy_check_params(['title' => "caf\xe9"])), 'not UTF-8 refused');
+
 $secret = 's3cret-s3cret-s3cret';
 $want = ogproxy_sign_url('https://og.example.com/og.png', $secret, [['title', 'x']]);
 check(ogproxy_sign_url('https://og.example.com', $secret, [['title', 'x']]) === $want, 'bare origin');

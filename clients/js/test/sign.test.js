@@ -1,9 +1,9 @@
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { test } from 'node:test';
-import { canonicalQuery, signature, signingSecret, signOgUrl } from '../index.js';
+import { canonicalQuery, checkParams, OgLimitError, signature, signingSecret, signOgUrl } from '../index.js';
 
-const { vectors, secrets } = JSON.parse(readFileSync(new URL('../../../spec/vectors.json', import.meta.url), 'utf8'));
+const { vectors, secrets, limits } = JSON.parse(readFileSync(new URL('../../../spec/vectors.json', import.meta.url), 'utf8'));
 const SECRET = 's3cret-s3cret-s3cret';
 
 for (const v of vectors) {
@@ -79,3 +79,24 @@ for (const c of secrets.cases) {
     assert.ok(url.endsWith('&sig=' + c.sig), url);
   });
 }
+
+for (const c of limits.cases) {
+  test(`limits: ${c.name}`, async () => {
+    const base = 'https://og.example.com/og.png';
+    const unchecked = await signOgUrl(base, SECRET, c.params); // signs anything unless asked
+    if (c.refused === null) {
+      checkParams(c.params);
+      assert.equal(await signOgUrl(base, SECRET, c.params, { check: true }), unchecked);
+      return;
+    }
+    const param = c.refused === 'query' ? null : c.refused;
+    assert.throws(() => checkParams(c.params), (e) => e instanceof OgLimitError && e.param === param);
+    await assert.rejects(signOgUrl(base, SECRET, c.params, { check: true }), OgLimitError);
+  });
+}
+
+test('a limit error says what the server would say', () => {
+  assert.throws(() => checkParams({ title: 'x'.repeat(201) }), {
+    message: "Invalid parameter 'title': is 201 characters long, at most 200 allowed",
+  });
+});

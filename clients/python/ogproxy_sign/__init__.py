@@ -10,11 +10,18 @@ left as is (space is ``%20``, hex digits upper case), joined as ``name=value``, 
 encoded name then encoded value (plain ASCII order), joined with ``&``. The signature is
 itsdangerous' ``Signer`` with the salt below, HMAC key derivation and SHA-256: URL-safe
 base64, no padding, of ``HMAC-SHA256(HMAC-SHA256(secret, salt), message)``.
+
+``check_params`` (or ``sign_url(..., check=True)``) refuses before signing what the server
+refuses whatever the template: control characters, a title or subtitle too long, a
+parameter given twice, no title, a query over 4 KiB. The server reads these limits from
+here, and spec/vectors.json (``limits``) holds the cases every signer is tested on.
 """
 
 from __future__ import annotations
 
 import hashlib
+import re
+import unicodedata
 from collections.abc import Iterable, Mapping, Sequence
 from html import escape
 from urllib.parse import quote, unquote_to_bytes, urlsplit
@@ -22,11 +29,17 @@ from urllib.parse import quote, unquote_to_bytes, urlsplit
 from itsdangerous import Signer
 
 __all__ = [
+    "CONTROL_CHARACTERS",
     "DEFAULT_PATH",
+    "MAX_QUERY_BYTES",
+    "MAX_SUBTITLE",
+    "MAX_TITLE",
     "MIN_SECRET_BYTES",
     "SALT",
     "SIG_PARAM",
+    "LimitError",
     "canonical_query",
+    "check_params",
     "meta_tags",
     "parse_query",
     "sign_url",
@@ -39,6 +52,12 @@ SALT = "ogproxy.url.v1"
 SIG_PARAM = "sig"
 DEFAULT_PATH = "/og.png"
 MIN_SECRET_BYTES = 16
+MAX_TITLE = 200  # characters (code points), after trimming
+MAX_SUBTITLE = 300
+MAX_QUERY_BYTES = 4096  # the whole query, sig included; the server answers 414 beyond
+# Control characters break layout and logs; tabs and newlines too (titles are one paragraph).
+CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+_SIG_BYTES = len("&sig=") + 43
 _WHITESPACE = " \t\n\r\x0b\x0c"
 # The media type of each endpoint (/og.png, /og.jpg, ...), for og:image:type.
 _MEDIA_TYPES = {
@@ -121,18 +140,65 @@ def to_pairs(params: ParamsLike) -> Pairs:
     return pairs
 
 
+class LimitError(ValueError):
+    """What the server would refuse: a parameter (400; ``param`` names it) or, with
+    ``param`` None, a query too long (414)."""
+
+    def __init__(self, param: str | None, problem: str) -> None:
+        self.param = param
+        super().__init__(f"Invalid parameter '{param}': {problem}" if param else problem)
+
+
+def check_params(params: ParamsLike) -> None:
+    """Raise LimitError for what the server refuses whatever the template.
+
+    Every parameter but ``html``, normalised (NFC) and trimmed as the server does: no
+    control characters, ``title`` at most 200 and ``subtitle`` at most 300 characters;
+    no parameter twice; a title unless ``html`` is given; a signed query of at most 4 KiB.
+    What depends on the template (its parameters, choices, image origins) is the
+    server's to check (``ogproxy sign`` checks it all before printing a URL).
+    """
+    _check(to_pairs(params))
+
+
+def _check(pairs: Pairs) -> None:
+    seen: dict[str, str] = {}
+    for raw_name, raw in pairs:
+        name = raw_name.decode()
+        if name in seen:
+            raise LimitError(name, "given more than once")
+        seen[name] = value = unicodedata.normalize("NFC", raw.decode()).strip()
+        if name == "html":
+            continue
+        if CONTROL_CHARACTERS.search(value):
+            raise LimitError(name, "contains control characters")
+        limit = {"title": MAX_TITLE, "subtitle": MAX_SUBTITLE}.get(name)
+        if limit is not None and len(value) > limit:
+            raise LimitError(name, f"is {len(value)} characters long, at most {limit} allowed")
+    if "html" not in seen and not seen.get("title"):
+        raise LimitError("title", "is required" if "title" not in seen else "must not be empty")
+    size = len(canonical_query(pairs)) + _SIG_BYTES
+    if size > MAX_QUERY_BYTES:
+        raise LimitError(
+            None, f"Query string too long: {size} bytes signed, at most {MAX_QUERY_BYTES} allowed"
+        )
+
+
 def signature(secrets: Secrets, path: str, pairs: Pairs) -> str:
     """The ``sig`` of ``path`` with ``pairs``; with several secrets the last one signs."""
     message = f"{path}?{canonical_query(pairs)}"
     return signer(secrets).get_signature(message).decode("ascii")
 
 
-def sign_url(base_url: str, secret: str | Sequence[str], params: ParamsLike) -> str:
+def sign_url(
+    base_url: str, secret: str | Sequence[str], params: ParamsLike, *, check: bool = False
+) -> str:
     """Return ``base_url`` with the canonical query and its ``sig`` appended.
 
     ``base_url`` is the image endpoint (``https://og.example.com/og.png``); a bare origin
     gets ``/og.png``. Parameters whose value is ``None`` are left out. ``secret`` may be
     the value of ``OGPROXY_SECRET`` as it is: with several secrets the last one signs.
+    ``check``: raise LimitError for what the server would refuse (``check_params``).
     """
     parts = urlsplit(base_url)
     if parts.query or parts.fragment:
@@ -140,32 +206,49 @@ def sign_url(base_url: str, secret: str | Sequence[str], params: ParamsLike) -> 
     path = parts.path if parts.path not in ("", "/") else DEFAULT_PATH
     base = base_url.rstrip("/") + DEFAULT_PATH if path != parts.path else base_url
     pairs = to_pairs(params)
+    if check:
+        _check(pairs)
     sig = signature(secret, path, pairs)
     return f"{base}?{canonical_query(pairs)}&{SIG_PARAM}={sig}"
+
+
+def _size(image_url: str) -> tuple[int, int]:
+    """The pixel size a signed URL asks for: width and height (1200x630 unless given)
+    times scale."""
+    given = {name.decode(): value for name, value in parse_query(urlsplit(image_url).query)}
+
+    def number(name: str, default: int) -> int:
+        text = given.get(name, b"").decode("utf-8", "replace").strip()
+        return int(text) if text.isascii() and text.isdigit() else default
+
+    scale = number("scale", 1)
+    return number("width", 1200) * scale, number("height", 630) * scale
 
 
 def meta_tags(
     image_url: str,
     *,
-    width: int = 1200,
-    height: int = 630,
+    width: int | None = None,
+    height: int | None = None,
     media_type: str | None = None,
     alt: str | None = None,
 ) -> str:
     """``og:image`` and ``twitter:image`` tags (with size and type) for ``image_url``.
 
-    The size is the server's default (1200x630) unless given; the media type follows the
-    endpoint (``/og.png``, ``/og.jpg``, ``/og.webp``) unless given. Every value is
-    HTML-escaped; mark the result safe in your template engine.
+    The size is the URL's own (its ``width``, ``height`` and ``scale``; the server's
+    1200x630 when it gives none) unless given; the media type follows the endpoint
+    (``/og.png``, ``/og.jpg``, ``/og.webp``) unless given. Every value is HTML-escaped;
+    mark the result safe in your template engine.
     """
+    own_width, own_height = _size(image_url)
     suffix = "." + urlsplit(image_url).path.rpartition(".")[2].lower()
     kind = media_type or _MEDIA_TYPES.get(suffix, "image/png")
     url = escape(image_url, quote=True)
     tags = [
         f'<meta property="og:image" content="{url}">',
         f'<meta property="og:image:type" content="{escape(kind, quote=True)}">',
-        f'<meta property="og:image:width" content="{int(width)}">',
-        f'<meta property="og:image:height" content="{int(height)}">',
+        f'<meta property="og:image:width" content="{int(width or own_width)}">',
+        f'<meta property="og:image:height" content="{int(height or own_height)}">',
     ]
     if alt:
         tags.append(f'<meta property="og:image:alt" content="{escape(alt, quote=True)}">')

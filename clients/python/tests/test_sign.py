@@ -8,12 +8,20 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from ogproxy_sign import canonical_query, meta_tags, sign_url, signature, to_pairs
+from ogproxy_sign import (
+    LimitError,
+    canonical_query,
+    check_params,
+    meta_tags,
+    sign_url,
+    signature,
+    to_pairs,
+)
 
 HERE = Path(__file__).resolve().parent
-VECTORS: list[dict[str, Any]] = json.loads(
-    (HERE.parent.parent.parent / "spec" / "vectors.json").read_text(encoding="utf-8")
-)["vectors"]
+FILE = json.loads((HERE.parent.parent.parent / "spec" / "vectors.json").read_text("utf-8"))
+VECTORS: list[dict[str, Any]] = FILE["vectors"]
+LIMITS: list[dict[str, Any]] = FILE["limits"]["cases"]
 sys.path.insert(0, str(HERE.parent / "examples"))
 
 
@@ -55,6 +63,34 @@ def test_misuse_is_refused(base: str, params: dict[str, str]) -> None:
         sign_url(base, "s3cret-s3cret-s3cret", params)
     with pytest.raises(ValueError):
         sign_url("https://og.example.com/og.png", "", {"title": "x"})
+
+
+@pytest.mark.parametrize("case", LIMITS, ids=[c["name"] for c in LIMITS])
+def test_the_servers_limits_checked_on_request(case: dict[str, Any]) -> None:
+    params = [tuple(p) for p in case["params"]]
+    base, secret = "https://og.example.com/og.png", "s3cret-s3cret-s3cret"
+    assert sign_url(base, secret, params)  # unchecked unless asked: signs anything
+    if case["refused"] is None:
+        check_params(params)
+        assert sign_url(base, secret, params, check=True) == sign_url(base, secret, params)
+        return
+    with pytest.raises(LimitError) as refused:
+        check_params(params)
+    assert refused.value.param == (None if case["refused"] == "query" else case["refused"])
+    with pytest.raises(LimitError, match=str(refused.value)):
+        sign_url(base, secret, params, check=True)
+
+
+def test_meta_tags_read_the_size_from_the_url() -> None:
+    square = sign_url(
+        "https://og.example.com/og.png", "s3cret-s3cret-s3cret", {"width": 1080, "height": 1080}
+    )
+    assert '<meta property="og:image:width" content="1080">' in meta_tags(square)
+    assert '<meta property="og:image:height" content="1080">' in meta_tags(square)
+    retina = meta_tags("https://og.example.com/og.png?scale=2&width=600&sig=x")
+    assert 'og:image:width" content="1200">' in retina and 'height" content="1260">' in retina
+    assert 'og:image:width" content="800">' in meta_tags(square, width=800)  # given wins
+    assert 'og:image:width" content="1200">' in meta_tags("https://x/og.png?width=wide&sig=x")
 
 
 def test_meta_tags_escape_and_follow_the_endpoint() -> None:
