@@ -199,7 +199,8 @@ class Sandbox:
         if _works([setpriv, *self.account.drop, "test", "-x", browser]):
             self._checked.add(browser)
             return
-        self._missing(f"{self.account.name} cannot run {browser}; Chromium runs as root")
-        self.account = None
-        self.chromium = False  # Chromium refuses its own sandbox as root
+        name = self.account.name
+        self._missing(f"{name} cannot run {browser} (OGPROXY_CHROMIUM: one it can run)")
+        self.account = None  # so Chromium runs as root, and refuses its own sandbox
+        self.chromium = False
         self.close()
