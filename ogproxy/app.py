@@ -159,6 +159,7 @@ async def readyz(service: Service, request: Request) -> Response:
         "disk_cache": store.disk.usable,
         "object_store": "off" if remote is None else "open" if remote.breaker.is_open else "ok",
         "network_isolation": renderer.network_isolation,
+        "browser_sandbox": renderer.browser_sandbox,
     }
     renderer.revive()  # a dead browser comes back without waiting for traffic
     status = 200 if checks["browser"] else 503

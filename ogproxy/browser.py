@@ -3,8 +3,9 @@
 Order: an explicit path (``OGPROXY_CHROMIUM``), else Playwright's own browser if it is
 installed, else a system Chromium (Debian's ``chromium-headless-shell``, then
 ``chromium``). ``python -m ogproxy.browser --check`` launches it and prints what it found.
-Every launch gets an environment without secrets and, given a ``NetworkJail``, no network
-(see isolation.py). Playwright's driver runs in a session of its own (``start_driver``).
+Every launch gets an environment without secrets and, given a ``Sandbox``, no network
+(isolation.py) and a user and sandbox of its own where the machine allows (sandbox.py).
+Playwright's driver runs in a session of its own (``start_driver``).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import logging
 import os
 import resource
 import shutil
+import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -33,9 +35,10 @@ from playwright.async_api import Error as PlaywrightError
 
 from . import procfs
 from .errors import ConfigError
-from .isolation import NetworkJail, child_env, scrubbed_environ
+from .isolation import child_env, scrubbed_environ
 from .params import Output
 from .priority import lower_children
+from .sandbox import Sandbox
 
 log = logging.getLogger("ogproxy.browser")
 
@@ -45,11 +48,8 @@ JS_HEAP_MIB = 256
 # without it a DOM bomb grew Chromium by ~1.7 GB in the 10 s before its 504.
 RENDERER_DATA_BYTES = 2**30
 
+# Not here: --no-sandbox, which sandbox.py adds only where Chromium's own sandbox cannot run.
 LAUNCH_ARGS = [
-    # Chromium's own sandbox needs user namespaces or a setuid helper, and refuses to start
-    # as root; the browser is confined from outside instead: no network (isolation.py), no
-    # secrets in its environment, one browser context per untrusted card (renderer.py).
-    "--no-sandbox",
     "--disable-gpu",
     # No WebGL: work a card queues on the GPU process (shared by every context) outlived
     # its card and held later cards past their timeout. Cards are HTML and CSS.
@@ -173,20 +173,36 @@ async def launch(
     playwright: Playwright,
     explicit: str | None = None,
     env: dict[str, str] | None = None,
-    jail: NetworkJail | None = None,
+    sandbox: Sandbox | None = None,
 ) -> Browser:
     """Launch headless Chromium, or raise ConfigError saying how to install one.
 
-    Its environment is ours without secrets, plus ``env`` (fontconfig, say).
+    Its environment is ours without secrets, plus ``env`` (fontconfig, say). Without a
+    ``sandbox`` it runs as we do, with ``--no-sandbox``.
     """
     executable = executable_for(playwright, explicit)
-    browser = await playwright.chromium.launch(
-        executable_path=jail.executable(executable) if jail else executable,
-        args=LAUNCH_ARGS + (jail.args if jail else []),
-        env={**child_env(), **(env or {})},
-    )
+    try:
+        browser = await _launch(playwright, executable, env, sandbox)
+    except PlaywrightError as exc:
+        # Chromium's sandbox can fail where the probe passed (an LSM that lets a user
+        # namespace be made but takes its capabilities away); at auto it goes without.
+        if sandbox is None or not sandbox.relax(str(exc).splitlines()[0]):
+            raise
+        browser = await _launch(playwright, executable, env, sandbox)
     await _cap_renderer_memory()
     return browser
+
+
+async def _launch(
+    playwright: Playwright, executable: str, env: dict[str, str] | None, sandbox: Sandbox | None
+) -> Browser:
+    return await playwright.chromium.launch(
+        executable_path=sandbox.executable(executable) if sandbox else executable,
+        args=LAUNCH_ARGS + (sandbox.args if sandbox else ["--no-sandbox"]),
+        env={**child_env(), **(env or {}), **(sandbox.env if sandbox else {})},
+        # Else Playwright adds --no-sandbox itself.
+        chromium_sandbox=sandbox.chromium if sandbox else False,
+    )
 
 
 async def _abort(route: Route) -> None:
@@ -205,12 +221,12 @@ class Chromium:
         playwright: Playwright,
         executable: str | None,
         env: dict[str, str] | None = None,
-        jail: NetworkJail | None = None,
+        sandbox: Sandbox | None = None,
     ) -> None:
         self._pw = playwright
         self._executable = executable
         self._env = env
-        self._jail = jail
+        self._sandbox = sandbox
         self._browser: Browser | None = None
         self._context: BrowserContext | None = None
         self._lock = asyncio.Lock()
@@ -226,7 +242,7 @@ class Chromium:
         async with self._lock:
             if not self.alive or self._context is None:
                 await self._close()
-                self._browser = await launch(self._pw, self._executable, self._env, self._jail)
+                self._browser = await launch(self._pw, self._executable, self._env, self._sandbox)
                 self._context = await self._new_context(Output())
                 lower_children()
                 self.generation += 1
@@ -289,21 +305,53 @@ def cap_renderer_memory() -> bool:
     Set on the zygotes, which fork the renderers (each new one inherits it), and on
     renderers already running. Over the limit, allocations fail: a script gets a
     RangeError or its renderer dies, and the render ends, not after GBs. False while a
-    browser below us has not started its zygote yet.
+    browser below us has not started its zygotes yet: in Chromium's own sandbox the
+    zygote it starts stays the init of its PID namespace and forks the one that forks
+    the renderers.
     """
     tree, todo, ready = procfs.tree(), [os.getpid()], True
-    limit = (RENDERER_DATA_BYTES, RENDERER_DATA_BYTES)
     while todo:
         kids = tree.get(todo.pop(), [])
         todo += kids
         for pid in kids:
             kind = _type(pid)
             if kind in ("zygote", "renderer"):
-                with contextlib.suppress(OSError):
-                    resource.prlimit(pid, resource.RLIMIT_DATA, limit)
-            elif kind == "" and not any(_type(k) == "zygote" for k in tree.get(pid, [])):
+                _limit_data(pid)
+            waits = kind == "" or (kind == "zygote" and _sandboxed_zygote(pid))
+            if waits and not any(_type(k) == "zygote" for k in tree.get(pid, [])):
                 ready = False
     return ready
+
+
+def _sandboxed_zygote(pid: int) -> bool:
+    """The browser's sandboxed zygote (not its unsandboxed one, nor the one it forks)."""
+    info = procfs.stat(pid)
+    if info is None or _type(info.ppid) == "zygote":
+        return False
+    return not {"--no-sandbox", "--no-zygote-sandbox"} & set(procfs.args(pid))
+
+
+def _limit_data(pid: int) -> None:
+    limit = (RENDERER_DATA_BYTES, RENDERER_DATA_BYTES)
+    try:
+        resource.prlimit(pid, resource.RLIMIT_DATA, limit)
+    except PermissionError:
+        # Chromium runs as a user of its own (sandbox.py) and we lack CAP_SYS_RESOURCE
+        # (containers drop it): a process of that user may set the limit instead.
+        ids, prlimit = procfs.owner(pid), shutil.which("prlimit")
+        if ids is not None and prlimit is not None and ids[0] != os.getuid():
+            with contextlib.suppress(OSError, subprocess.SubprocessError):
+                subprocess.run(
+                    [prlimit, f"--pid={pid}", f"--data={limit[0]}:{limit[1]}"],
+                    user=ids[0],
+                    group=ids[1],
+                    extra_groups=[],
+                    capture_output=True,
+                    timeout=5,
+                    check=False,
+                )
+    except OSError:
+        pass  # gone
 
 
 async def _cap_renderer_memory() -> None:

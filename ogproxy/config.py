@@ -28,6 +28,7 @@ from .isolation import NETWORK_ISOLATION_CHOICES, NetworkIsolation
 from .logs import LOG_FORMATS, LogFormat
 from .origins import AllowList
 from .resources import package_dir
+from .sandbox import BROWSER_SANDBOX_CHOICES, DEFAULT_BROWSER_USER, BrowserSandbox
 from .secretrules import check_secrets, split_secret
 
 DEFAULT_HOST = "127.0.0.1"
@@ -351,6 +352,22 @@ class Settings:
         help="How Chromium is kept off the network: an empty network namespace (namespace), "
         "proxy and WebRTC flags only (flags), or namespace where available (auto).",
     )
+    browser_sandbox: BrowserSandbox = setting(
+        "auto",
+        kind="choice",
+        choices=BROWSER_SANDBOX_CHOICES,
+        shown="`auto`: Chromium as `OGPROXY_BROWSER_USER` when ogproxy runs as root, and in its "
+        "own sandbox where user namespaces allow; `on` requires what `auto` tries; `off`: neither",
+        help="Chromium as a user of its own when ogproxy runs as root, and in its own sandbox "
+        "(user namespaces): where the machine allows (auto), required (on), or neither (off).",
+    )
+    browser_user: str = setting(
+        DEFAULT_BROWSER_USER,
+        kind="text",
+        shown="`nobody`: the user Chromium runs as when ogproxy runs as root (better: a user of "
+        "its own, not in ogproxy's group)",
+        help="The user Chromium runs as when ogproxy runs as root (a name or uid; not root).",
+    )
     trusted_templates: bool = setting(
         False,
         kind="bool",
@@ -385,6 +402,10 @@ class Settings:
         if self.dev and not self.unsafe_dev:
             _check_dev(self)
         _check_proxies(self.trusted_proxies)
+        if self.browser_user.strip() in ("root", "0"):
+            raise ConfigError(
+                "OGPROXY_BROWSER_USER: Chromium must not run as root; name another user"
+            )
         if self.store is not None:
             parse_store_url(self.store)  # raises a ConfigError naming OGPROXY_STORE
 

@@ -9,7 +9,9 @@ failed request. diskcache is synchronous: the async methods run it in a worker t
 from __future__ import annotations
 
 import logging
+import os
 import sqlite3
+import stat
 import time
 from pathlib import Path
 
@@ -25,6 +27,20 @@ log = logging.getLogger("ogproxy.store")
 DISK_ERRORS = (OSError, sqlite3.Error, diskcache.Timeout)
 
 
+def _close_to_others(directory: Path) -> None:
+    """No access for others to the cache (every card, private HTML's included): Chromium
+    may run as a user of its own (sandbox.py), which must not read it. The group keeps
+    its access (systemd's CacheDirectoryMode=0750)."""
+    info = directory.stat()
+    if info.st_mode & 0o007 and info.st_uid == os.geteuid():
+        try:
+            directory.chmod(stat.S_IMODE(info.st_mode) & 0o770)
+        except OSError as exc:
+            log.warning("cache directory %s is open to others: %s", directory, exc)
+        else:
+            log.info("cache directory %s: access for others removed", directory)
+
+
 class DiskTier:
     """``cache`` is None when the directory cannot be used: every read is then a miss."""
 
@@ -36,7 +52,8 @@ class DiskTier:
         self.corrupt = 0  # entries that failed their check and were dropped
         self.cache: diskcache.Cache | None
         try:
-            directory.mkdir(parents=True, exist_ok=True)
+            directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+            _close_to_others(directory)
             limit = {} if size_limit is None else {"size_limit": size_limit}
             self.cache = diskcache.Cache(str(directory), **limit)
         except DISK_ERRORS as exc:

@@ -11,6 +11,7 @@ with brotli for WOFF2: the format users most often have and peers most often ref
 from __future__ import annotations
 
 import hashlib
+import shutil
 import tempfile
 from pathlib import Path
 from xml.sax.saxutils import escape
@@ -42,7 +43,11 @@ def _unpack(source: Path, into: Path, prefix: str) -> None:
 
 
 def fontconfig_env(directory: Path | None) -> dict[str, str]:
-    """Environment for Chromium that adds ``directory`` to the system's fonts."""
+    """Environment for Chromium that adds ``directory`` to the system's fonts.
+
+    The files are copied into a folder anyone may read: Chromium may run as a user of its
+    own (sandbox.py) that cannot reach ``directory``.
+    """
     if directory is None:
         return {}
     work = Path(tempfile.mkdtemp(prefix="ogproxy-fonts-"))
@@ -52,7 +57,7 @@ def fontconfig_env(directory: Path | None) -> dict[str, str]:
         if path.suffix.lower() in (".woff", ".woff2"):
             _unpack(path, usable, str(i))
         else:
-            (usable / f"{i}-{path.name}").symlink_to(path.resolve())
+            shutil.copyfile(path, usable / f"{i}-{path.name}")
     (work / "fonts.conf").write_text(
         '<?xml version="1.0"?>\n<!DOCTYPE fontconfig SYSTEM "urn:fontconfig:fonts.dtd">\n'
         "<fontconfig>\n"
@@ -61,4 +66,6 @@ def fontconfig_env(directory: Path | None) -> dict[str, str]:
         f"  <cachedir>{escape(str(work / 'cache'))}</cachedir>\n"
         "</fontconfig>\n"
     )
+    for made in (work, *work.iterdir(), *usable.iterdir()):  # fonts, not secrets
+        made.chmod(0o755 if made.is_dir() else 0o644)  # whatever the umask
     return {"FONTCONFIG_FILE": str(work / "fonts.conf")}

@@ -9,7 +9,9 @@ host and port). So the browser process gets no network at all where the platform
 - ``namespace``: Chromium runs in an empty network namespace (``unshare --net``; as root,
   or as any user through an unprivileged user namespace). Its only interface is a loopback
   that is down: nothing inside can reach anything outside, whatever the browser does.
-  Playwright drives it over a pipe, which needs no socket.
+  Playwright drives it over a pipe, which needs no socket. Inside, the user stays itself
+  (``--map-current-user``), not root: Chromium refuses its own sandbox as root
+  (sandbox.py); util-linux before 2.38 can only map root.
 - ``flags``: where namespaces are not available. Every scheme goes to a proxy that cannot
   answer (a loopback port this process holds bound and never listens on, so nothing else
   can take it), loopback included; host names resolve to nothing; WebRTC may use only
@@ -30,7 +32,7 @@ import shutil
 import socket
 import subprocess
 import tempfile
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Literal
 
@@ -43,7 +45,11 @@ NETWORK_ISOLATION_CHOICES: tuple[NetworkIsolation, ...] = ("auto", "namespace", 
 
 # Ways to enter an empty network namespace, tried in order: root may create one directly,
 # any other user through a user namespace of its own.
-_UNSHARE = (("--net",), ("--user", "--map-root-user", "--net"))
+_UNSHARE = (
+    ("--net",),
+    ("--user", "--map-current-user", "--net"),
+    ("--user", "--map-root-user", "--net"),
+)
 
 # What the browser and Playwright's driver may see of our environment: an allowlist, since
 # a server's environment holds secrets under any name (DATABASE_URL, SENTRY_DSN, ...).
@@ -103,6 +109,11 @@ class NetworkJail:
         self._dir: Path | None = None
 
     @property
+    def prefix(self) -> tuple[str, ...]:
+        """The command that enters the namespace, ending in ``--``; empty at ``flags``."""
+        return self._prefix or ()
+
+    @property
     def args(self) -> list[str]:
         port = self._dead.getsockname()[1]
         return [
@@ -114,15 +125,17 @@ class NetworkJail:
             "--no-pings",
         ]
 
-    def executable(self, browser: str) -> str:
-        """What Playwright should launch for ``browser``: a wrapper that enters the namespace."""
-        if self._prefix is None:
-            return browser
+    def executable(self, command: Sequence[str], preamble: str = "") -> str:
+        """What Playwright should launch for ``command`` (a browser, perhaps behind
+        sandbox.py's ``setpriv``): a wrapper that enters the namespace, runs the shell
+        ``preamble`` and the command with Playwright's arguments."""
+        if self._prefix is None and len(command) == 1 and not preamble:
+            return command[0]
         if self._dir is None:
             self._dir = Path(tempfile.mkdtemp(prefix="ogproxy-chromium-"))
         wrapper = self._dir / "chromium"
-        command = shlex.join([*self._prefix, browser])
-        wrapper.write_text(f'#!/bin/sh\nexec {command} "$@"\n')
+        line = shlex.join([*self.prefix, *command])
+        wrapper.write_text(f'#!/bin/sh\n{preamble}exec {line} "$@"\n')
         wrapper.chmod(0o700)
         return str(wrapper)
 

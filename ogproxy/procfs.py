@@ -126,6 +126,17 @@ def kib(pid: int | str, field: str, file: str = "status") -> int | None:
     return None
 
 
+def owner(pid: int | str) -> tuple[int, int] | None:
+    """The real user and group ids of the process; None if it is gone."""
+    try:
+        fields = dict(
+            line.split(":", 1) for line in (PROC / str(pid) / "status").read_text().splitlines()
+        )
+        return int(fields["Uid"].split()[0]), int(fields["Gid"].split()[0])
+    except (OSError, ValueError, KeyError, IndexError):
+        return None
+
+
 def rss_bytes(pid: int | str) -> int:
     """Resident memory of the process; 0 if it is gone."""
     return (kib(pid, "VmRSS") or 0) * 1024

@@ -19,7 +19,8 @@ Isolation model (measured, see README "Security"):
   loaded again in a new window. A different shell is loaded over the old one with
   ``set_content``: only built-in code has run in that window, and a new page per shell
   switch measured 2.3x slower on cards that alternate shells (bench/, 2026-11-25).
-- The browser itself has no network (isolation.py), and its environment holds no secret.
+- The browser itself has no network (isolation.py), and its environment holds no secret;
+  where the machine allows, it runs as a user of its own and in its own sandbox (sandbox.py).
 
 Capture uses Chromium's fast PNG mode and the pixels are re-encoded outside the browser
 (see encoder.py).
@@ -56,6 +57,7 @@ from .priority import (
     lower_this_thread,
 )
 from .rendering import PageRequests
+from .sandbox import DEFAULT_BROWSER_USER, BrowserSandbox, Sandbox
 from .templates import Document
 
 log = logging.getLogger("ogproxy.renderer")
@@ -263,6 +265,8 @@ class ChromiumRenderer:
         queue: int = 64,
         fonts_dir: Path | None = None,
         network_isolation: NetworkIsolation = "auto",
+        browser_sandbox: BrowserSandbox = "auto",
+        browser_user: str = DEFAULT_BROWSER_USER,
     ) -> None:
         self._pages = pages
         self._browsers_wanted = max(1, min(browsers, pages))
@@ -272,6 +276,8 @@ class ChromiumRenderer:
         self._fonts_dir = fonts_dir
         self._isolation: NetworkIsolation = network_isolation
         self._jail: NetworkJail | None = None
+        self._sandbox_wanted, self._browser_user = browser_sandbox, browser_user
+        self._sandbox: Sandbox | None = None
         self._pw: Playwright | None = None
         self._chromiums: list[Chromium] = []  # the trusted pool's
         self._untrusted: Chromium | None = None  # launched at the first untrusted card
@@ -291,12 +297,19 @@ class ChromiumRenderer:
             queue=settings.queue,
             fonts_dir=settings.fonts_dir,
             network_isolation=settings.network_isolation,
+            browser_sandbox=settings.browser_sandbox,
+            browser_user=settings.browser_user,
         )
 
     @property
     def network_isolation(self) -> str:
         """``namespace`` or ``flags`` (see isolation.py); ``none`` before start."""
         return self._jail.level if self._jail else "none"
+
+    @property
+    def browser_sandbox(self) -> str:
+        """``uid+chromium``, ``uid``, ``chromium`` or ``none`` (see sandbox.py)."""
+        return self._sandbox.level if self._sandbox else "none"
 
     @property
     def restarts(self) -> int:
@@ -311,8 +324,8 @@ class ChromiumRenderer:
     async def start(self) -> None:
         keep_children_from_raising_priority()
         self._jail = NetworkJail(self._isolation)
-        log.info("renderer network isolation: %s", self._jail.level)
         try:
+            self._sandbox = Sandbox(self._sandbox_wanted, self._browser_user, self._jail)
             self._pw = await start_driver()
             # Playwright's driver is idle now: lowered before it launches Chromium, every
             # Chromium process and thread is born at the render priority (no race with the
@@ -320,11 +333,17 @@ class ChromiumRenderer:
             lower_children()
             self._env = env = fontconfig_env(self._fonts_dir)
             self._chromiums = [
-                Chromium(self._pw, self._executable, env, self._jail)
+                Chromium(self._pw, self._executable, env, self._sandbox)
                 for _ in range(self._browsers_wanted)
             ]
             for i in range(self._pages):
                 self._pool.put_nowait(await Tab.open(self._chromiums[i % len(self._chromiums)]))
+            # After the first launch, which settles the sandbox level (sandbox.relax).
+            log.info(
+                "renderer network isolation: %s, browser sandbox: %s",
+                self._jail.level,
+                self._sandbox.level,
+            )
         except BaseException:
             await self.stop()
             raise
@@ -360,6 +379,8 @@ class ChromiumRenderer:
         if self._pw is not None:
             await self._pw.stop()
             self._pw = None
+        if self._sandbox is not None:
+            self._sandbox.close()
         if self._jail is not None:
             self._jail.close()
 
@@ -499,7 +520,7 @@ class ChromiumRenderer:
         """
         if self._untrusted is None:
             assert self._pw is not None
-            self._untrusted = Chromium(self._pw, self._executable, self._env, self._jail)
+            self._untrusted = Chromium(self._pw, self._executable, self._env, self._sandbox)
         browser = self._untrusted
         context = await browser.isolated(output)
         try:

@@ -47,6 +47,11 @@ class Renderer(Protocol):
     def network_isolation(self) -> str:
         """How the renderer is kept off the network (isolation.py), for /readyz."""
 
+    @property
+    def browser_sandbox(self) -> str:
+        """Who the browser runs as and whether its own sandbox is on (sandbox.py), for
+        /readyz."""
+
     async def start(self) -> None: ...
 
     async def stop(self) -> None: ...

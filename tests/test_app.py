@@ -27,7 +27,8 @@ from tests.support.cards import (
 )
 from tests.support.fake import FakeRenderer
 
-# /readyz of a healthy instance with no object store, in this machine's isolation level.
+# /readyz of a healthy instance with no object store, in this machine's isolation level
+# and sandbox (as root: Chromium as nobody, in its own sandbox).
 READY = {
     "ready": True,
     "degraded": False,
@@ -35,6 +36,7 @@ READY = {
     "disk_cache": True,
     "object_store": "off",
     "network_isolation": "namespace",
+    "browser_sandbox": "uid+chromium",
 }
 
 pytestmark = pytest.mark.anyio
@@ -348,7 +350,7 @@ async def test_readyz_and_metrics_follow_the_traffic(tmp_path: Path) -> None:
     async with running(make_settings(tmp_path), FakeRenderer()) as (app, client):
         ready = await client.get("/readyz")
         assert ready.status_code == 200
-        assert ready.json() == {**READY, "network_isolation": "fake"}
+        assert ready.json() == {**READY, "network_isolation": "fake", "browser_sandbox": "fake"}
         url = signed({"title": "Counted"})
         for _ in range(3):
             await client.get(url)

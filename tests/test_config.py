@@ -155,6 +155,8 @@ def test_every_setting_survives_to_env_and_back(tmp_path: Path) -> None:
         log_format="text",
         trusted_proxies="10.0.0.0/8",
         network_isolation="flags",
+        browser_sandbox="off",
+        browser_user="ogproxy-browser",
         trusted_templates=True,
         unsafe_dev=True,
         store="s3://cards/og",

@@ -26,7 +26,8 @@ from typing import Any
 import httpx
 import pytest
 
-from ogproxy import isolation
+from ogproxy import isolation, sandbox
+from tests.support.processes import python_as
 from tests.support.servers import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -246,31 +247,45 @@ def _unit_setting(name: str) -> str:
     return value
 
 
-def test_systemd_unit_allows_exactly_the_namespaces_network_isolation_needs() -> None:
+def test_systemd_unit_allows_exactly_the_namespaces_the_browser_needs() -> None:
     """RestrictNamespaces=yes refused the `unshare` that isolation.py runs, so the unit's
-    Chromium fell back to level `flags`; allowing more would be more than it needs."""
+    Chromium fell back to level `flags`, and Chromium's own sandbox (sandbox.py) needs its
+    namespaces too; allowing more would be more than they need."""
     assert _unit_setting("User") != "root" and _unit_setting("CapabilityBoundingSet") == ""
     # Unprivileged and without capabilities, the unit can enter a network namespace only
-    # the way that makes a user namespace first.
-    (way,) = [options for options in isolation._UNSHARE if "--user" in options]
-    needed = {_NAMESPACES[option] for option in way if option in _NAMESPACES}
-    assert set(_unit_setting("RestrictNamespaces").split()) == needed == {"user", "net"}
+    # the ways that make a user namespace first.
+    ways = [options for options in isolation._UNSHARE if "--user" in options]
+    needed = {_NAMESPACES[option] for way in ways for option in way if option in _NAMESPACES}
+    needed |= {_NAMESPACES[option] for option in sandbox.CHROMIUM_NAMESPACES}
+    assert set(_unit_setting("RestrictNamespaces").split()) == needed == {"user", "net", "pid"}
 
 
-def test_that_way_works_for_a_user_like_the_units(tmp_path: Path) -> None:
-    """The unit's user, bounding set and NoNewPrivileges, imitated with setpriv: isolation
-    finds its way into an empty network namespace (systemd itself is not running here)."""
+# The unit's user, bounding set and NoNewPrivileges, imitated with setpriv.
+LIKE_THE_UNIT = ["--reuid=65534", "--regid=65534", "--clear-groups"]
+LIKE_THE_UNIT += ["--bounding-set=-all", "--no-new-privs"]
+
+
+def test_those_ways_work_for_a_user_like_the_units() -> None:
+    """Isolation finds its way into an empty network namespace, keeping the user (not
+    root, which Chromium refuses its sandbox to), and Chromium's own sandbox can make its
+    namespaces inside it (systemd itself is not running here)."""
     setpriv = shutil.which("setpriv")
     if setpriv is None or os.geteuid() != 0:
         pytest.skip("needs setpriv and root, to become an unprivileged user")
-    probe = "from ogproxy.isolation import namespace_prefix; print(namespace_prefix())"
-    like_the_unit = [setpriv, "--reuid=65534", "--regid=65534", "--clear-groups"]
-    like_the_unit += ["--bounding-set=-all", "--no-new-privs"]
-    proc = _run([*like_the_unit, sys.executable, "-c", probe], env={"PATH": os.environ["PATH"]})
-    if "Permission denied" in proc.stderr:
-        pytest.skip("the checkout is not readable by an unprivileged user")
+    env = {"PATH": os.environ["PATH"]}
+    python = python_as([setpriv, *LIKE_THE_UNIT], env)
+    if python is None:
+        pytest.skip("no Python here that an unprivileged user can run with this checkout")
+    probe = (
+        "from ogproxy.isolation import NetworkJail; from ogproxy.sandbox import Sandbox\n"
+        "jail = NetworkJail('namespace'); print(jail.prefix)\n"
+        "print(Sandbox('on', 'nobody', jail).level)"
+    )
+    proc = _run([*python, "-c", probe], env=env)
     assert proc.returncode == 0, proc.stderr
-    assert "'--user', '--map-root-user', '--net'" in proc.stdout, proc.stdout
+    prefix, level = proc.stdout.splitlines()
+    assert "'--user', '--map-current-user', '--net'" in prefix, prefix
+    assert level == "chromium"
 
 
 # --- compose and Caddy --------------------------------------------------------------

@@ -111,6 +111,18 @@ def test_threads_and_their_names() -> None:
         thread.join()
 
 
+def test_owner_of_a_process_of_another_user() -> None:
+    if os.geteuid() != 0:
+        pytest.skip("needs root, to start a process as another user")
+    proc = subprocess.Popen(["sleep", "30"], user=65534, group=65533, extra_groups=[])
+    try:
+        assert procfs.owner(proc.pid) == (65534, 65533)
+        assert procfs.owner(os.getpid()) == (os.getuid(), os.getgid())
+    finally:
+        proc.kill()
+        proc.wait()
+
+
 def test_a_process_that_is_gone() -> None:
     proc = subprocess.Popen([sys.executable, "-c", "pass"])
     proc.wait()
@@ -118,6 +130,7 @@ def test_a_process_that_is_gone() -> None:
     assert procfs.cmdline(proc.pid) == ""
     assert procfs.args(proc.pid) == []
     assert procfs.environ(proc.pid) == {}
+    assert procfs.owner(proc.pid) is None
     assert procfs.kib(proc.pid, "VmRSS") is None
     assert procfs.rss_bytes(proc.pid) == 0
     assert procfs.thread_ids(proc.pid) == []

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import os
 import sqlite3
+import stat
 from pathlib import Path
 
 import pytest
@@ -73,6 +75,22 @@ async def test_unusable_cache_dir_means_memory_only(tmp_path: Path) -> None:
     assert s.disk.cache is None
     await s.put("k", PNG)
     assert await s.get("k") == PNG
+
+
+def test_the_cache_dir_is_closed_to_other_users(tmp_path: Path) -> None:
+    """Chromium may run as a user of its own (sandbox.py): it must not read the cache, a
+    new one or one an older version left open to everyone; the group keeps its access."""
+    old = os.umask(0o022)
+    try:
+        store(tmp_path / "new").close()
+        opened = tmp_path / "old" / "cache"
+        opened.mkdir(parents=True, mode=0o755)
+        opened.chmod(0o755)
+        store(tmp_path / "old").close()
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE((tmp_path / "new" / "cache").stat().st_mode) == 0o700
+    assert stat.S_IMODE(opened.stat().st_mode) == 0o750
 
 
 async def test_render_lock_excludes_other_holders(tmp_path: Path) -> None:

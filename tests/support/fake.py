@@ -57,6 +57,7 @@ class FakeRenderer:
     documents: list[tuple[Document, Output]] = field(default_factory=list)
     page_requests: list[str] = field(default_factory=list)  # image URLs each card's page asks for
     network_isolation: str = "fake"
+    browser_sandbox: str = "fake"
     _slots: asyncio.Semaphore | None = None
 
     @property

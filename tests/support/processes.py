@@ -10,8 +10,10 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import site
 import socket
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -131,3 +133,21 @@ def cpu_seconds(pids: list[int]) -> float:
 def rss_bytes(pids: list[int]) -> int:
     """Resident memory of ``pids`` (those still there)."""
     return sum(procfs.rss_bytes(pid) for pid in pids)
+
+
+def python_as(setpriv: list[str], env: dict[str, str]) -> list[str] | None:
+    """A Python command that runs as another user (``setpriv`` and its options) and imports
+    this checkout's ogproxy, or None. Our interpreter may live where only we can enter (a
+    home folder): the system's one of the same version then runs our packages."""
+    root = Path(__file__).resolve().parents[2]
+    env["PYTHONPATH"] = os.pathsep.join(
+        [str(root), str(root / "clients/python"), *site.getsitepackages()]
+    )
+    version = f"{sys.version_info.major}.{sys.version_info.minor}"
+    for python in (sys.executable, f"/usr/bin/python{version}"):
+        command = [*setpriv, python]
+        probe = [*command, "-c", "import ogproxy.renderer"]
+        done = subprocess.run(probe, env=env, capture_output=True, timeout=60, check=False)
+        if done.returncode == 0:
+            return command
+    return None
