@@ -522,13 +522,12 @@ class ChromiumRenderer:
             assert self._pw is not None
             self._untrusted = Chromium(self._pw, self._executable, self._env, self._sandbox)
         browser = self._untrusted
-        context = await browser.isolated(output)
+        fresh = await browser.isolated(output)
+        context, page, cdp = fresh.context, fresh.page, fresh.cdp
         try:
             if fetch is not None:
                 await context.unroute("**/*")
                 await context.route("**/*", fetch.handle)
-            page = await context.new_page()
-            cdp = await context.new_cdp_session(page)
             try:
                 await page.set_content(doc.html, wait_until="load")
                 await page.evaluate(_SETTLE_JS)
