@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 from PIL import ImageChops
-from playwright.async_api import Page, async_playwright
+from playwright.async_api import Page
 
-from ogproxy.browser import launch
 from ogproxy.cachekey import cache_key
 from ogproxy.config import TEMPLATES_DIR
 from ogproxy.params import CardParams, Output
@@ -24,19 +22,9 @@ pytestmark = pytest.mark.anyio
 TEMPLATES = ("default", "minimal", "gradient")
 
 
-@pytest.fixture(scope="module")
-async def tab() -> AsyncIterator[Tab]:
-    async with async_playwright() as pw:
-        browser = await launch(pw)
-        context = await browser.new_context(viewport={"width": 1200, "height": 630}, offline=True)
-        page = await context.new_page()
-        TAB[page] = Tab(page, await context.new_cdp_session(page))
-        yield TAB[page]
-        await browser.close()
-
-
 @pytest.fixture
 def page(tab: Tab) -> Page:
+    TAB[tab.page] = tab
     return tab.page
 
 
