@@ -14,7 +14,8 @@ from ogproxy.cachekey import cache_key
 from ogproxy.config import TEMPLATES_DIR
 from ogproxy.params import CardParams, Output
 from ogproxy.renderer import Tab
-from ogproxy.templates import Document, TemplateSet, raw_document, readable_on, text_lang
+from ogproxy.templates import Document, TemplateSet, raw_document
+from ogproxy.typesetting import text_lang
 from tests.support.cards import max_channel, png_image, rgb_at, signed
 from tests.support.pages import fonts_used
 
@@ -161,11 +162,6 @@ async def test_rtl_title_is_right_aligned(page: Page) -> None:
     await load(page, "default", "مرحبا بالعالم")
     direction = await page.evaluate("getComputedStyle(document.querySelector('h1 span')).direction")
     assert direction == "rtl"
-
-
-def test_readable_text_colour() -> None:
-    assert readable_on("#ffff00") == "#0b1020"
-    assert readable_on("#1e1b4b") == "#ffffff"
 
 
 def test_editing_a_template_changes_the_cache_key(tmp_path: Path) -> None:
