@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import base64
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+import pyvips
 from PIL import ImageChops
 from playwright.async_api import Page
 
@@ -15,7 +17,6 @@ from ogproxy.config import TEMPLATES_DIR
 from ogproxy.params import CardParams, Output
 from ogproxy.renderer import Tab
 from ogproxy.templates import Document, TemplateSet, raw_document
-from ogproxy.typesetting import text_lang
 from tests.support.cards import max_channel, png_image, rgb_at, signed
 from tests.support.pages import fonts_used
 
@@ -222,7 +223,6 @@ def test_template_using_text_elsewhere_falls_back_to_a_full_load(tmp_path: Path)
 def test_pre_rendered_gradient_runs_corner_to_corner_in_whole_pixel_steps(
     width: int, height: int
 ) -> None:
-    import base64
     import io
 
     from PIL import Image
@@ -276,13 +276,6 @@ async def test_japanese_titles_break_between_phrases(page: Page, template: str) 
         assert await page.evaluate(_LINES_OF, ["ラーメン", width]) == 1, width
 
 
-def test_the_text_picks_the_language() -> None:
-    assert text_lang("Hello") == "en"
-    assert text_lang("東京で会いましょう") == "ja"
-    assert text_lang("東京") == "zh"  # no kana: Han only
-    assert text_lang("Title", "한국어 부제") == "ko"
-
-
 @pytest.mark.parametrize("template", TEMPLATES)
 async def test_a_short_title_fills_its_card(page: Page, template: str) -> None:
     for title in ("Ship it", "Launch Week Three"):
@@ -292,6 +285,19 @@ async def test_a_short_title_fills_its_card(page: Page, template: str) -> None:
         assert all(box["fits"] and box["inside"] for box in report), report
     await load(page, template, "Six words make a normal title", "A subtitle")
     assert (await fit_report(page))[0]["size"] <= (await fit_report(page))[0]["max"]
+
+
+def test_the_mirrored_gradient_runs_to_the_bottom_left() -> None:
+    from ogproxy.encoder import linear_gradient
+
+    def image(mirrored: bool) -> pyvips.Image:
+        uri = str(linear_gradient(300, 200, "#6366f1", "#101010", mirrored))
+        return pyvips.Image.new_from_buffer(base64.b64decode(uri.split(",", 1)[1]), "")
+
+    plain, mirrored = image(False), image(True)
+    assert mirrored.getpoint(299, 0) == [0x63, 0x66, 0xF1]
+    assert mirrored.getpoint(0, 199) == [0x10, 0x10, 0x10]
+    assert (plain.fliphor() == mirrored).min() == 255
 
 
 GUIDE_FRAGMENT = (
