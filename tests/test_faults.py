@@ -154,4 +154,4 @@ async def test_corrupted_entry_is_rendered_again(tmp_path: Path) -> None:
         assert again.status_code == 200 and again.headers["x-cache"] == "MISS"
         assert png_image(again.content).size == (1200, 630)
         assert len(again.content) == len(good.content)
-        assert app.store.disk.corrupt == 1
+        assert app.store.disk.stats.rejected == 1
