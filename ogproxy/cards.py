@@ -81,14 +81,14 @@ class Cards:
     async def _render_once(self, key: str, params: CardParams, output: Output) -> CardImage:
         # Re-check inside the flight: another request may have stored it meanwhile, and
         # another worker process may be rendering it right now (the lock waits for it).
-        cached = await self.store.get(key)
+        cached = await self.store.get(key, output.format)
         if cached is not None:
             return CardImage(cached, "HIT")
         # Fetched before taking the lock: a slow image origin must not hold the key
         # against the other workers.
         card = await self._inline_images(params)
         async with self.store.render_lock(key, hold=self.lock_hold):
-            cached = await self.store.get(key, recheck=True)
+            cached = await self.store.get(key, output.format, recheck=True)
             if cached is not None:  # another process rendered it while we waited
                 return CardImage(cached, "WAIT")
             started = time.perf_counter()
@@ -109,7 +109,7 @@ class Cards:
             if self.on_render is not None:
                 self.on_render(seconds)
             _check_size(image, output)
-            await self.store.put(key, image)
+            await self.store.put(key, output.format, image)
         return CardImage(image, "MISS", render_ms=round(seconds * 1000, 1))
 
     async def _inline_images(self, params: CardParams) -> CardParams:
