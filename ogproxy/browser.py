@@ -283,7 +283,9 @@ class Chromium:
         if spare is not None:
             if spare.key == key and spare.generation == self.generation:
                 with contextlib.suppress(PlaywrightError):
-                    return await spare.made
+                    ready = await spare.made
+                    if ready.usable():  # a renderer that died while it waited is not
+                        return ready
             _background(spare.close())
         return await self._fresh(output)
 
@@ -291,7 +293,9 @@ class Chromium:
         context = await self._new_context(output)
         try:
             page = await context.new_page()
-            return Fresh(context, page, await context.new_cdp_session(page))
+            fresh = Fresh(context, page, await context.new_cdp_session(page))
+            page.on("crash", lambda _: setattr(fresh, "crashed", True))
+            return fresh
         except BaseException:
             with contextlib.suppress(PlaywrightError):
                 await context.close()
@@ -323,13 +327,17 @@ class Chromium:
             await self._close()
 
 
-@dataclass(frozen=True)
+@dataclass(eq=False)
 class Fresh:
     """A card's own context, its page and the page's DevTools session."""
 
     context: BrowserContext
     page: Page
     cdp: CDPSession
+    crashed: bool = False  # its renderer died (killed, out of memory) before any card
+
+    def usable(self) -> bool:
+        return not self.crashed and not self.page.is_closed()
 
 
 @dataclass(frozen=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import shutil
 import socket
 import threading
@@ -279,3 +280,20 @@ async def test_each_untrusted_card_gets_a_context_never_used_before(tmp_path: Pa
     # one more: one context a card, plus the one waiting.
     assert seen == [2, 3, 4]
     assert len({id(c) for c in made}) == len(made)
+
+
+async def test_a_spare_whose_renderer_died_while_it_waited_is_not_used(tmp_path: Path) -> None:
+    async with running(make_settings(tmp_path)) as (app, client):
+        html = "<body style='margin:0;background:#fff'><p>{}</p></body>"
+        assert (await client.get(signed({"html": html.format(1)}))).status_code == 200
+        untrusted = app.renderer._untrusted  # type: ignore[attr-defined]
+        spare = await untrusted._spare.made
+        with contextlib.suppress(Exception):  # the renderer dies under the call: no answer
+            await asyncio.wait_for(spare.cdp.send("Page.crash"), 2)
+        for _ in range(100):
+            if spare.crashed:
+                break
+            await asyncio.sleep(0.05)
+        assert spare.crashed
+        second = await client.get(signed({"html": html.format(2)}))
+        assert second.status_code == 200, second.text
