@@ -9,6 +9,7 @@ composition root (service.py) builds it for the server and for ``ogproxy render`
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -17,26 +18,48 @@ from typing import Literal
 import anyio.to_thread
 
 from .cachekey import cache_key
+from .encoder import encode
 from .errors import OutputTooLarge
 from .fetcher import Fetcher
-from .params import MAX_OUTPUT_BYTES, CardParams, Output, image_names
+from .params import MAX_OUTPUT_BYTES, MAX_OUTPUT_NAME, CardParams, Output, image_names
 from .rendering import Renderer
 from .singleflight import SingleFlight
 from .store import Store
 from .templates import TemplateSet
+
+log = logging.getLogger("ogproxy.cards")
 
 # Where a request's image came from, as X-Cache says it: the cache, its own render, or
 # a render it waited for (another request's here, or another worker process's).
 Source = Literal["HIT", "MISS", "WAIT"]
 
 
-def _check_size(image: bytes, output: Output) -> None:
-    if len(image) > MAX_OUTPUT_BYTES:
-        hint = "palette=1, " if output.format == "png" and not output.palette else ""
-        raise OutputTooLarge(
-            f"The rendered image is {len(image):,} bytes, over the "
-            f"{MAX_OUTPUT_BYTES // 2**20} MiB limit; try {hint}JPEG or WebP, or a smaller size."
-        )
+async def _fit(image: bytes, output: Output) -> bytes:
+    """``image`` within MAX_OUTPUT_BYTES: a lossless PNG over it is encoded again with a
+    256-colour palette (about a third of the bytes); OutputTooLarge if it still does not fit."""
+    if len(image) <= MAX_OUTPUT_BYTES:
+        return image
+    size, tried = len(image), ""
+    if output.format == "png" and not output.palette:
+        smaller = await anyio.to_thread.run_sync(lambda: encode(image, "png", palette=True))
+        if len(smaller) <= MAX_OUTPUT_BYTES:
+            log.info(
+                "a %s-byte lossless PNG is over %s: served with a palette (%s bytes)",
+                f"{size:,}",
+                MAX_OUTPUT_NAME,
+                f"{len(smaller):,}",
+            )
+            return smaller
+        size, tried = len(smaller), " even with a 256-colour palette"
+    advice = {
+        "png": "JPEG or WebP",
+        "jpeg": "a lower quality, WebP",
+        "webp": "a lower quality",
+    }[output.format]
+    raise OutputTooLarge(
+        f"The rendered image is {size:,} bytes{tried}, over the {MAX_OUTPUT_NAME} limit "
+        f"that X and LinkedIn set for a shared image; try {advice}, or a smaller size."
+    )
 
 
 @dataclass(frozen=True)
@@ -108,7 +131,7 @@ class Cards:
             seconds = time.perf_counter() - started
             if self.on_render is not None:
                 self.on_render(seconds)
-            _check_size(image, output)
+            image = await _fit(image, output)
             await self.store.put(key, image)
         return CardImage(image, "MISS", render_ms=round(seconds * 1000, 1))
 

@@ -27,11 +27,18 @@ from ogproxy.templates import Document
 Fault = Literal["invalid", "hang", "crash"]
 
 
-def card_pixels(doc: Document, output: Output, noise: bool = False) -> bytes:
+def card_pixels(doc: Document, output: Output, noise: bool = False, colours: int = 0) -> bytes:
     """A PNG of ``output``'s pixel size in one colour, taken from the document's text;
-    with ``noise``, random pixels (incompressible: the largest image a size can give)."""
+    with ``noise``, random pixels (incompressible: the largest image a size can give), of
+    ``colours`` random colours if given (a palette keeps them all: a third of the bytes)."""
     width, height = output.width * output.scale, output.height * output.scale
-    if noise:
+    if noise and colours:
+        indices = pyvips.Image.new_from_memory(
+            os.urandom(width * height), width, height, 1, "uchar"
+        )
+        lut = pyvips.Image.new_from_memory(os.urandom(256 * 3), 256, 1, 3, "uchar")
+        image = (indices % colours).cast("uchar").maplut(lut)
+    elif noise:
         image = pyvips.Image.new_from_memory(
             os.urandom(width * height * 3), width, height, 3, "uchar"
         )
@@ -48,6 +55,7 @@ class FakeRenderer:
     timeout: float = 10.0
     delay: float = 0.0  # seconds each render takes
     noise: bool = False  # cards of random pixels, not one colour
+    colours: int = 0  # with noise: that many colours (at most 256), 0 for any
     faults: list[Fault] = field(default_factory=list)  # what the next renders do, in order
     renders: int = 0
     waiting: int = 0
@@ -109,7 +117,7 @@ class FakeRenderer:
             self._slots.release()
         if fetch is not None:
             fetch.check()
-        raw = card_pixels(doc, output, self.noise)
+        raw = card_pixels(doc, output, self.noise, self.colours)
         image = await anyio.to_thread.run_sync(
             lambda: encode(raw, output.format, palette=output.palette, quality=output.quality)
         )
