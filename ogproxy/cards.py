@@ -5,6 +5,13 @@ Identical misses in this process share one render (single flight); other worker
 processes on the same cache dir wait for it through a lock in the cache itself. It knows
 nothing of HTTP, nor of Chromium: the renderer is any ``rendering.Renderer``. The
 composition root (service.py) builds it for the server and for ``ogproxy render``.
+
+A card whose image, stylesheet or font fails (``OGPROXY_ASSET_FAILURE=degrade``) is
+rendered without it and handed back DEGRADED: never stored in any tier, so the next
+request tries the asset again and, once it loads, renders and stores the real card. A
+crawler that asked meanwhile gets a card rather than an error (Facebook keeps a scrape
+for weeks), and never one that could pass for the real card. Strict (``fail``), the
+asset's failure is the render's error.
 """
 
 from __future__ import annotations
@@ -19,8 +26,8 @@ import anyio.to_thread
 
 from .cachekey import cache_key
 from .encoder import encode
-from .errors import OutputTooLarge
-from .fetcher import Fetcher
+from .errors import AssetError, OutputTooLarge
+from .fetcher import CardRequests, Fetcher
 from .params import MAX_OUTPUT_BYTES, MAX_OUTPUT_NAME, CardParams, Output, image_names
 from .rendering import Renderer
 from .singleflight import SingleFlight
@@ -31,7 +38,8 @@ log = logging.getLogger("ogproxy.cards")
 
 # Where a request's image came from, as X-Cache says it: the cache, its own render, or
 # a render it waited for (another request's here, or another worker process's).
-Source = Literal["HIT", "MISS", "WAIT"]
+# DEGRADED: rendered (or waited for) without an asset that failed, and kept nowhere.
+Source = Literal["HIT", "MISS", "WAIT", "DEGRADED"]
 
 
 async def _fit(image: bytes, output: Output) -> bytes:
@@ -69,6 +77,7 @@ class CardImage:
     body: bytes  # the encoded image, in the format the request asked for
     source: Source
     render_ms: float | None = None  # for the one request that rendered it
+    failed: AssetError | None = None  # DEGRADED: the first asset it was rendered without
 
 
 def card_key(templates: TemplateSet, fonts: str, params: CardParams, output: Output) -> str:
@@ -86,6 +95,8 @@ class Cards:
     lock_hold: float = 30.0  # seconds another worker's render lock is waited for, at most
     on_render: Callable[[float], None] | None = None  # seconds of each render, for metrics
     render_timeout: float = 10.0  # seconds for the template and the browser together
+    degrade: bool = True  # an asset that fails: render without it (else the render's error)
+    on_degraded: Callable[[], None] | None = None  # each card served degraded, for metrics
     flights: SingleFlight[CardImage] = field(default_factory=SingleFlight)
 
     def key(self, params: CardParams, output: Output) -> str:
@@ -99,6 +110,8 @@ class Cards:
         result, leader = await self.flights.run(key, lambda: self._render_once(key, params, output))
         if leader or result.source == "HIT":
             return result
+        if result.source == "DEGRADED":  # the waiters' answer must say so too
+            return replace(result, render_ms=None)
         return CardImage(result.body, "WAIT")
 
     async def _render_once(self, key: str, params: CardParams, output: Output) -> CardImage:
@@ -109,7 +122,8 @@ class Cards:
             return CardImage(cached, "HIT")
         # Fetched before taking the lock: a slow image origin must not hold the key
         # against the other workers.
-        card = await self._inline_images(params)
+        fetch = self.fetcher.card(strict=not self.degrade)
+        card = await self._inline_images(params, fetch)
         async with self.store.render_lock(key, hold=self.lock_hold):
             cached = await self.store.get(key, recheck=True)
             if cached is not None:  # another process rendered it while we waited
@@ -123,7 +137,6 @@ class Cards:
                     card, width=output.width, height=output.height, deadline=deadline
                 )
             )
-            fetch = self.fetcher.card()
             try:
                 image = await self.renderer.render(doc, output, fetch=fetch, deadline=deadline)
             finally:
@@ -132,15 +145,29 @@ class Cards:
             if self.on_render is not None:
                 self.on_render(seconds)
             image = await _fit(image, output)
+            render_ms = round(seconds * 1000, 1)
+            if fetch.failures:  # only a degrading card gets here with any
+                if self.on_degraded is not None:
+                    self.on_degraded()
+                return CardImage(image, "DEGRADED", render_ms, failed=fetch.failures[0])
             await self.store.put(key, image)
-        return CardImage(image, "MISS", render_ms=round(seconds * 1000, 1))
+        return CardImage(image, "MISS", render_ms=render_ms)
 
-    async def _inline_images(self, params: CardParams) -> CardParams:
+    async def _inline_images(self, params: CardParams, fetch: CardRequests) -> CardParams:
+        """The card with its image parameters as ``data:`` URIs; one that fails is left
+        out of a degrading card (and recorded on ``fetch``), else it is the error."""
         images = image_names(params, self.templates.specs[params.template])
         if not images:
             return params
-        extra = [
-            (name, await self.fetcher.inline(name, value) if name in images else value)
-            for name, value in params.extra
-        ]
+        extra = []
+        for name, value in params.extra:
+            if name in images:
+                try:
+                    value = await self.fetcher.inline(name, value)
+                except AssetError as exc:  # a refused URL is an InvalidParam, never this
+                    if fetch.strict:
+                        raise
+                    fetch.record(exc)
+                    value = ""
+            extra.append((name, value))
         return replace(params, extra=tuple(extra))
