@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: help setup setup-venv setup-test setup-bench run test test-fast coverage check format bench bench-quick clean
+.PHONY: help setup setup-venv setup-test setup-bench run test test-fast coverage check format bench bench-quick docs-images clean
 
 # The fast suite (the HTTP and CLI contract on the fake renderer) waits on sockets and
 # processes more than it computes: two workers overlap the waits. The system suite
@@ -20,6 +20,7 @@ help:
 	@echo "make coverage  both suites with the package's line coverage"
 	@echo "make check   ruff format --check, ruff check, mypy (no browser needed)"
 	@echo "make bench   full benchmark (~5 min); make bench-quick (< 2 min)"
+	@echo "make docs-images  the README's template cards (docs/templates)"
 
 setup:
 	@bash scripts/setup.sh
@@ -64,6 +65,10 @@ check: setup-venv
 format: setup-venv
 	$(VENV)/bin/ruff format ogproxy tests bench clients/python
 	$(VENV)/bin/ruff check --fix ogproxy tests bench clients/python
+
+# The README's template cards (small palette PNGs, committed): one JSON line each.
+docs-images: setup
+	$(VENV)/bin/ogproxy render --input docs/templates/cards.jsonl --out-dir docs/templates --cache-dir build/docs-cache
 
 clean:
 	rm -rf $(VENV) .ogproxy .pytest_cache .mypy_cache .ruff_cache

@@ -48,7 +48,7 @@ from typing import IO, Any, TypeVar
 
 import httpx
 
-from ogproxy import procfs, sign_url
+from ogproxy import config, procfs, sign_url
 from tests.support.processes import (
     HOST,
     free_port,
@@ -102,12 +102,17 @@ class Server:
 
 
 def start_server(
-    cache_dir: str | Path, port: int, extra_env: dict[str, str] | None = None
+    cache_dir: str | Path,
+    port: int,
+    extra_env: dict[str, str] | None = None,
+    cpus: str | None = None,
 ) -> Server:
     """Spawn ``ogproxy serve`` in its own process group and wait for /healthz to answer 200.
 
     Inherited ``OGPROXY_*`` variables are dropped so that only ``extra_env`` configures
-    it. The log goes to ``<cache_dir parent>/ogproxy-<port>.log``. Raises RuntimeError
+    it: otherwise the defaults a user runs (info logging, the access log on). ``cpus``
+    (``taskset -c``, e.g. "0") pins it and everything it starts to those cores. The log
+    goes to ``<cache_dir parent>/ogproxy-<port>.log``. Raises RuntimeError
     with the log tail if it is not ready within 30 s (the process is stopped first).
     """
     cache_dir = Path(cache_dir)
@@ -117,8 +122,9 @@ def start_server(
     env["OGPROXY_SECRET"] = SECRET
     env.update(extra_env or {})
     cmd = [
+        *(["taskset", "-c", cpus] if cpus else []),
         str(OGPROXY), "serve", "--host", HOST, "--port", str(port),
-        "--cache-dir", str(cache_dir), "--log-level", "warning",
+        "--cache-dir", str(cache_dir),
     ]  # fmt: skip
     log_file = open(log_path, "ab")  # noqa: SIM115 - closed by stop_server
     spawned_at = time.monotonic()
@@ -388,6 +394,11 @@ def hits_vs_caddy(
         root.mkdir(parents=True, exist_ok=True)
         (root / "card.png").write_bytes(png)
         og = run_wrk(url, 2, 64, duration)
+        # The same card, its parameters in another order: a URL a user may well write.
+        respelled = respell(url)
+        with httpx.Client(timeout=10.0, trust_env=False) as client:
+            assert client.get(respelled).content == png
+        other = run_wrk(respelled, 2, 64, duration)
     finally:
         stop_server(server)
     time.sleep(1)
@@ -411,12 +422,89 @@ def hits_vs_caddy(
         "caddy_p99_ms": cd["p99_ms"],
         "caddy_errors": cd["errors"],
         "ratio_rps": og["rps"] / cd["rps"] if cd["rps"] else 0.0,
-        "errors": og["errors"],
+        "respelled_rps": other["rps"],
+        "respelled_ratio": other["rps"] / og["rps"] if og["rps"] else 0.0,
+        "errors": og["errors"] + other["errors"],
         "png_bytes": len(png),
         "bodies_equal": int(same),
         "duration_s": duration,
         "elapsed_s": time.monotonic() - t_start,
     })  # fmt: skip
+
+
+def respell(url: str) -> str:
+    """``url`` with its parameters (all but the signature) in reverse order."""
+    head, query = url.split("?", 1)
+    pairs = query.split("&")
+    sig = [p for p in pairs if p.startswith("sig=")]
+    rest = [p for p in pairs if not p.startswith("sig=")]
+    return head + "?" + "&".join([*reversed(rest), *sig])
+
+
+# Which part of the machine a process is, by its command line: Chromium's processes by
+# their --type, Playwright's driver (node), and ogproxy itself.
+def _kind(cmdline: str) -> str:
+    if "--type=renderer" in cmdline:
+        return "chromium renderer"
+    if "--type=gpu-process" in cmdline:
+        return "chromium gpu"
+    if "--type=" in cmdline:
+        return "chromium utility"
+    if "chrom" in cmdline:
+        return "chromium browser"
+    if "node" in cmdline or "playwright" in cmdline:
+        return "playwright driver"
+    return "python (ogproxy)"
+
+
+def cpu_by_kind(root: int) -> dict[str, float]:
+    """CPU seconds used so far by ``root`` and its descendants, by kind of process.
+
+    (A process that exits takes its time with it: read before it ends.)"""
+    totals: dict[str, float] = {}
+    for pid in [root, *procfs.descendants(root)]:
+        info = procfs.stat(pid)
+        if info is not None:
+            kind = _kind(procfs.cmdline(pid))
+            totals[kind] = totals.get(kind, 0.0) + info.cpu_seconds
+    return totals
+
+
+def core_scaling(
+    tmpdir: str | Path, quick: bool = False, extra_env: dict[str, str] | None = None
+) -> dict[str, float]:
+    """Distinct misses/s with the server on one core, then on two (``taskset``), at the
+    default settings; on two, the CPU each card costs, by process kind."""
+    t_start = time.monotonic()
+    duration = 8 if quick else 20
+    out: dict[str, float] = {}
+    cores = config.cores()
+    for label, cpus in (("1core", "0"), ("2cores", "0,1" if cores > 1 else "0")):
+        server = start_server(
+            Path(tmpdir) / f"scaling-{label}" / "cache", free_port(), extra_env, cpus
+        )
+        try:
+            warm(server, CARD)
+            before = cpu_by_kind(server.pid)
+            urls = (server.url(p) for p in _take(_titles(f"Scaling {label}"), 5000))
+            misses = fetch_urls(urls, 2 * cores, time.monotonic() + duration)
+            after = cpu_by_kind(server.pid)
+        finally:
+            stop_server(server)
+        out[f"misses_per_s_{label}"] = misses.ok / misses.elapsed_s if misses.elapsed_s else 0.0
+        out[f"miss_p50_ms_{label}"] = percentile(misses.latencies_ms, 50)
+        out[f"errors_{label}"] = misses.errors
+        if label == "2cores" and misses.ok:
+            for kind in sorted(set(before) | set(after)):
+                used = after.get(kind, 0.0) - before.get(kind, 0.0)
+                out[f"cpu_ms_per_card {kind}"] = 1000 * used / misses.ok
+            out["cpu_ms_per_card"] = (
+                1000 * sum(after.get(k, 0.0) - before.get(k, 0.0) for k in after) / misses.ok
+            )
+    one, two = out["misses_per_s_1core"], out["misses_per_s_2cores"]
+    out["scaling"] = two / one if one else 0.0
+    out["elapsed_s"] = time.monotonic() - t_start
+    return _round(out)
 
 
 def mixed_load(
@@ -571,6 +659,7 @@ def main() -> int:
             "startup_time": lambda: startup_time(tmp, runs=3),
             "hits_vs_caddy": lambda: hits_vs_caddy(tmp, quick=True),
             "mixed_load": lambda: mixed_load(tmp, quick=True),
+            "core_scaling": lambda: core_scaling(tmp, quick=True),
             "load_zero_errors": lambda: load_zero_errors(tmp, requests=20000),
             "memory_growth": lambda: memory_growth(tmp, quick=True),
         }

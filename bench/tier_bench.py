@@ -23,6 +23,7 @@ sys.path.insert(0, str(HERE.parent))  # the repository root, for tests.support
 
 from ogproxy.batch import Job, render_jobs  # noqa: E402
 from ogproxy.config import Settings  # noqa: E402
+from ogproxy.integrity import CardSeal  # noqa: E402
 from ogproxy.objectstore import ObjectTier  # noqa: E402
 from ogproxy.store import Store  # noqa: E402
 from tests.support.s3server import Weed  # noqa: E402  (the tests' SeaweedFS runner)
@@ -50,7 +51,13 @@ async def _timed(keys: list[str], read: Any) -> dict[str, float]:
 
 
 async def _card(tmp: Path) -> bytes:
-    settings = Settings(dev=True, cache_dir=tmp / "render-cache", pages=1, browsers=1)
+    settings = Settings(
+        dev=True,
+        dev_secret_file=tmp / "dev-secret",
+        cache_dir=tmp / "render-cache",
+        pages=1,
+        browsers=1,
+    )
     job = Job(0, {"title": "How we render a card once, for good", "name": "card"})
     summary = await render_jobs([job], tmp / "card", settings)
     assert not summary.failed, summary.failed
@@ -60,13 +67,20 @@ async def _card(tmp: Path) -> bytes:
 async def _measure(weed: Weed, tmp: Path, n: int) -> dict[str, Any]:
     png = await _card(tmp)
     keys = [hashlib.sha256(f"tier bench {i}".encode()).hexdigest() for i in range(n)]
-    tier = await ObjectTier.open(f"s3://{BUCKET}/run-{os.getpid()}", weed.env())
-    await asyncio.gather(*(tier.put(key, png) for key in keys))
-    warm = Store(tmp / "disk", size_limit=None, memory_bytes=256 * 2**20)
+    seal = CardSeal(["tier-bench-secret-0123456789"])
+    tier = await ObjectTier.open(f"s3://{BUCKET}/run-{os.getpid()}", weed.env(), seal)
+    await asyncio.gather(*(tier.put(key, "png", png) for key in keys))
+    warm = Store(tmp / "disk", size_limit=None, memory_bytes=256 * 2**20, seal=seal)
     for key in keys:
-        await warm.put(key, png)
-    cold = Store(tmp / "disk", size_limit=None, memory_bytes=0)
-    wiped = Store(tmp / "wiped", size_limit=None, memory_bytes=0, remote=tier)
+        await warm.put(key, "png", png)
+    cold = Store(tmp / "disk", size_limit=None, memory_bytes=0, seal=seal)
+    wiped = Store(tmp / "wiped", size_limit=None, memory_bytes=0, seal=seal, remote=tier)
+
+    async def from_disk(key: str) -> bytes | None:
+        return await cold.get(key, "png")
+
+    async def from_bucket(key: str) -> bytes | None:
+        return await wiped.get(key, "png")
 
     async def from_memory(key: str) -> bytes | None:
         return warm.get_memory(key)
@@ -75,8 +89,8 @@ async def _measure(weed: Weed, tmp: Path, n: int) -> dict[str, Any]:
         "card_bytes": len(png),
         "n": n,
         "memory": await _timed(keys, from_memory),
-        "disk": await _timed(keys, cold.get),
-        "object_store": await _timed(keys, wiped.get),
+        "disk": await _timed(keys, from_disk),
+        "object_store": await _timed(keys, from_bucket),
     }
     assert tier.stats.hits == n and wiped.tiers["disk"].hits == 0
     for store in (warm, cold, wiped):

@@ -111,7 +111,7 @@ async def _card_response(
     headers = request.scope["headers"]
     # Its ETag named: answered without looking at the image. `*`: only if it exists.
     if not_modified(headers, key, stored=False) or (
-        wants_any(headers) and await service.store.get(key) is not None
+        wants_any(headers) and await service.store.get(key, output.format) is not None
     ):
         return RawResponse(*image_answer(headers, "GET", key, b"", b"", b""))
 

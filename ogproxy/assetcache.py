@@ -4,13 +4,12 @@ Bodies are stored by their SHA-256 (two URLs with the same bytes share one entry
 point at them with the media type and until when the origin said they are fresh. The
 cache is bounded and evicts the least recently used entries. An entry is kept for
 ``STALE_FOR`` past its freshness so that an origin that is down does not break new cards.
-Like the card store, the disk is a cache, never a dependency: a body is sealed and
-checked on every read (integrity.py), and errors or damage mean a miss.
+Like the card store, the disk is a cache, never a dependency: a body is checked against
+its address on every read (integrity.py), and errors or damage mean a miss.
 """
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import time
 from dataclasses import dataclass
@@ -71,7 +70,7 @@ class AssetCache:
             if not isinstance(entry, tuple) or len(entry) != 3:
                 return None
             media_type, digest, fresh_until = entry
-            body = integrity.unseal(self.disk.get(f"body:{digest}"))
+            body = integrity.at_address(self.disk.get(f"body:{digest}"), str(digest))
         except DISK_ERRORS as exc:
             log.warning("asset cache read failed: %s", exc)
             return None
@@ -81,10 +80,10 @@ class AssetCache:
 
     def _write(self, asset: Asset, fresh_for: float) -> None:
         assert self.disk is not None
-        digest = hashlib.sha256(asset.body).hexdigest()
+        digest = integrity.address(asset.body)
         keep = fresh_for + STALE_FOR
         try:
-            self.disk.set(f"body:{digest}", integrity.seal(asset.body), expire=keep)
+            self.disk.set(f"body:{digest}", asset.body, expire=keep)
             self.disk.set(
                 f"url:{asset.url}", (asset.media_type, digest, time.time() + fresh_for), expire=keep
             )

@@ -30,6 +30,7 @@ from .config import Settings
 from .errors import OgProxyError
 from .fonts import fingerprint
 from .formats import FORMATS, Format
+from .integrity import CardSeal
 from .objectstore import ObjectTier
 from .params import CORE, OUTPUT, Output, TemplateSpec, json_pairs, parse_card
 from .rendering import Renderer
@@ -166,7 +167,10 @@ async def render_jobs(
     summary = Summary()
     started = time.monotonic()
 
-    remote = await ObjectTier.open(settings.store, os.environ, queue=0) if settings.store else None
+    remote = None
+    if settings.store:
+        seal = CardSeal(settings.signing_secrets)
+        remote = await ObjectTier.open(settings.store, os.environ, seal, queue=0)
     if remote is not None:
         remote.start()
     planned = []
@@ -198,7 +202,7 @@ async def render_jobs(
         if unchanged and (out_dir / job.name).exists():
             summary.skipped += 1
             if remote is not None:
-                remote.enqueue(key, (out_dir / job.name).read_bytes())
+                remote.enqueue(key, out.format, (out_dir / job.name).read_bytes())
             on_progress()
             continue
         planned.append((job, params, out, key, unchanged))
@@ -228,7 +232,7 @@ async def render_jobs(
                         manifest.pop(job.name, None)
                     else:
                         if remote is not None and result.source != "MISS":
-                            remote.enqueue(key, result.body)  # a render enqueued itself
+                            remote.enqueue(key, out.format, result.body)  # a render enqueued itself
                         manifest[job.name] = key
                         if restore:
                             summary.restored += 1

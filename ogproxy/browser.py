@@ -19,7 +19,8 @@ import resource
 import shutil
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Coroutine, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +28,8 @@ import anyio
 from playwright.async_api import (
     Browser,
     BrowserContext,
+    CDPSession,
+    Page,
     Playwright,
     Route,
     async_playwright,
@@ -232,6 +235,8 @@ class Chromium:
         self._lock = asyncio.Lock()
         self.generation = 0  # bumped at every launch; tabs of an older one are stale
         self.launches = 0
+        # The next untrusted card's context, made while the last one rendered.
+        self._spare: _Spare | None = None
 
     @property
     def alive(self) -> bool:
@@ -262,11 +267,35 @@ class Chromium:
             return False
         return True
 
-    async def isolated(self, output: Output) -> BrowserContext:
-        """A new context of its own for one card: a new realm, and a renderer process that
-        ends when the context is closed."""
+    async def isolated(self, output: Output) -> Fresh:
+        """A context of its own for one card, never used before, with its page: a new
+        realm, and a renderer process that ends when the context is closed.
+
+        One is kept ready (``_Spare``): made off the critical path while the previous card
+        renders, it is handed to exactly one card and a new one is started at once, so an
+        untrusted card pays only its own load and capture. A spare of another size, or of a
+        browser that has since been relaunched, is closed unused.
+        """
         await self.context()
-        return await self._new_context(output)
+        key = (output.width, output.height, output.scale)
+        spare, self._spare = self._spare, None
+        self._spare = _Spare(key, self.generation, asyncio.ensure_future(self._fresh(output)))
+        if spare is not None:
+            if spare.key == key and spare.generation == self.generation:
+                with contextlib.suppress(PlaywrightError):
+                    return await spare.made
+            _background(spare.close())
+        return await self._fresh(output)
+
+    async def _fresh(self, output: Output) -> Fresh:
+        context = await self._new_context(output)
+        try:
+            page = await context.new_page()
+            return Fresh(context, page, await context.new_cdp_session(page))
+        except BaseException:
+            with contextlib.suppress(PlaywrightError):
+                await context.close()
+            raise
 
     async def _new_context(self, output: Output) -> BrowserContext:
         assert self._browser is not None
@@ -281,6 +310,9 @@ class Chromium:
         return context
 
     async def _close(self) -> None:
+        if self._spare is not None:
+            spare, self._spare = self._spare, None
+            await spare.close()
         if self._browser is not None:
             with contextlib.suppress(PlaywrightError):
                 await self._browser.close()
@@ -289,6 +321,39 @@ class Chromium:
     async def close(self) -> None:
         async with self._lock:
             await self._close()
+
+
+@dataclass(frozen=True)
+class Fresh:
+    """A card's own context, its page and the page's DevTools session."""
+
+    context: BrowserContext
+    page: Page
+    cdp: CDPSession
+
+
+@dataclass(frozen=True)
+class _Spare:
+    key: tuple[int, int, int]  # the output it was made for: width, height, scale
+    generation: int  # of the browser it was made in
+    made: asyncio.Future[Fresh]
+
+    async def close(self) -> None:
+        """Close it unused, once it is made (cancelling the making could leave a context
+        open in the browser, that nothing would close)."""
+        with contextlib.suppress(Exception):
+            with anyio.fail_after(5):  # a hung browser is closed as a whole anyway
+                fresh = await self.made
+                await fresh.context.close()
+
+
+_KEEP: set[asyncio.Task[None]] = set()  # strong references to background closes
+
+
+def _background(work: Coroutine[Any, Any, None]) -> None:
+    task = asyncio.ensure_future(work)
+    _KEEP.add(task)
+    task.add_done_callback(_KEEP.discard)
 
 
 def _type(pid: int) -> str | None:

@@ -117,7 +117,7 @@ class Cards:
     async def _render_once(self, key: str, params: CardParams, output: Output) -> CardImage:
         # Re-check inside the flight: another request may have stored it meanwhile, and
         # another worker process may be rendering it right now (the lock waits for it).
-        cached = await self.store.get(key)
+        cached = await self.store.get(key, output.format)
         if cached is not None:
             return CardImage(cached, "HIT")
         # Fetched before taking the lock: a slow image origin must not hold the key
@@ -125,7 +125,7 @@ class Cards:
         fetch = self.fetcher.card(strict=not self.degrade)
         card = await self._inline_images(params, fetch)
         async with self.store.render_lock(key, hold=self.lock_hold):
-            cached = await self.store.get(key, recheck=True)
+            cached = await self.store.get(key, output.format, recheck=True)
             if cached is not None:  # another process rendered it while we waited
                 return CardImage(cached, "WAIT")
             started = time.perf_counter()
@@ -150,7 +150,7 @@ class Cards:
                 if self.on_degraded is not None:
                     self.on_degraded()
                 return CardImage(image, "DEGRADED", render_ms, failed=fetch.failures[0])
-            await self.store.put(key, image)
+            await self.store.put(key, output.format, image)
         return CardImage(image, "MISS", render_ms=render_ms)
 
     async def _inline_images(self, params: CardParams, fetch: CardRequests) -> CardParams:

@@ -27,6 +27,7 @@ from .config import (
     DEFAULT_HOST,
     DEFAULT_PORT,
     SECRET_FILE_SETTINGS,
+    cores,
     declarations,
     endpoint_url,
     read_secret_files,
@@ -62,7 +63,7 @@ def serve(**values: Any) -> None:
     workers = values["workers"] or 1
     # Several workers share the cores: by default each gets one browser and its share of pages.
     if values["pages"] is None:
-        values["pages"] = max(1, 2 * (os.cpu_count() or 1) // workers)
+        values["pages"] = max(1, 2 * cores() // workers)
     if values["browsers"] is None and workers > 1:
         values["browsers"] = 1
     settings = settings_or_exit(**values)

@@ -41,13 +41,22 @@ render_cache_dir_option = setting_option(
     default=user_cache_dir,
     show_default="$XDG_CACHE_HOME/ogproxy/cache, i.e. ~/.cache/ogproxy/cache",
     type=click.Path(file_okay=False, path_type=Path),
-    help="Render cache and skip manifests; give the server's to reuse its renders.",
+    help="Render cache and skip manifests; give the server's (and its secret) to reuse its "
+    "renders.",
+)
+render_secret_option = setting_option(
+    "secrets",
+    help="The servers' signing secret(s): every stored card is sealed with the last one, "
+    "and a server serves only what its secrets sealed. Needed with --store; without one, "
+    "a secret of the build's own is kept next to --cache-dir.",
+    show_default="none",
 )
 
 
 def _render_options(func: Any) -> Any:
     options = [
         render_cache_dir_option,
+        render_secret_option,
         setting_options(
             "store", "templates_dir", "fonts_dir", "asset_origins", "asset_failure", "chromium"
         ),
@@ -117,7 +126,8 @@ def render(
     out_dir: Path,
     fmt: Format | None,
     ignore_unknown: bool,
-    cache_dir: Path | None,
+    cache_dir: Path,
+    secrets: tuple[str, ...] | None,
     store: str | None,
     templates_dir: Path | None,
     fonts_dir: Path | None,
@@ -158,8 +168,16 @@ def render(
             batch = read_jobs(input_file)
         except (OSError, UnicodeDecodeError, csv.Error) as exc:
             raise click.ClickException(f"--input {input_file}: {_reason(exc)}") from None
+    if store and not secrets:
+        raise click.UsageError(
+            "--store needs the servers' OGPROXY_SECRET (or --secret): they serve only the "
+            "cards sealed with it"
+        )
     settings = settings_or_exit(
-        dev=True,  # renders to files: nothing is signed or verified, no secret is needed
+        # Nothing is signed or verified; the secret seals the cards stored (integrity.py).
+        secrets=secrets,
+        dev=not secrets,
+        dev_secret_file=cache_dir.parent / "dev-secret",
         cache_dir=cache_dir,
         templates_dir=templates_dir,
         fonts_dir=fonts_dir,

@@ -27,7 +27,8 @@ def _open_disk(cache_dir: Path) -> Any:
 
     if not cache_dir.is_dir():
         raise click.ClickException(f"no cache at {cache_dir}")
-    return DiskTier(cache_dir, size_limit=None)  # keep the server's limit
+    # The server's limit kept; no seal: the cache commands read and write no card.
+    return DiskTier(cache_dir, size_limit=None, seal=None)
 
 
 def _on_remote(store_url: str, job: Callable[[Any], Awaitable[Any]]) -> Any:
@@ -38,7 +39,7 @@ def _on_remote(store_url: str, job: Callable[[Any], Awaitable[Any]]) -> Any:
     from .objectstore import ObjectTier
 
     async def run() -> Any:
-        return await job(await ObjectTier.open(store_url, os.environ))
+        return await job(await ObjectTier.open(store_url, os.environ, seal=None))
 
     try:
         return asyncio.run(run())

@@ -163,8 +163,13 @@ def setting(
     return dataclasses.field(default=default, repr=not secret, metadata=meta)
 
 
-def _cpus() -> int:
-    return max(1, os.cpu_count() or 1)
+def cores() -> int:
+    """The cores this process may run on (`taskset`, a container's cpuset), at least 1:
+    what the defaults of pages and browsers follow."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not Linux
+        return max(1, os.cpu_count() or 1)
 
 
 def parse_store_url(url: str) -> tuple[str, str]:
@@ -236,16 +241,16 @@ class Settings:
     # Chromium encodes and rasterises serially per process: two processes use two cores.
     browsers: int = setting(
         kind="int",
-        factory=lambda: min(2, _cpus()),
+        factory=lambda: min(2, cores()),
         bounds=(1, 16),
         shown="up to two Chromium processes (one per worker with `--workers`)",
         help="Chromium processes the pages are spread over.",
     )
     pages: int = setting(
         kind="int",
-        factory=lambda: 2 * _cpus(),
+        factory=lambda: 2 * cores(),
         bounds=(1, 64),
-        shown="two per core (concurrent renders)",
+        shown="two per core this process may use (`taskset`, a container's cpuset)",
         help="Concurrent renders (browser pages).",
     )
     queue: int = setting(

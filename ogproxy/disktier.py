@@ -1,9 +1,10 @@
 """The render cache on disk: a size-limited diskcache of sealed entries.
 
-The disk is a cache, never a dependency: an entry is stored with a digest and checked on
-every read (integrity.py; a truncated or corrupted one is dropped and rendered again),
-and a full, read-only or broken cache directory only costs re-renders, logged, never a
-failed request. diskcache is synchronous: the async methods run it in a worker thread.
+The disk is a cache, never a dependency: an entry is sealed to its card (key and format)
+and checked on every read (integrity.py; a damaged, swapped or foreign one is dropped,
+counted and rendered again), and a full, read-only or broken cache directory only costs
+re-renders, logged, never a failed request. diskcache is synchronous: the async methods
+run it in a worker thread.
 """
 
 from __future__ import annotations
@@ -18,7 +19,8 @@ from pathlib import Path
 import anyio.to_thread
 import diskcache
 
-from . import integrity
+from .formats import Format
+from .integrity import CardSeal
 from .tierstats import TierStats
 
 log = logging.getLogger("ogproxy.store")
@@ -44,12 +46,13 @@ def _close_to_others(directory: Path) -> None:
 class DiskTier:
     """``cache`` is None when the directory cannot be used: every read is then a miss."""
 
-    def __init__(self, directory: Path, size_limit: int | None) -> None:
-        """``size_limit`` None keeps the limit the cache directory already has."""
+    def __init__(self, directory: Path, size_limit: int | None, seal: CardSeal | None) -> None:
+        """``size_limit`` None keeps the limit the cache directory already has; ``seal``
+        None (the cache commands) reads and writes no card."""
         self.directory = directory
+        self.seal = seal
         self.stats = TierStats()
         self.errors = 0  # reads and writes that failed
-        self.corrupt = 0  # entries that failed their check and were dropped
         self.cache: diskcache.Cache | None
         try:
             directory.mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -66,22 +69,23 @@ class DiskTier:
     def usable(self) -> bool:
         return self.cache is not None
 
-    async def get(self, key: str, *, count: bool = True) -> bytes | None:
-        """The intact entry of ``key``, or None; ``count``: a lookup for the metrics."""
+    async def get(self, key: str, fmt: Format, *, count: bool = True) -> bytes | None:
+        """The card ``key`` in ``fmt`` if its entry is intact, or None; ``count``: a
+        lookup for the metrics."""
         if self.cache is None:
             return None
         started = time.perf_counter()
-        value = await anyio.to_thread.run_sync(self._read, key)
+        value = await anyio.to_thread.run_sync(self._read, key, fmt)
         if count:
             self.stats.count("miss" if value is None else "hit", time.perf_counter() - started)
         return value
 
-    async def put(self, key: str, value: bytes) -> None:
+    async def put(self, key: str, fmt: Format, value: bytes) -> None:
         if self.cache is not None:
-            await anyio.to_thread.run_sync(self._write, key, value)
+            await anyio.to_thread.run_sync(self._write, key, fmt, value)
 
-    def _read(self, key: str) -> bytes | None:
-        assert self.cache is not None
+    def _read(self, key: str, fmt: Format) -> bytes | None:
+        assert self.cache is not None and self.seal is not None
         try:
             sealed = self.cache.get(key)
         except DISK_ERRORS as exc:
@@ -91,17 +95,22 @@ class DiskTier:
             return None
         if sealed is None:
             return None
-        value = integrity.unseal(sealed)
+        value = self.seal.unseal(key, fmt, sealed)
         if value is None:
-            self.corrupt += 1
-            log.warning("cache entry %s is corrupted; dropping it", key[:12])
+            self.stats.rejected += 1
+            log.warning(
+                "cache entry %s failed its check (damaged, not this card or %s, or sealed "
+                "with another secret or an older ogproxy); rendering it again",
+                key[:12],
+                fmt,
+            )
             self._delete(key)
         return value
 
-    def _write(self, key: str, value: bytes) -> None:
-        assert self.cache is not None
+    def _write(self, key: str, fmt: Format, value: bytes) -> None:
+        assert self.cache is not None and self.seal is not None
         try:
-            self.cache.set(key, integrity.seal(value))
+            self.cache.set(key, self.seal.seal(key, fmt, value))
         except DISK_ERRORS as exc:
             self.errors += 1
             log.warning("cache write of %s failed, serving it anyway: %s", key[:12], exc)

@@ -37,8 +37,9 @@ def encode(png: bytes, fmt: str, *, palette: bool = False, quality: int = 90) ->
 
 
 @functools.lru_cache(maxsize=256)
-def linear_gradient(width: int, height: int, start: str, end: str) -> str:
-    """A ``data:`` URI of a smooth diagonal (to bottom right) gradient PNG.
+def linear_gradient(width: int, height: int, start: str, end: str, mirrored: bool = False) -> str:
+    """A ``data:`` URI of a smooth diagonal (to bottom right) gradient PNG; ``mirrored``:
+    to bottom left (for a right-to-left card).
 
     CSS gradients in Chromium are dithered: the noise makes PNGs ~5x larger and several
     times slower to encode. A pre-rendered image has the same colours without the noise.
@@ -61,6 +62,8 @@ def linear_gradient(width: int, height: int, start: str, end: str) -> str:
         shift = round(height / width)
         t = (shift * col + row) / max(shift * (width - 1) + height - 1, 1)
     image = (t * [y - x for x, y in zip(a, b, strict=True)] + a).cast("uchar")
+    if mirrored:
+        image = image.fliphor()
     # Made once per colour pair (cached), then copied into every page of that shell:
     # worth compressing hard (1200x630, default colours: 14 KB in ~18 ms, once).
     png = image.pngsave_buffer(compression=9, filter="up")

@@ -22,6 +22,11 @@ class ImageFormat:
     paths: tuple[str, ...]  # its signed-URL endpoints; the path is part of the signature
     save: str  # the libvips saver
     options: Mapping[str, object]  # what the saver is always given
+    magic: tuple[tuple[int, bytes], ...]  # (offset, bytes) every file of the format has
+
+    def matches(self, data: bytes) -> bool:
+        """Whether ``data`` starts like a file of this format (its magic bytes)."""
+        return all(data[at : at + len(magic)] == magic for at, magic in self.magic)
 
 
 FORMATS: dict[str, ImageFormat] = {
@@ -38,6 +43,7 @@ FORMATS: dict[str, ImageFormat] = {
             # and the smallest of the lossless settings (filters help photos, not flat
             # colours and text).
             {"compression": 6, "filter": "none"},
+            ((0, b"\x89PNG\r\n\x1a\n"),),
         ),
         ImageFormat(
             "jpeg",
@@ -48,6 +54,7 @@ FORMATS: dict[str, ImageFormat] = {
             "jpegsave_buffer",
             # 4:4:4 chroma: cards are text and flat colour, where 4:2:0 smears edges.
             {"optimize_coding": True, "subsample_mode": "off"},
+            ((0, b"\xff\xd8\xff"),),
         ),
         ImageFormat(
             "webp",
@@ -57,6 +64,7 @@ FORMATS: dict[str, ImageFormat] = {
             ("/og.webp",),
             "webpsave_buffer",
             {"smart_subsample": True},
+            ((0, b"RIFF"), (8, b"WEBP")),
         ),
     )
 }

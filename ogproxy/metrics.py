@@ -94,6 +94,16 @@ def _tiers(store: Store) -> Iterator[Metric]:
             seconds.add_metric([tier], count_value=stats.lookups, sum_value=stats.seconds)
     yield lookups
     yield seconds
+    rejected = CounterMetricFamily(
+        "ogproxy_cache_rejected",
+        "Stored cards that failed their check (damaged, another card's, another format's, "
+        "another secret's or an older ogproxy's), dropped and rendered again, by tier.",
+        labels=["tier"],
+    )
+    for tier, stats in store.tiers.items():
+        if tier != "memory":  # memory holds only what was checked
+            rejected.add_metric([tier], stats.rejected)
+    yield rejected
     remote = store.remote
     if remote is None:
         return
@@ -105,7 +115,6 @@ def _tiers(store: Store) -> Iterator[Metric]:
             "Uploads given up: retries spent, queue full or shutdown.",
             remote.upload_failures,
         ),
-        ("corrupt", "Objects that failed their digest check and were dropped.", remote.corrupt),
         ("breaker_opened", "Times the object-store circuit breaker opened.", remote.breaker.opened),
     ):
         yield CounterMetricFamily(f"ogproxy_object_store_{name}", help_text, value=value)

@@ -4,15 +4,17 @@ Memory -> disk -> object store -> render. The bucket lets a fleet render a card 
 good: across instances, redeploys that wipe the disk, and CDN purges.
 
 The object store is a cache, never a dependency. Every call is bounded by a timeout and
-goes through a circuit breaker; a failure, a timeout, a refusal or a corrupt object
-counts as a miss (the card is rendered), never as a failed request. Uploads leave the
+goes through a circuit breaker; a failure, a timeout, a refusal or an object that fails
+its check counts as a miss (the card is rendered), never as a failed request. Uploads leave the
 request path: a bounded queue, retried with back-off, drained on shutdown, and every
 upload that is given up is counted.
 
 Objects are named by the card's content address (``{prefix}/{key[:2]}/{key}``), carry
-their content type and the digest of their bytes (integrity.py; checked on every read,
-like disk entries), and are created with ``If-None-Match: *``: when two instances render the
-same card, the first object stays and the other instance adopts it.
+their content type and a MAC that binds their bytes to that key and type (integrity.py;
+checked on every read, like disk entries: a swapped, foreign or damaged object is
+deleted, counted and rendered again), and are created with ``If-None-Match: *``: when
+two instances render the same card, the first object stays and the other instance
+adopts it.
 """
 
 from __future__ import annotations
@@ -30,12 +32,12 @@ import obstore
 from obstore.exceptions import AlreadyExistsError, BaseError, NotFoundError, PreconditionError
 from obstore.store import S3Store
 
-from . import integrity
 from .breaker import Breaker
 from .config import parse_store_url as parse_url
 from .delivery import IMMUTABLE
 from .errors import ConfigError
-from .formats import FORMATS
+from .formats import FORMATS, Format
+from .integrity import CardSeal
 from .tierstats import TierStats
 
 log = logging.getLogger("ogproxy.objectstore")
@@ -48,8 +50,7 @@ PATIENCE = 60.0  # seconds an upload is retried before it is given up
 BACKOFF, MAX_BACKOFF = 0.25, 5.0  # seconds between tries, doubling
 DRAIN = 10.0  # seconds shutdown waits for queued uploads
 MAX_OBJECT = 32 * 2**20  # an object bigger than any card is not read
-DIGEST_FIELD = "ogproxy-blake2b"  # user metadata (x-amz-meta-ogproxy-blake2b)
-_MAGIC = ((b"\x89PNG", "png"), (b"\xff\xd8\xff", "jpeg"), (b"RIFF", "webp"))  # first bytes
+MAC_FIELD = "ogproxy-mac"  # user metadata (x-amz-meta-ogproxy-mac): integrity.CardSeal.tag
 # What obstore and the network throw (asyncio's TimeoutError is not the builtin on 3.10).
 _ERRORS = (BaseError, OSError, TimeoutError, asyncio.TimeoutError)
 
@@ -101,16 +102,11 @@ def s3_store(url: str, environ: Mapping[str, str]) -> S3Store:
 
 def check_store(url: str, environ: Mapping[str, str] | None = None) -> None:
     """Fail fast, before serving, when the bucket does not exist (a ConfigError)."""
-    asyncio.run(ObjectTier.open(url, os.environ if environ is None else environ))
+    asyncio.run(ObjectTier.open(url, os.environ if environ is None else environ, seal=None))
 
 
 def _path(key: str) -> str:
     return f"{key[:2]}/{key}"
-
-
-def _media_type(value: bytes) -> str:
-    fmt = next((fmt for magic, fmt in _MAGIC if value.startswith(magic)), None)
-    return FORMATS[fmt].media_type if fmt else "application/octet-stream"
 
 
 @dataclass
@@ -119,26 +115,31 @@ class ObjectTier:
 
     store: S3Store
     url: str
+    seal: CardSeal | None = None  # None (the cache commands): lists and deletes only
     breaker: Breaker = field(default_factory=Breaker)
     stats: TierStats = field(default_factory=TierStats)
-    corrupt: int = 0
     uploads: int = 0  # objects created by this process
     conflicts: int = 0  # uploads that found the object already there
     upload_failures: int = 0  # uploads given up (retries exhausted, queue full, shutdown)
     # Called with the bucket's bytes when another instance's upload won the race.
-    on_adopt: Callable[[str, bytes], Awaitable[None]] | None = None
-    _queue: asyncio.Queue[tuple[str, bytes]] = field(default_factory=lambda: asyncio.Queue(QUEUE))
+    on_adopt: Callable[[str, Format, bytes], Awaitable[None]] | None = None
+    _queue: asyncio.Queue[tuple[str, Format, bytes]] = field(
+        default_factory=lambda: asyncio.Queue(QUEUE)
+    )
     _workers: list[asyncio.Task[None]] = field(default_factory=list)
     _pending: int = 0  # uploads queued or in flight
 
     @classmethod
-    async def open(cls, url: str, environ: Mapping[str, str], queue: int = QUEUE) -> ObjectTier:
+    async def open(
+        cls, url: str, environ: Mapping[str, str], seal: CardSeal | None, queue: int = QUEUE
+    ) -> ObjectTier:
         """Connect and check the bucket: a missing bucket is a ConfigError, an
         unreachable or forbidding store only a warning (it is a cache).
 
-        ``queue`` bounds the uploads waiting (0: unbounded, for a build that waits).
+        ``seal`` binds the cards to their keys; ``queue`` bounds the uploads waiting (0:
+        unbounded, for a build that waits).
         """
-        tier = cls(s3_store(url, environ), url, _queue=asyncio.Queue(queue))
+        tier = cls(s3_store(url, environ), url, seal, _queue=asyncio.Queue(queue))
         try:
             await asyncio.wait_for(
                 obstore.list(tier.store, chunk_size=1).__anext__(), WRITE_TIMEOUT
@@ -157,13 +158,14 @@ class ObjectTier:
         """Uploads queued or in flight."""
         return self._pending
 
-    async def get(self, key: str) -> bytes | None:
-        """The card if the bucket has it intact; None on a miss, an error or while open."""
+    async def get(self, key: str, fmt: Format) -> bytes | None:
+        """The card ``key`` in ``fmt`` if the bucket has it intact; None on a miss, an
+        error, an object that fails its check, or while the breaker is open."""
         if not self.breaker.allow():
             return None
         started = time.perf_counter()
         try:
-            value = await asyncio.wait_for(self._fetch(key), READ_TIMEOUT)
+            value = await asyncio.wait_for(self._fetch(key, fmt), READ_TIMEOUT)
         except (NotFoundError, FileNotFoundError):
             self.breaker.success()
             self.stats.count("miss", time.perf_counter() - started)
@@ -177,25 +179,36 @@ class ObjectTier:
         self.stats.count("miss" if value is None else "hit", time.perf_counter() - started)
         return value
 
-    async def _fetch(self, key: str) -> bytes | None:
+    async def _fetch(self, key: str, fmt: Format) -> bytes | None:
+        assert self.seal is not None
         result = await obstore.get_async(self.store, _path(key))
         size = int(result.meta["size"])
         value = bytes(await result.bytes_async()) if size <= MAX_OBJECT else b""
-        if not value or not integrity.intact(value, result.attributes.get(DIGEST_FIELD)):
-            self.corrupt += 1
-            log.warning("object %s is corrupted or not ours; dropping it", key[:12])
+        attributes = result.attributes
+        # The type too: a CDN in front of the bucket serves the object with it.
+        if attributes.get("Content-Type") != FORMATS[fmt].media_type or not self.seal.check(
+            key, fmt, value, attributes.get(MAC_FIELD)
+        ):
+            self.stats.rejected += 1
+            log.warning(
+                "object %s failed its check (damaged, not this card or %s, or written with "
+                "another secret or by an older ogproxy); deleting it and rendering again",
+                key[:12],
+                fmt,
+            )
             await obstore.delete_async(self.store, _path(key))
             return None
         return value
 
-    async def put(self, key: str, value: bytes) -> bytes:
+    async def put(self, key: str, fmt: Format, value: bytes) -> bytes:
         """Create the object unless it exists. Returns what the bucket now holds for
         ``key``: ``value``, or the object another instance created first. Raises the
         store's error when it fails."""
+        assert self.seal is not None
         attributes = {
-            "Content-Type": _media_type(value),
+            "Content-Type": FORMATS[fmt].media_type,
             "Cache-Control": IMMUTABLE,
-            DIGEST_FIELD: integrity.digest(value).hex(),
+            MAC_FIELD: self.seal.tag(key, fmt, value),
         }
         try:
             await asyncio.wait_for(
@@ -207,8 +220,8 @@ class ObjectTier:
         except (AlreadyExistsError, PreconditionError):
             self.breaker.success()
             self.conflicts += 1
-            winner = await self.get(key)
-            if winner is None:  # corrupt (now dropped) or unreadable: try again
+            winner = await self.get(key, fmt)
+            if winner is None:  # failed its check (now deleted) or unreadable: try again
                 raise TimeoutError(f"object {key[:12]} exists but could not be read") from None
             return winner
         except _ERRORS:
@@ -222,10 +235,10 @@ class ObjectTier:
         """Start the uploaders (in the running event loop)."""
         self._workers = [asyncio.ensure_future(self._upload_forever()) for _ in range(UPLOADERS)]
 
-    def enqueue(self, key: str, value: bytes) -> None:
+    def enqueue(self, key: str, fmt: Format, value: bytes) -> None:
         """Upload in the background; never blocks the request (a full queue drops it)."""
         try:
-            self._queue.put_nowait((key, value))
+            self._queue.put_nowait((key, fmt, value))
         except asyncio.QueueFull:
             self.upload_failures += 1
             log.error("object store upload queue full; %s not uploaded", key[:12])
@@ -234,25 +247,25 @@ class ObjectTier:
 
     async def _upload_forever(self) -> None:
         while True:
-            key, value = await self._queue.get()
+            key, fmt, value = await self._queue.get()
             try:
-                await self._upload(key, value)
+                await self._upload(key, fmt, value)
             finally:
                 self._pending -= 1
                 self._queue.task_done()
 
-    async def _upload(self, key: str, value: bytes) -> None:
+    async def _upload(self, key: str, fmt: Format, value: bytes) -> None:
         give_up, tries = time.monotonic() + PATIENCE, 0
         while time.monotonic() < give_up:
             if self.breaker.allow():  # while open, wait for the probe without trying
                 tries += 1
                 try:
-                    stored = await self.put(key, value)
+                    stored = await self.put(key, fmt, value)
                 except _ERRORS as exc:
                     log.info("upload of %s failed (try %d): %s", key[:12], tries, exc)
                 else:
                     if stored != value and self.on_adopt is not None:
-                        await self.on_adopt(key, stored)
+                        await self.on_adopt(key, fmt, stored)
                     return
             await asyncio.sleep(min(BACKOFF * 2 ** max(tries - 1, 0), MAX_BACKOFF))
         self.upload_failures += 1

@@ -118,6 +118,43 @@ async def _capture(cdp: CDPSession) -> bytes:
     return base64.b64decode(shot["data"])
 
 
+# What V8 and Blink say when an allocation fails (typed arrays, wasm memory, canvas pixels).
+_ALLOCATION_FAILED = ("allocation failed", "out of memory", "could not allocate")
+
+
+@dataclass(eq=False)
+class _Trouble:
+    """What a page did that makes its capture something other than the card: its renderer
+    process crashed (killed, or out of memory), or a script died of a failed allocation
+    (the page lives on, blank or half drawn). Cleared before a render, checked after
+    its capture: the crash event may arrive after the capture returned."""
+
+    crashed: bool = False
+    out_of_memory: str | None = None
+
+    def listen(self, page: Page) -> None:
+        page.on("crash", self._crash)
+        page.on("pageerror", self._error)
+
+    def _crash(self, page: Page) -> None:
+        self.crashed = True
+
+    def _error(self, error: PlaywrightError) -> None:
+        if error.name == "RangeError" and any(
+            s in error.message.lower() for s in _ALLOCATION_FAILED
+        ):
+            self.out_of_memory = error.message
+
+    def clear(self) -> None:
+        self.crashed, self.out_of_memory = False, None
+
+    def check(self) -> None:
+        if self.crashed:
+            raise _Crashed("Page crashed during the render")
+        if self.out_of_memory is not None:
+            raise _OutOfMemory(self.out_of_memory)
+
+
 @dataclass(eq=False)
 class Tab:
     """A page of the trusted pool; replaced by a fresh one when its browser was relaunched."""
@@ -130,6 +167,7 @@ class Tab:
     owner: Chromium | None = None
     generation: int = 0
     fetch: PageRequests | None = None  # serves the current card's requests; None: refused
+    trouble: _Trouble = field(default_factory=_Trouble)  # of its current page
 
     @classmethod
     async def open(cls, owner: Chromium) -> Tab:
@@ -137,6 +175,7 @@ class Tab:
         page = await context.new_page()
         cdp = await context.new_cdp_session(page)
         tab = cls(page, cdp, owner=owner, generation=owner.generation)
+        tab.trouble.listen(page)
         await page.route("**/*", tab._route)
         return tab
 
@@ -167,6 +206,7 @@ class Tab:
         context = self.page.context
         await self.close()
         self.page = await context.new_page()
+        self.trouble.listen(self.page)
         self.cdp = await context.new_cdp_session(self.page)
         await self.page.route("**/*", self._route)
         self.shell, self.size = None, (0, 0, 0)
@@ -217,10 +257,20 @@ def _encode(raw: bytes, output: Output) -> bytes:
 
 
 NAVIGATED = "The card's HTML navigated away from itself; it must stay on its page."
+OUT_OF_MEMORY = "The card's script ran out of memory; its page was not rendered."
 
 
 class _Navigated(Exception):
     """The card's document left itself (meta refresh, location=...)."""
+
+
+class _Crashed(Exception):
+    """The card's page crashed during the render (its process was killed or ran out of
+    memory), even if a capture came back."""
+
+
+class _OutOfMemory(Exception):
+    """A script of the card's page died of a failed allocation."""
 
 
 class _BrowserBroke(Exception):
@@ -467,17 +517,17 @@ class ChromiumRenderer:
                             raw = await self._in_pool(lease.tab, doc, output, fetch)
                         else:
                             raw = await self._isolated(doc, output, fetch)
-                except (TimeoutError, _Navigated, PlaywrightError):
-                    # A trusted tab a card failed in (stuck in a script, navigated, broken)
-                    # is thrown away so the next card starts clean; an untrusted card
-                    # never touched its tab.
+                except (TimeoutError, _Navigated, _Crashed, _OutOfMemory, PlaywrightError):
+                    # A trusted tab a card failed in (stuck in a script, navigated, broken,
+                    # out of memory) is thrown away so the next card starts clean; an
+                    # untrusted card never touched its tab.
                     lease.stale = doc.trusted
                     raise
                 if doc.trusted:
                     lease.tab.renders += 1
                     lease.stale = lease.tab.renders >= RECYCLE_AFTER
                 return raw
-        except (TimeoutError, _Navigated, PlaywrightError) as exc:
+        except (TimeoutError, _Navigated, _Crashed, _OutOfMemory, PlaywrightError) as exc:
             raise await self._classify(exc, doc) from exc
 
     async def _classify(self, exc: Exception, doc: Document) -> Exception:
@@ -486,6 +536,8 @@ class ChromiumRenderer:
         apart only in its messages."""
         if isinstance(exc, TimeoutError):
             return RenderTimeout(detail=f"render exceeded {self._timeout:.1f} s")
+        if isinstance(exc, _OutOfMemory):
+            return InvalidDocument(OUT_OF_MEMORY, detail=str(exc)[:300])
         text = str(exc)
         if (
             isinstance(exc, _Navigated)
@@ -503,9 +555,12 @@ class ChromiumRenderer:
         self, tab: Tab, doc: Document, output: Output, fetch: PageRequests | None
     ) -> bytes:
         tab.fetch = fetch
+        tab.trouble.clear()
         try:
             await tab.load(doc, output)
-            return await tab.capture()
+            raw = await tab.capture()
+            tab.trouble.check()
+            return raw
         except PlaywrightError as exc:
             if tab.navigated:
                 raise _Navigated(str(exc)) from exc
@@ -523,13 +578,14 @@ class ChromiumRenderer:
             assert self._pw is not None
             self._untrusted = Chromium(self._pw, self._executable, self._env, self._sandbox)
         browser = self._untrusted
-        context = await browser.isolated(output)
+        fresh = await browser.isolated(output)
+        context, page, cdp = fresh.context, fresh.page, fresh.cdp
         try:
             if fetch is not None:
                 await context.unroute("**/*")
                 await context.route("**/*", fetch.handle)
-            page = await context.new_page()
-            cdp = await context.new_cdp_session(page)
+            trouble = _Trouble()
+            trouble.listen(page)
             try:
                 await page.set_content(doc.html, wait_until="load")
                 await page.evaluate(_SETTLE_JS)
@@ -539,7 +595,9 @@ class ChromiumRenderer:
                 raise  # sorted by _classify
             if not page.url.startswith("about:"):
                 raise _Navigated(page.url)
-            return await _capture(cdp)
+            raw = await _capture(cdp)
+            trouble.check()
+            return raw
         finally:
             if not await _close_context(context):
                 log.warning("an untrusted card's context did not close; relaunching that browser")

@@ -25,6 +25,7 @@ from .errors import ConfigError
 from .fetcher import Fetcher
 from .fonts import fingerprint
 from .hits import KnownQueries
+from .integrity import CardSeal
 from .metrics import Metrics
 from .objectstore import ObjectTier
 from .rendering import Renderer
@@ -72,7 +73,10 @@ class Service:
         templates = templates or load_templates(settings)
         renderer = renderer if renderer is not None else chromium(settings)
         store = Store(
-            settings.cache_dir, size_limit=settings.cache_size, memory_bytes=settings.memory_cache
+            settings.cache_dir,
+            size_limit=settings.cache_size,
+            memory_bytes=settings.memory_cache,
+            seal=CardSeal(settings.signing_secrets),
         )
         fetcher = Fetcher.for_settings(settings)
         metrics = Metrics(renderer, store, fetcher)
@@ -102,7 +106,7 @@ class Service:
         owned = remote is None and self.settings.store is not None
         if owned:
             assert self.settings.store is not None
-            remote = await ObjectTier.open(self.settings.store, os.environ)
+            remote = await ObjectTier.open(self.settings.store, os.environ, self.store.seal)
         if remote is not None:
             self.store.attach(remote)
         try:

@@ -24,7 +24,7 @@ from .errors import ConfigError, InvalidParam
 from .params import CORE, OUTPUT, ParamSpec, TemplateSpec, normalise_color
 
 # What every template is given besides its declared parameters (templates.py, render).
-CONTEXT = ("title", "subtitle", "accent", "width", "height", "lang")
+CONTEXT = ("title", "subtitle", "accent", "width", "height", "shape", "lang", "dir")
 HEADER = re.compile(r"^\{#\s*ogproxy:(?P<body>.*?)#\}")
 _NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,39}$")
 _KINDS = ("text", "image", "a|b choice")

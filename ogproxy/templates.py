@@ -27,11 +27,13 @@ from jinja2.sandbox import SandboxedEnvironment
 from markupsafe import Markup, escape
 
 from . import templatecheck
+from .colors import contrasting, mix, readable_on
 from .config import TEMPLATES_DIR
 from .encoder import linear_gradient
 from .errors import InvalidDocument, RenderTimeout
 from .params import CardParams, TemplateSpec
 from .templatecheck import Problem, TemplateProblems
+from .typesetting import Shape, phrase_breaks, text_dir, text_lang
 
 # Stand-ins for the text slots: private-use characters a template never contains.
 _SLOT = "\ue000og-{}\ue001"
@@ -48,21 +50,6 @@ _FRAGMENT = """<!doctype html>
 html, body {{ margin: 0; padding: 0; }}
 body {{ font-family: {fonts}; -webkit-font-smoothing: antialiased; }}
 </style></head><body>{html}</body></html>"""
-# Scripts whose lines break at phrases rather than spaces; lang picks how (and, in the
-# CJK fonts, which regional glyph forms are used).
-_KANA = re.compile(r"[\u3040-\u30ff\u31f0-\u31ff\uff66-\uff9f]")
-_HANGUL = re.compile(r"[\u1100-\u11ff\u3130-\u318f\uac00-\ud7af]")
-_HAN = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
-
-
-def text_lang(*texts: str) -> str:
-    """The language a card's text is set in, as far as line breaking cares: ja, ko, zh, en."""
-    text = "".join(texts)
-    if _KANA.search(text):
-        return "ja"
-    if _HANGUL.search(text):
-        return "ko"
-    return "zh" if _HAN.search(text) else "en"
 
 
 def raw_document(html: str) -> str:
@@ -74,32 +61,6 @@ def raw_document(html: str) -> str:
 
 MAX_DOCUMENT_CHARS = 8 * 2**20  # a rendered template larger than this is refused
 DEFAULT_DEADLINE = 10.0  # seconds, when the caller gives none (start-up checks, tests)
-
-
-def _rgb(color: str) -> tuple[int, int, int]:
-    return int(color[1:3], 16), int(color[3:5], 16), int(color[5:7], 16)
-
-
-def mix(color: str, other: str, amount: float) -> str:
-    """``amount`` of ``other`` mixed into ``color`` (both ``#rrggbb``)."""
-    a, b = _rgb(color), _rgb(other)
-    return "#" + "".join(f"{round(x + (y - x) * amount):02x}" for x, y in zip(a, b, strict=True))
-
-
-def luminance(color: str) -> float:
-    """WCAG relative luminance of ``#rrggbb``."""
-
-    def channel(v: int) -> float:
-        c = v / 255
-        return c / 12.92 if c <= 0.03928 else ((c + 0.055) / 1.055) ** 2.4
-
-    r, g, b = (channel(v) for v in _rgb(color))
-    return 0.2126 * r + 0.7152 * g + 0.0722 * b
-
-
-def readable_on(color: str) -> str:
-    """Near-black or white, whichever reads better on ``color``."""
-    return "#0b1020" if luminance(color) > 0.42 else "#ffffff"
 
 
 @dataclass(frozen=True)
@@ -209,6 +170,7 @@ class TemplateSet:
         )
         self.env.filters["mix"] = mix
         self.env.filters["readable_on"] = readable_on
+        self.env.filters["contrasting"] = contrasting
         self.env.globals["linear_gradient"] = linear_gradient
         self.env.globals["font_stack"] = Markup(FONT_STACK)
         built_in = TEMPLATES_DIR.resolve()
@@ -280,15 +242,21 @@ class TemplateSet:
         _Deadline.set(time.monotonic() + DEFAULT_DEADLINE if deadline is None else deadline)
         meta = self.templates[params.template]
         template = self.env.get_template(f"{params.template}.html")
+        lang = text_lang(params.title, params.subtitle or "")
         context: dict[str, object] = {
             "accent": params.accent_color,
             "width": width,
             "height": height,
-            "lang": text_lang(params.title, params.subtitle or ""),
+            "shape": Shape.of(width, height),
+            "lang": lang,
+            "dir": text_dir(params.title),
         }
         context.update((p.name, p.default) for p in meta.spec.params)
         context.update(params.extra)
-        texts = {"title": params.title, "subtitle": params.subtitle}
+        texts = {
+            "title": phrase_breaks(params.title, lang),
+            "subtitle": params.subtitle and phrase_breaks(params.subtitle, lang),
+        }
         try:
             html = _generate(template, {**texts, **context})
             markers = {name: _SLOT.format(name) if text else "" for name, text in texts.items()}

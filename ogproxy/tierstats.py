@@ -15,6 +15,7 @@ class TierStats:
     hits: int = 0
     misses: int = 0
     errors: int = 0
+    rejected: int = 0  # stored cards that failed their check (integrity.py) and were dropped
     seconds: float = 0.0  # total time spent in lookups
     lookups: int = 0  # lookups that were timed
 

@@ -8,12 +8,14 @@ from typing import Any
 
 import httpx
 import pytest
+from playwright.async_api import async_playwright
 
 from ogproxy import service
 from ogproxy.assetcache import AssetCache
+from ogproxy.browser import launch
 from ogproxy.fetcher import Fetcher
 from ogproxy.origins import AllowList
-from ogproxy.renderer import ChromiumRenderer
+from ogproxy.renderer import ChromiumRenderer, Tab
 from ogproxy.service import Service
 from tests.support.cards import BUCKET, Renders, Served, make_settings, running
 from tests.support.fake import FakeRenderer
@@ -111,6 +113,18 @@ def chromium_client(chromium_served: Served) -> httpx.AsyncClient:
 @pytest.fixture
 def chromium_renders(chromium_served: Served) -> Renders:
     return _renders(chromium_served)
+
+
+@pytest.fixture(scope="module")
+async def tab() -> AsyncIterator[Tab]:
+    """One page on real Chromium per test module, loaded the way the renderer loads cards
+    (``Tab.load``: text changed in place when the shell matches)."""
+    async with async_playwright() as pw:
+        browser = await launch(pw)
+        context = await browser.new_context(viewport={"width": 1200, "height": 630}, offline=True)
+        page = await context.new_page()
+        yield Tab(page, await context.new_cdp_session(page))
+        await browser.close()
 
 
 @pytest.fixture(scope="session")

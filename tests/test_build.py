@@ -418,17 +418,21 @@ def test_render_fills_the_object_store_so_a_fleet_starts_warm(
         "--cache-dir",
         str(tmp_path / "c"),
     )
+    # The cards it uploads are sealed with the servers' secret, which it needs for that.
     code, output = run(*args, "--store", store_url, env=weed.env())
+    assert code == 2 and "--store needs the servers' OGPROXY_SECRET" in output, output
+    env = {**weed.env(), "OGPROXY_SECRET": SECRET}
+    code, output = run(*args, "--store", store_url, env=env)
     output = " ".join(output.split())  # rich wraps long lines
     assert code == 0, output
     assert f"object store {store_url}: 3 uploaded, 0 already there, 0 failed" in output
     assert len(bucket_objects(weed, store_url)) == 3
     # Unchanged cards are skipped, but still reach a store that lacks them.
     other = store_url + "-other"
-    code, output = run(*args, "--store", other, env=weed.env())
+    code, output = run(*args, "--store", other, env=env)
     output = " ".join(output.split())
     assert "0 rendered, 3 unchanged (skipped)" in output and "3 uploaded" in output, output
-    code, output = run(*args, "--store", "s3://no-such-bucket", env=weed.env())
+    code, output = run(*args, "--store", "s3://no-such-bucket", env=env)
     output = " ".join(output.split())
     assert code == 1 and "bucket of s3://no-such-bucket does not exist" in output
     with serve(

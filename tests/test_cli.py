@@ -407,12 +407,13 @@ def test_misuse_is_a_one_line_error(
 def test_cache_commands_know_the_object_store(tmp_path: Path, weed: Weed, store_url: str) -> None:
     import asyncio
 
+    from ogproxy.integrity import CardSeal
     from ogproxy.objectstore import ObjectTier
 
     async def fill() -> None:
-        tier = await ObjectTier.open(store_url, weed.env())
+        tier = await ObjectTier.open(store_url, weed.env(), CardSeal(["cli-test-secret-0123456"]))
         for i in range(3):
-            await tier.put(f"{i:064x}", b"\x89PNG" + bytes(2**20))
+            await tier.put(f"{i:064x}", "png", b"\x89PNG" + bytes(2**20))
             await asyncio.sleep(1.1 if i == 0 else 0)  # S3 times have one-second resolution
 
     asyncio.run(fill())

@@ -229,3 +229,18 @@ def test_bad_secret_files_name_the_setting(
     paths = {n: str(tmp_path / n) for n in ("file", "missing", "empty")} | {"folder": str(tmp_path)}
     with pytest.raises(ConfigError, match=message):
         Settings.from_env({k: v.format(**paths) for k, v in env.items()})
+
+
+def test_defaults_follow_the_cores_this_process_may_use(tmp_path: Path) -> None:
+    """Pinned to one core (taskset, a container's cpuset), the defaults are one core's."""
+    import shutil
+    import subprocess
+    import sys
+
+    if shutil.which("taskset") is None:
+        pytest.skip("taskset is not installed")
+    code = "from ogproxy.config import Settings; s = Settings(dev=True); print(s.pages, s.browsers)"
+    pinned = subprocess.run(
+        ["taskset", "-c", "0", sys.executable, "-c", code], capture_output=True, text=True
+    )
+    assert pinned.stdout.split() == ["2", "1"], pinned.stderr

@@ -20,7 +20,7 @@ import pytest
 
 from ogproxy.config import TEMPLATES_DIR
 from tests.support.cards import make_settings, png_image, running, signed
-from tests.support.fake import FakeRenderer
+from tests.support.fake import FakeRenderer, Fault
 from tests.support.processes import browsers, zombies
 
 pytestmark = pytest.mark.anyio
@@ -127,6 +127,25 @@ async def test_overload_gets_503_at_once_while_hits_keep_flowing(tmp_path: Path)
         assert (await busy).status_code == 200 and (await queued).status_code == 200
 
 
+@pytest.mark.parametrize(
+    ("fault", "status"),
+    [("invalid", 422), ("crash", 503)],  # the page died of the card's doing, or of ours
+)
+async def test_a_render_that_died_is_never_stored(
+    tmp_path: Path, fault: Fault, status: int
+) -> None:
+    renderer = FakeRenderer(faults=[fault])
+    async with running(make_settings(tmp_path), renderer) as (app, client):
+        url = signed({"title": "Died mid-render"})
+        died = await client.get(url)
+        assert died.status_code == status and died.headers["cache-control"] == "no-store"
+        assert not died.content.startswith(b"\x89PNG")
+        assert len(app.store.memory) == 0 and not app.store.disk.usage()["entries"]
+        again = await client.get(url)  # nothing of it was kept: rendered afresh
+        assert again.status_code == 200 and again.headers["x-cache"] == "MISS"
+        assert renderer.renders == 1
+
+
 async def test_full_disk_still_serves_the_image(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -154,4 +173,4 @@ async def test_corrupted_entry_is_rendered_again(tmp_path: Path) -> None:
         assert again.status_code == 200 and again.headers["x-cache"] == "MISS"
         assert png_image(again.content).size == (1200, 630)
         assert len(again.content) == len(good.content)
-        assert app.store.disk.corrupt == 1
+        assert app.store.disk.stats.rejected == 1

@@ -177,14 +177,15 @@ def test_a_corrupted_object_is_rendered_again_and_replaced(weed: Weed, fleet: Fl
     async def corrupt() -> None:
         store = s3_store(fleet.url, weed.env())
         attributes = (await obstore.get_async(store, path)).attributes
-        damaged = good.content[:-100] + b"\0" * 100  # same digest metadata, other bytes
+        damaged = good.content[:-100] + b"\0" * 100  # same MAC in the metadata, other bytes
         await obstore.put_async(store, path, damaged, attributes=attributes)
 
     asyncio.run(corrupt())
-    corrupt_before = metric(c, "ogproxy_object_store_corrupt_total")
+    rejected = 'ogproxy_cache_rejected_total{tier="object"}'
+    rejected_before = metric(c, rejected)
     again = get(c, card)
     assert again.headers["x-cache"] == "MISS" and again.content == good.content
-    assert metric(c, "ogproxy_object_store_corrupt_total") == corrupt_before + 1
+    assert metric(c, rejected) == rejected_before + 1
     wait_until(uploaded(c, 0), what="replacement upload")
     assert in_bucket(weed, fleet.url, [good]) == [good.content]
 

@@ -248,3 +248,34 @@ async def test_speculation_rules_and_webrtc_reach_nothing(
         await asyncio.sleep(2.0)
     assert seen == [], f"the renderer connected out: {seen}"
     assert datagrams == [], f"the renderer sent datagrams: {datagrams}"
+
+
+async def test_each_untrusted_card_gets_a_context_never_used_before(tmp_path: Path) -> None:
+    """The next card's context is made ready while a card renders (issue 20): it is handed
+    to one card only, and a card that leaves state behind leaves it in a closed context."""
+    from ogproxy.browser import Chromium
+
+    made: list[object] = []
+    original = Chromium._fresh
+
+    async def counted(self: Chromium, output: object) -> object:
+        fresh = await original(self, output)  # type: ignore[arg-type]
+        made.append(fresh.context)
+        return fresh
+
+    Chromium._fresh = counted  # type: ignore[assignment,method-assign]
+    try:
+        async with running(make_settings(tmp_path)) as (_, client):
+            mark = "<script>localStorage.setItem('x', '1'); window.name = 'used'</script>"
+            seen = []
+            for i in range(3):
+                html = f"<body style='margin:0;background:#fff'>{mark}<p id=n>{i}</p></body>"
+                response = await client.get(signed({"html": html}))
+                assert response.status_code == 200
+                seen.append(len(made))
+    finally:
+        Chromium._fresh = original  # type: ignore[method-assign]
+    # Card 1 made its own and the next one's; each later card took the spare and started
+    # one more: one context a card, plus the one waiting.
+    assert seen == [2, 3, 4]
+    assert len({id(c) for c in made}) == len(made)

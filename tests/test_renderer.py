@@ -2,21 +2,27 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import os
+import signal
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import pytest
+from playwright.async_api import CDPSession
 
 from ogproxy import procfs
 from ogproxy import renderer as renderer_module
 from ogproxy.config import TEMPLATES_DIR
-from ogproxy.errors import RenderTimeout
+from ogproxy.errors import BrowserUnavailable, InvalidDocument, RenderTimeout
 from ogproxy.params import CardParams, Output
 from ogproxy.renderer import ChromiumRenderer
-from ogproxy.templates import TemplateSet
+from ogproxy.templates import Document, TemplateSet
 from tests.support.cards import png_image
-from tests.support.processes import chromium
+from tests.support.processes import browsers, chromium, cpu_seconds
 
 pytestmark = [pytest.mark.anyio, pytest.mark.browser]
 
@@ -65,7 +71,6 @@ async def test_a_hanging_template_times_out_and_the_next_render_works(tmp_path: 
 
 
 async def test_render_work_runs_at_lower_priority() -> None:
-    import os
 
     from ogproxy.priority import RENDER_NICE
 
@@ -161,3 +166,83 @@ async def test_no_secret_reaches_the_driver_or_the_browser(monkeypatch: pytest.M
     finally:
         await renderer.stop()
     assert os.environ["OGPROXY_SECRET"] == secrets["OGPROXY_SECRET"]  # ours is untouched
+
+
+# A page that dies during its render: its capture, if any, is not the card.
+
+# Allocates until the allocation fails: the script dies of a RangeError and the page
+# lives on, blank (it was answered as a blank 200 card and stored for a year).
+TYPED_ARRAY_BOMB = (
+    "<script>const k = []; for (;;) k.push(new Uint8Array(64 << 20).fill(1))</script>"
+)
+BUSY = "<p>busy</p><script>const t = Date.now(); while (Date.now() - t < 3000) {}</script>"
+
+
+def untrusted(html: str) -> Document:
+    return Document(html, None, {})
+
+
+@asynccontextmanager
+async def chromium_renderer() -> AsyncIterator[ChromiumRenderer]:
+    renderer = ChromiumRenderer(pages=1, chromium=None, timeout=10)
+    await renderer.start()
+    try:
+        yield renderer
+    finally:
+        await renderer.stop()
+
+
+async def test_a_script_that_runs_out_of_memory_is_a_422_not_a_blank_card() -> None:
+    async with chromium_renderer() as renderer:
+        with pytest.raises(InvalidDocument) as refused:
+            await renderer.render(untrusted(TYPED_ARRAY_BOMB), Output())
+        assert "ran out of memory" in refused.value.public_message
+        assert renderer.renders == 0
+        after = await renderer.render(untrusted("<p>After the bomb</p>"), Output())
+        assert png_image(after).size == (1200, 630)
+
+
+async def test_a_page_killed_mid_render_is_an_error_never_a_card() -> None:
+    async with chromium_renderer() as renderer:
+        await renderer.render(untrusted("<p>Warm</p>"), Output())  # the untrusted browser
+        untrusted_browser = max(browsers(os.getpid()))
+        render = asyncio.create_task(renderer.render(untrusted(BUSY), Output()))
+        await asyncio.sleep(1.0)  # inside the busy script
+        pages = [
+            pid
+            for pid in procfs.descendants(untrusted_browser)
+            if "--type=renderer" in procfs.cmdline(pid)
+        ]
+        assert pages and not render.done()
+        # The busy one: the others are the next card's page, made while this one renders.
+        os.kill(max(pages, key=lambda pid: cpu_seconds([pid])), signal.SIGKILL)
+        with pytest.raises((InvalidDocument, BrowserUnavailable)):
+            await render
+        assert renderer.renders == 1
+        after = await renderer.render(untrusted("<p>After the kill</p>"), Output())
+        assert png_image(after).size == (1200, 630)
+
+
+async def test_a_page_that_crashed_after_its_capture_yields_no_bytes(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The crash event can arrive after the capture returned: the render is still lost."""
+    capture = renderer_module._capture
+
+    async def capture_then_crash(cdp: CDPSession) -> bytes:
+        shot = await capture(cdp)
+        with contextlib.suppress(Exception):  # the page's renderer dies; no answer comes
+            await asyncio.wait_for(cdp.send("Page.crash"), 1)
+        await asyncio.sleep(0.2)  # its crash event arrives
+        return shot
+
+    async with chromium_renderer() as renderer:
+        monkeypatch.setattr(renderer_module, "_capture", capture_then_crash)
+        with pytest.raises(InvalidDocument):  # an untrusted page: the card's own doing
+            await renderer.render(untrusted("<p>Crashes</p>"), Output())
+        built_in = TemplateSet(TEMPLATES_DIR).render(card("Crashes"), width=1200, height=630)
+        with pytest.raises(BrowserUnavailable):  # a built-in card: ours (tried twice)
+            await renderer.render(built_in, Output())
+        assert renderer.renders == 0
+        monkeypatch.undo()
+        assert png_image(await renderer.render(built_in, Output())).size == (1200, 630)

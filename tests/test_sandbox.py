@@ -25,10 +25,11 @@ from playwright.async_api import Error as PlaywrightError
 from ogproxy import procfs
 from ogproxy.browser import system_chromium
 from ogproxy.errors import ConfigError
+from ogproxy.integrity import CardSeal
 from ogproxy.isolation import NetworkJail, child_env
 from ogproxy.sandbox import Sandbox
 from ogproxy.store import Store
-from tests.support.cards import make_settings, running, signed
+from tests.support.cards import SECRET, make_settings, running, signed
 from tests.support.processes import chromium, python_as
 
 NOBODY = pwd.getpwnam("nobody")
@@ -84,7 +85,7 @@ def stand_in(folder: Path, mode: int = 0o755) -> str:
 def launch(box: Sandbox, browser: str, open_dir: Path) -> dict[str, str]:
     """Run ``browser`` the way Playwright runs Chromium: through the wrapper, with a
     profile folder we made (0700, ours), and the browser's environment."""
-    cache = Store(open_dir / "cache", size_limit=1 << 20, memory_bytes=0)
+    cache = Store(open_dir / "cache", size_limit=1 << 20, memory_bytes=0, seal=CardSeal([SECRET]))
     cache.close()
     (open_dir / "cache" / "entry").write_text("a card")
     profile = tempfile.mkdtemp(prefix="playwright_chromiumdev_profile-")

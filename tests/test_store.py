@@ -11,38 +11,59 @@ from pathlib import Path
 
 import pytest
 
+from ogproxy.integrity import CardSeal
 from ogproxy.memtier import MemoryLRU
 from ogproxy.store import Store
+from tests.support.cards import SECRET
 
 pytestmark = pytest.mark.anyio
 PNG = b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 200  # 51 KB: stored as a file by diskcache
 
 
-def store(tmp_path: Path, memory: int = 1 << 20) -> Store:
-    return Store(tmp_path / "cache", size_limit=1 << 24, memory_bytes=memory)
+def store(tmp_path: Path, memory: int = 1 << 20, secret: str = SECRET) -> Store:
+    seal = CardSeal([secret])
+    return Store(tmp_path / "cache", size_limit=1 << 24, memory_bytes=memory, seal=seal)
 
 
 async def test_round_trip_survives_reopening(tmp_path: Path) -> None:
     s = store(tmp_path)
-    await s.put("k", PNG)
+    await s.put("k", "png", PNG)
     s.close()
     again = store(tmp_path)
     assert again.get_memory("k") is None
-    assert await again.get("k") == PNG
+    assert await again.get("k", "png") == PNG
     assert again.get_memory("k") == PNG  # promoted to memory
 
 
 @pytest.mark.parametrize("damage", ["truncate", "flip"])
 async def test_corrupted_entry_is_dropped_not_served(tmp_path: Path, damage: str) -> None:
     s = store(tmp_path, memory=0)
-    await s.put("k", PNG)
+    await s.put("k", "png", PNG)
     files = [p for p in (tmp_path / "cache").rglob("*.val")]
     assert len(files) == 1
     data = files[0].read_bytes()
     files[0].write_bytes(data[:-100] if damage == "truncate" else data[:500] + b"X" + data[501:])
-    assert await s.get("k") is None
-    assert s.disk.corrupt == 1
+    assert await s.get("k", "png") is None
+    assert s.disk.stats.rejected == 1
     assert s.disk.cache is not None and "k" not in s.disk.cache
+
+
+@pytest.mark.parametrize("case", ["another key", "another format", "another secret"])
+async def test_an_entry_is_served_only_as_the_card_it_was_stored_as(
+    tmp_path: Path, case: str
+) -> None:
+    """Memory holds only what passed the check: a rejected entry is never promoted."""
+    writer = store(
+        tmp_path, secret="another-deployment-0123" if case == "another secret" else SECRET
+    )
+    await writer.put("other" if case == "another key" else "k", "png", PNG)
+    writer.close()
+    s = store(tmp_path)
+    assert s.disk.cache is not None
+    if case == "another key":
+        s.disk.cache.set("k", s.disk.cache.get("other"))
+    assert await s.get("k", "webp" if case == "another format" else "png") is None
+    assert s.disk.stats.rejected == 1 and len(s.memory) == 0 and "k" not in s.disk.cache
 
 
 @pytest.mark.parametrize(
@@ -63,8 +84,8 @@ async def test_disk_errors_cost_a_render_never_a_failure(
 
     monkeypatch.setattr(s.disk.cache, "set", fail)
     monkeypatch.setattr(s.disk.cache, "get", fail)
-    await s.put("k", PNG)  # logged, not raised
-    assert await s.get("k") is None
+    await s.put("k", "png", PNG)  # logged, not raised
+    assert await s.get("k", "png") is None
     assert s.disk.errors == 2
 
 
@@ -73,8 +94,8 @@ async def test_unusable_cache_dir_means_memory_only(tmp_path: Path) -> None:
     blocker.write_text("a file where the directory should be")
     s = store(tmp_path)
     assert s.disk.cache is None
-    await s.put("k", PNG)
-    assert await s.get("k") == PNG
+    await s.put("k", "png", PNG)
+    assert await s.get("k", "png") == PNG
 
 
 def test_the_cache_dir_is_closed_to_other_users(tmp_path: Path) -> None:

@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass, field
 from types import SimpleNamespace
-from typing import Any
+from typing import Any, Literal
 
 import pytest
 from playwright.async_api import Error as PlaywrightError
@@ -15,7 +15,7 @@ from playwright.async_api import Error as PlaywrightError
 from ogproxy import renderer as renderer_module
 from ogproxy.errors import BrowserUnavailable, InvalidDocument, Overloaded, RenderTimeout
 from ogproxy.params import Output
-from ogproxy.renderer import ChromiumRenderer, Tab, _Navigated
+from ogproxy.renderer import ChromiumRenderer, Tab, _Navigated, _Trouble
 
 pytestmark = pytest.mark.anyio
 PAGES = 2
@@ -24,7 +24,8 @@ PAGES = 2
 @dataclass(eq=False)
 class FakeTab:
     """What the pool asks of a tab; ``fault`` is raised by its next load, which first
-    waits for ``gate`` (if given)."""
+    waits for ``gate`` (if given); ``dies`` is what its page does during each load and
+    the tab only learns of through its page's events (``trouble``)."""
 
     serial: int
     usable: bool = True
@@ -36,6 +37,8 @@ class FakeTab:
     fetch: object = None
     gate: asyncio.Event | None = None
     loading: asyncio.Event = field(default_factory=asyncio.Event)
+    dies: Literal["crash", "out of memory"] | None = None
+    trouble: _Trouble = field(default_factory=_Trouble)
 
     async def load(self, doc: object, output: Output) -> None:
         self.loading.set()
@@ -43,6 +46,10 @@ class FakeTab:
             await self.gate.wait()
         if self.fault is not None:
             raise self.fault
+        if self.dies == "crash":
+            self.trouble.crashed = True
+        elif self.dies == "out of memory":
+            self.trouble.out_of_memory = "Array buffer allocation failed"
 
     async def capture(self) -> bytes:
         return b"raw"
@@ -175,6 +182,26 @@ async def test_a_trusted_card_that_navigated_replaces_the_tab(pool: Pool) -> Non
         await pool.renderer.render(doc(True), Output())
     check_pool(pool)
     assert tab.closed and tab not in pool.tabs
+
+
+async def test_a_trusted_card_whose_script_ran_out_of_memory_is_a_422(pool: Pool) -> None:
+    tab = pool.first()
+    tab.dies = "out of memory"  # the capture comes back, blank
+    with pytest.raises(InvalidDocument) as refused:
+        await pool.renderer.render(doc(True), Output())
+    assert "ran out of memory" in refused.value.public_message
+    check_pool(pool)
+    assert tab.closed and tab not in pool.tabs  # its memory goes with it
+
+
+async def test_a_trusted_page_that_crashed_yields_no_bytes(pool: Pool) -> None:
+    first, second = pool.tabs
+    first.dies = second.dies = "crash"  # each capture comes back, then the crash event
+    with pytest.raises(BrowserUnavailable):  # tried twice: ours, not the card's
+        await pool.renderer.render(doc(True), Output())
+    check_pool(pool)
+    assert first.closed and second.closed and pool.renderer.renders == 0
+    assert await pool.renderer.render(doc(True), Output()) == b"raw encoded"  # fresh tabs
 
 
 async def test_a_trusted_card_whose_context_was_destroyed(pool: Pool) -> None:

@@ -20,8 +20,10 @@ from pathlib import Path
 import httpx
 import obstore
 
-from ogproxy import integrity
-from ogproxy.objectstore import DIGEST_FIELD, s3_store
+from ogproxy.formats import FORMATS, Format
+from ogproxy.integrity import CardSeal
+from ogproxy.objectstore import MAC_FIELD, s3_store
+from tests.support.cards import SECRET
 from tests.support.servers import free_port
 
 ACCESS_KEY, SECRET_KEY = "ogproxy-test", "ogproxy-test-secret"
@@ -249,8 +251,11 @@ def port_open(port: int) -> bool:
         return s.connect_ex(("127.0.0.1", port)) == 0
 
 
-def bucket_objects(weed: Weed, url: str) -> dict[str, bytes]:
-    """Every object under ``url``'s prefix, checked against its digest: ``{path: bytes}``."""
+def bucket_objects(weed: Weed, url: str, check: bool = True) -> dict[str, bytes]:
+    """Every object under ``url``'s prefix: ``{path: bytes}``. With ``check``, each must be
+    a card sealed with the test secret for its key and type."""
+    seal = CardSeal((SECRET,))
+    formats: dict[str, Format] = {row.media_type: row.name for row in FORMATS.values()}
 
     async def read() -> dict[str, bytes]:
         store = s3_store(url, weed.env())
@@ -258,7 +263,12 @@ def bucket_objects(weed: Weed, url: str) -> dict[str, bytes]:
         for meta in await obstore.list(store).collect_async():
             result = await obstore.get_async(store, meta["path"])
             body = bytes(await result.bytes_async())
-            assert integrity.intact(body, result.attributes[DIGEST_FIELD])
+            if check:
+                key, fmt = (
+                    meta["path"].rsplit("/", 1)[-1],
+                    formats[result.attributes["Content-Type"]],
+                )
+                assert seal.check(key, fmt, body, result.attributes[MAC_FIELD]), meta["path"]
             found[meta["path"]] = body
         return found
 
