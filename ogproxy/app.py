@@ -9,7 +9,8 @@ The request path, top to bottom:
 3. ``_card_response``: the content address -> answer a matching If-None-Match (304;
    ``*`` only for a card that is stored) ->
    the image from the cache, or rendered once (``cards.py``) -> respond with immutable
-   headers (``delivery.py``) -> remember the query for step 1.
+   headers (``delivery.py``) -> remember the query for step 1. A card rendered without
+   an asset that failed is answered for a minute and remembered nowhere.
 
 Nothing is parsed, cached or rendered before the signature has been verified.
 """
@@ -40,7 +41,7 @@ from .config import (
     Settings,
     endpoint_url,
 )
-from .delivery import RawResponse, image_answer, not_modified, wants_any
+from .delivery import RawResponse, degraded_answer, image_answer, not_modified, wants_any
 from .errors import (
     AssetError,
     BadSignature,
@@ -117,10 +118,12 @@ async def _card_response(
     request.state.key = key[:12]
     result = await cards.get_or_render(key, params, output)
     media_type = FORMATS[output.format].media_type
-    if known is not None:
-        service.known.remember(*known, key, media_type)
     if result.render_ms is not None:
         request.state.render_ms = result.render_ms
+    if result.source == "DEGRADED":
+        return RawResponse(*degraded_answer(request.method, media_type.encode(), result.body))
+    if known is not None:
+        service.known.remember(*known, key, media_type)
     answer = image_answer(
         headers,
         request.method,

@@ -151,7 +151,9 @@ async def render_jobs(
     """Render ``jobs`` into ``out_dir``, skipping those whose content address is unchanged.
 
     With ``settings.store``, cards already in the object store are not rendered, and
-    every card (skipped ones too) ends up there. ``renderer``: Chromium unless given;
+    every card (skipped ones too) ends up there. A card rendered without an asset that
+    failed (``OGPROXY_ASSET_FAILURE=degrade``) is written but counted as failed, and is
+    not recorded as rendered: the next run renders it again. ``renderer``: Chromium unless given;
     ``templates``: those of ``settings`` unless given. ``ignore_unknown`` leaves out the
     fields a row's template does not take (else the row fails, naming the field).
     """
@@ -221,14 +223,21 @@ async def render_jobs(
                 except OgProxyError as exc:
                     summary.failed.append((job.line, exc.public_message))
                 else:
-                    if remote is not None and result.source != "MISS":
-                        remote.enqueue(key, out.format, result.body)  # a render enqueued itself
                     (out_dir / job.name).write_bytes(result.body)
-                    manifest[job.name] = key
-                    if restore:
-                        summary.restored += 1
+                    if result.failed is not None:
+                        # Degraded: reported, and never "unchanged" (the next run tries
+                        # the asset again); nowhere stored, so not uploaded either.
+                        problem = f"{result.failed.public_message}; written without it"
+                        summary.failed.append((job.line, problem))
+                        manifest.pop(job.name, None)
                     else:
-                        summary.rendered += 1
+                        if remote is not None and result.source != "MISS":
+                            remote.enqueue(key, out.format, result.body)  # a render enqueued itself
+                        manifest[job.name] = key
+                        if restore:
+                            summary.restored += 1
+                        else:
+                            summary.rendered += 1
                 on_progress()
 
             await asyncio.gather(*(one(*item) for item in planned))

@@ -45,6 +45,10 @@ DEFAULT_QUEUE = 64  # renders waiting for a page before new misses get 503
 # The built-in templates ship inside the package (wheel and sdist alike).
 TEMPLATES_DIR = package_dir("builtin_templates")
 
+# What a card whose asset fails gets (cards.py): served without it, briefly, or an error.
+AssetFailure = Literal["degrade", "fail"]
+ASSET_FAILURES: tuple[AssetFailure, ...] = ("degrade", "fail")
+
 # Settings that hold secrets can instead name a file holding them (`OGPROXY_SECRET_FILE`),
 # the convention of Docker and Kubernetes secrets, which are mounted as files.
 SECRET_FILE_SETTINGS = ("OGPROXY_SECRET", "OGPROXY_API_KEYS", "OGPROXY_ADMIN_TOKEN")
@@ -283,14 +287,16 @@ class Settings:
         shown="`5` seconds per asset (all of a card's: 8 s or 80% of the render timeout)",
         help="Seconds one image, stylesheet or font may take, redirects and body included.",
     )
-    asset_failure: Literal["fail", "render"] = setting(
-        "fail",
+    asset_failure: AssetFailure = setting(
+        "degrade",
         kind="choice",
-        choices=("fail", "render"),
-        shown="`fail`: an asset that cannot be loaded fails the render; `render` renders "
-        "without it",
-        help="What an image, stylesheet or font that cannot be loaded does: fail the render "
-        "(422/502/504, not cached) or render the card without it.",
+        choices=(*ASSET_FAILURES, "render"),
+        shown="`degrade`: a card whose image, stylesheet or font fails is served without it "
+        "for 60 s and never cached; `fail`: 422/502/504 (the old `render` is read as "
+        "`degrade`)",
+        help="What an image, stylesheet or font that cannot be loaded does: degrade serves "
+        "the card without it (200, X-Cache: DEGRADED, max-age 60, not cached, tried again "
+        "on the next request); fail answers 422/502/504 (not cached).",
     )
     api_keys: tuple[str, ...] = setting(
         (),
@@ -404,6 +410,10 @@ class Settings:
         for declared in declarations():
             declared.check(getattr(self, declared.name))
         AllowList(self.asset_origins)  # raises a ConfigError naming the setting
+        # The old name, which the variable and flag still accept: it rendered without the
+        # asset and kept that card for a year; what it asked for is now `degrade`.
+        if str(self.asset_failure) == "render":
+            object.__setattr__(self, "asset_failure", "degrade")
         if self.dev and not self.unsafe_dev:
             _check_dev(self)
         _check_proxies(self.trusted_proxies)

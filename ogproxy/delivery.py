@@ -4,6 +4,9 @@ It adds what CDNs and crawlers use: a strong ETag from the content address (so
 ``If-None-Match`` gets 304), immutable ``Cache-Control`` plus ``CDN-Cache-Control`` for
 edges that honour it, ``Accept-Ranges`` with single ``Range`` requests (206/416, with
 ``If-Range``), and no ``Vary``: the format is in the path, never negotiated.
+
+A degraded card (rendered without an asset that failed, cards.py) gets none of that:
+a short max-age and no validator, so nothing keeps it past a minute.
 """
 
 from __future__ import annotations
@@ -16,6 +19,10 @@ Headers = list[tuple[bytes, bytes]]
 # Safe because the URL names the content: any change to it is a new URL.
 IMMUTABLE = "public, max-age=31536000, immutable"
 _IMMUTABLE = IMMUTABLE.encode()
+# A degraded card: asked for again after this long, by a CDN and by the next request
+# here (it is never stored), so a recovered asset shows within a minute.
+DEGRADED_MAX_AGE = 60
+_DEGRADED = f"public, max-age={DEGRADED_MAX_AGE}".encode()
 _RANGE = re.compile(rb"^bytes=(\d*)-(\d*)$")
 
 
@@ -118,6 +125,20 @@ def image_answer(
             headers.append((b"content-range", f"bytes {first}-{last}/{len(body)}".encode()))
     headers.append((b"content-length", str(len(part)).encode()))
     return status, headers, b"" if method == "HEAD" else part
+
+
+def degraded_answer(method: str, media_type: bytes, body: bytes) -> tuple[int, Headers, bytes]:
+    """(status, headers, body) for a degraded card: 200, ``X-Cache: DEGRADED``, kept a
+    minute at most. No ETag: the real card's would let a 304 keep this one alive at a
+    CDN, and one of its own would be a validator for bytes that are never stored. No
+    ranges either: the next render's bytes may differ, so a Range is answered in full."""
+    headers = [
+        (b"content-type", media_type),
+        (b"cache-control", _DEGRADED),
+        (b"x-cache", b"DEGRADED"),
+        (b"content-length", str(len(body)).encode()),
+    ]
+    return 200, headers, b"" if method == "HEAD" else body
 
 
 class RawResponse(Response):

@@ -79,7 +79,8 @@ class InvalidDocument(OgProxyError):
 
 
 class OutputTooLarge(OgProxyError):
-    """The encoded card is over MAX_OUTPUT_BYTES: refused, and never stored."""
+    """The encoded card is over MAX_OUTPUT_BYTES (a PNG even with a palette): refused, and
+    never stored."""
 
     status_code = 422
 

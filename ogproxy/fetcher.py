@@ -15,9 +15,10 @@ go through ``Fetcher.inline``; both end in ``Fetcher.get``, which fetches with h
 - through an on-disk cache (assetcache.py) that honours ``Cache-Control`` up to a cap
   and stands in with a stale copy when the origin is down.
 
-A refusal or failure is recorded on the card; ``CardRequests.check`` turns the first one
-into the error of the render (422 for a URL the settings refuse, 502/504 for an allowed
-asset that failed), unless the operator chose ``OGPROXY_ASSET_FAILURE=render``. Anything
+A refusal or failure is recorded on the card; for a strict card ``CardRequests.check``
+turns the first one into the error of the render (422 for a URL the settings refuse,
+502/504 for an allowed asset that failed); any other card renders without it and is
+served degraded (cards.py, ``OGPROXY_ASSET_FAILURE``). Anything
 else that goes wrong fetching an asset (a redirect the client cannot follow, a bug) is
 that asset's 502: a page's request is always settled at once, never left to the render
 timeout. A card's failures are logged as one line with counts, whatever their number.
@@ -36,7 +37,7 @@ import ssl
 import time
 import zlib
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING
 
 import anyio
 import httpx
@@ -55,7 +56,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("ogproxy.fetcher")
 
-Failure = Literal["fail", "render"]
 Resolver = Callable[[str, int], Awaitable[list[str]]]
 
 ASSET_BYTES = 5 * 2**20  # one image, stylesheet or font
@@ -191,14 +191,13 @@ class Fetcher:
         allowed: AllowList,
         cache: AssetCache,
         *,
-        failure: Failure = "fail",
         asset_bytes: int = ASSET_BYTES,
         card_bytes: int = CARD_BYTES,
         asset_timeout: float = DEFAULT_ASSET_TIMEOUT,
         card_timeout: float = CARD_TIMEOUT,
         resolve: Resolver = _resolve,
     ) -> None:
-        self.allowed, self.cache, self.failure = allowed, cache, failure
+        self.allowed, self.cache = allowed, cache
         self.asset_bytes, self.card_bytes = asset_bytes, card_bytes
         self.asset_timeout, self.card_timeout = asset_timeout, card_timeout
         self._resolve = resolve
@@ -214,15 +213,15 @@ class Fetcher:
         return cls(
             AllowList(settings.asset_origins),
             AssetCache(settings.cache_dir / "assets"),
-            failure=settings.asset_failure,
             asset_timeout=settings.asset_timeout,
             # Leaves the render time to report which asset was late, rather than a bare 504.
             card_timeout=min(CARD_TIMEOUT, settings.render_timeout * 0.8),
         )
 
-    def card(self) -> CardRequests:
-        """A fresh budget (bytes, deadline) and failure record for one render."""
-        return CardRequests(self)
+    def card(self, *, strict: bool = True) -> CardRequests:
+        """A fresh budget (bytes, deadline) and failure record for one render; ``strict``:
+        its first failure is the render's error, else the card renders without it."""
+        return CardRequests(self, strict=strict)
 
     async def inline(self, name: str, url: str) -> str:
         """Template image parameter ``name`` as a data: URI; its errors name ``name``."""
@@ -389,8 +388,9 @@ class CardRequests:
     """The requests of one card's page (a rendering.PageRequests): the card's view of
     the fetcher, its byte and time budget, and what went wrong."""
 
-    def __init__(self, fetcher: Fetcher) -> None:
+    def __init__(self, fetcher: Fetcher, *, strict: bool = True) -> None:
         self.fetcher = fetcher
+        self.strict = strict
         self._deadline: float | None = None
         self.bytes = 0
         self.failures: list[AssetError] = []  # the first MAX_KEPT
@@ -419,7 +419,7 @@ class CardRequests:
             }
             await route.fulfill(status=200, headers=headers, body=asset.body)
         except Exception as exc:
-            self._record(self._failure(route.request.url, exc))
+            self.record(self._failure(route.request.url, exc))
             with contextlib.suppress(PlaywrightError):  # the page may be gone (render timeout)
                 await route.abort("blockedbyclient")
 
@@ -454,14 +454,15 @@ class CardRequests:
         self.fetcher.failed(failed)
         return failed
 
-    def _record(self, exc: AssetError) -> None:
+    def record(self, exc: AssetError) -> None:
+        """Keep a failure of this card (already counted by the fetcher)."""
         self.counts[outcome(exc)] += 1
         if len(self.failures) < MAX_KEPT:
             self.failures.append(exc)
 
     def check(self) -> None:
-        """Raise the first failure as the render's error (none with ASSET_FAILURE=render)."""
-        if self.failures and self.fetcher.failure == "fail":
+        """Raise the first failure as the render's error, if the card is strict."""
+        if self.failures and self.strict:
             raise self.failures[0]
 
     def log_summary(self) -> None:
@@ -472,5 +473,6 @@ class CardRequests:
         shown = "; ".join(exc.detail for exc in self.failures)
         more = sum(self.counts.values()) - len(self.failures)
         # Escaped: a URL must not be able to forge a second log line.
-        line = f"card assets: {counts}: {shown}" + (f"; and {more} more" if more else "")
+        what = "card assets" if self.strict else "card assets, rendered without them"
+        line = f"{what}: {counts}: {shown}" + (f"; and {more} more" if more else "")
         log.warning("%s", line.encode("unicode_escape").decode())

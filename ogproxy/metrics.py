@@ -143,6 +143,11 @@ class Metrics:
             buckets=(0.025, 0.05, 0.075, 0.1, 0.15, 0.25, 0.5, 1, 2.5, 5, 10),
             registry=self.registry,
         )
+        self.degraded_cards = Counter(
+            "ogproxy_degraded_cards",
+            "Cards served without an image, stylesheet or font that failed (never cached).",
+            registry=self.registry,
+        )
         self.registry.register(_Live(renderer, store, fetcher))
 
     def request(self, scope: Scope, status: int, cache: str | None) -> None:

@@ -29,9 +29,12 @@ SCALES = (1, 2)  # device pixel ratio: 2 for retina
 # Pixels of one output image (width*scale x height*scale): 4096x4096. Every common OG
 # size fits, 2400x1260 at scale 2 too; 4800x4800 (2400 at scale 2) does not.
 MAX_OUTPUT_PIXELS = 4096 * 4096
-# Bytes of one encoded image: Facebook's limit for og:image (X/Twitter's is 5 MB). A card
-# over it is refused (422) and not stored: a random-pixel 4800x4800 PNG was 68.9 MB.
-MAX_OUTPUT_BYTES = 8 * 2**20
+# Bytes of one encoded image: the smallest limit a platform publishes for a shared image
+# (X and LinkedIn: 5 MB; Facebook: 8 MB), in decimal megabytes, the stricter reading. A
+# lossless PNG over it is encoded again with a palette (cards.py); a card that still does
+# not fit is refused (422) and not stored: a random-pixel 4800x4800 PNG was 68.9 MB.
+MAX_OUTPUT_BYTES = 5_000_000
+MAX_OUTPUT_NAME = "5 MB"  # as messages and the README say it
 
 _COLOR = re.compile(r"^#(?:[0-9a-fA-F]{3}|[0-9a-fA-F]{6})$")
 _BOOLEANS = {"1": True, "true": True, "0": False, "false": False}

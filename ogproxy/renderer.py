@@ -482,8 +482,9 @@ class ChromiumRenderer:
         """Render a card to image bytes of ``output``'s size and format.
 
         ``fetch`` serves the requests of the card's page (in the pool too, for a trusted
-        custom template); without it every request is refused. Its failures are raised
-        after the capture. The render is cut off after the timeout, or at ``deadline``
+        custom template); without it every request is refused. After the capture,
+        ``fetch.check()`` raises the first of its failures if the card is strict (else the
+        card is rendered without them). The render is cut off after the timeout, or at ``deadline``
         (``time.monotonic()``) if one is given. A browser that broke it gets one more try.
         """
         for attempt in (1, 2):

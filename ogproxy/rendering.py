@@ -22,7 +22,8 @@ class PageRequests(Protocol):
     async def handle(self, route: Route) -> None: ...
 
     def check(self) -> None:
-        """Raise the first failure seen (an OgProxyError), if any."""
+        """Raise the first failure seen (an OgProxyError), if any and the card is strict;
+        a card that is not renders without what failed (cards.py serves it degraded)."""
 
 
 class Renderer(Protocol):

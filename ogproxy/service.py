@@ -90,6 +90,8 @@ class Service:
             lock_hold=settings.render_timeout * 3,
             on_render=metrics.render_seconds.observe,
             render_timeout=settings.render_timeout,
+            degrade=settings.asset_failure == "degrade",
+            on_degraded=metrics.degraded_cards.inc,
         )
         return cls(settings, templates, store, fetcher, renderer, cards, KnownQueries(), metrics)
 

@@ -2,7 +2,8 @@
 
 Run it before a launch so that every card is rendered (and, through a CDN, cached at the
 edge) before the first share. Sources: a sitemap (URL or file; sitemap indexes are
-followed one level), or a text file with one page URL per line.
+followed one level), or a text file with one page URL per line. A card served degraded
+(without an asset that failed) is reported as a failure: nobody keeps it past a minute.
 """
 
 from __future__ import annotations
@@ -51,6 +52,7 @@ def _absolute(page_url: str, url: str) -> str:
 
 
 UNREQUESTABLE = "not a URL that can be requested"
+DEGRADED = "rendered without an asset that failed (see the server's log)"
 
 
 def requestable(url: str) -> bool:
@@ -159,6 +161,8 @@ async def warm(
                     report.statuses[label] += 1
                     if response.status_code != 200:
                         report.failures.append((url, f"HTTP {response.status_code}"))
+                    elif cache == "DEGRADED":  # a card for a minute, not a warm one
+                        report.failures.append((url, DEGRADED))
                 except (httpx.HTTPError, httpx.InvalidURL) as exc:
                     report.failures.append((url, type(exc).__name__))
                 finally:

@@ -323,8 +323,37 @@ def test_warm_reports_and_skips_what_it_cannot_request(site: tuple[Path, str]) -
     assert "Traceback" not in output
 
 
+def test_warm_reports_a_degraded_card_as_a_failure(tmp_path: Path, site: tuple[Path, str]) -> None:
+    """A card served without an asset is a 200 that a launch must not count as warm."""
+    from tests.support.assethost import asset_host
+
+    root, origin = site
+    with (
+        asset_host() as cdn,
+        serve(
+            tmp_path, "--asset-origins", cdn.origin, env={"OGPROXY_SECRET": SECRET}, fake=True
+        ) as og,
+    ):
+        image = signed(
+            {"title": "Launch", "avatar": cdn.url("/gone.png")}, base=og.base + "/og.png"
+        )
+        tag = f'<meta property="og:image" content="{image.replace("&", "&amp;")}">'
+        (root / "p.html").write_text(f"<html><head>{tag}</head></html>")
+        (root / "list.txt").write_text(f"{origin}/p.html\n")
+        code, output = run("warm", str(root / "list.txt"))
+        output = " ".join(output.split())
+        assert code == 1, output
+        assert "1 pages, 1 images: 1 x 200 DEGRADED" in output
+        assert "rendered without an asset that failed (see the server's log): " in output
+        assert image.split("&")[0] in "".join(output.split())
+
+
 @pytest.mark.usefixtures("fake_chromium")
-def test_render_reports_asset_failures_per_line(tmp_path: Path) -> None:
+@pytest.mark.parametrize("mode", ["degrade", "fail"])
+def test_render_reports_asset_failures_per_line(tmp_path: Path, mode: str) -> None:
+    """Either way a failed asset is reported on its line and the exit code is 1; degrade
+    writes the card without it (never as unchanged: the next run tries again), fail
+    writes nothing."""
     import io
 
     from PIL import Image
@@ -342,22 +371,32 @@ def test_render_reports_asset_failures_per_line(tmp_path: Path) -> None:
             {"slug": "elsewhere", "title": "Refused", "logo": "http://127.0.0.1:9/a.png"},
         ]
         cards.write_text("".join(json.dumps(line) + "\n" for line in lines))
-        code, output = run(
+        out = tmp_path / "out"
+        args = (
             "render",
-            "--input",
-            str(cards),
-            "--out-dir",
-            str(tmp_path / "out"),
-            "--cache-dir",
-            str(tmp_path / "cache"),
-            "--asset-origins",
-            host.origin,
+            *("--input", str(cards), "--out-dir", str(out)),
+            *("--cache-dir", str(tmp_path / "cache"), "--asset-origins", host.origin),
+            *("--asset-failure", mode),
         )
-    assert code == 1, output
-    assert "1 rendered, 0 unchanged (skipped), 2 failed" in output
-    assert f"line 2: {host.url('/missing.png')} answered HTTP 404" in output
-    assert "line 3: Invalid parameter 'logo': http://127.0.0.1:9 is not an allowed" in output
-    assert sorted(p.name for p in (tmp_path / "out").glob("*.png")) == ["ok.png"]
+        code, output = run(*args)
+        output = " ".join(output.split())  # rich wraps long lines
+        assert code == 1, output
+        assert "1 rendered, 0 unchanged (skipped), 2 failed" in output
+        assert f"line 2: {host.url('/missing.png')} answered HTTP 404" in output
+        assert "line 3: Invalid parameter 'logo': http://127.0.0.1:9 is not an allowed" in output
+        written = sorted(p.name for p in out.glob("*.png"))
+        if mode == "fail":
+            assert written == ["ok.png"]
+            return
+        assert "written without it" in output
+        assert written == ["missing.png", "ok.png"]
+        degraded = (out / "missing.png").read_bytes()
+        # The origin recovers: the next run renders the real card.
+        host.routes["/missing.png"] = Reply(red.getvalue(), "image/png")
+        code, output = run(*args)
+        output = " ".join(output.split())
+        assert "1 rendered, 1 unchanged (skipped), 1 failed" in output, output
+        assert (out / "missing.png").read_bytes() != degraded
 
 
 @pytest.mark.usefixtures("fake_chromium")

@@ -102,11 +102,26 @@ def test_parse_size(text: str, expected: int) -> None:
         ({"OGPROXY_LOG_LEVEL": "loud"}, "OGPROXY_LOG_LEVEL"),
         ({"OGPROXY_WORKERS": "0"}, "OGPROXY_WORKERS"),
         ({"OGPROXY_FONTS_DIR": "/nonexistent"}, "OGPROXY_FONTS_DIR"),
+        ({"OGPROXY_ASSET_FAILURE": "ignore"}, "OGPROXY_ASSET_FAILURE"),
     ],
 )
 def test_bad_settings_name_the_setting(env: dict[str, str], name: str) -> None:
     with pytest.raises(ConfigError, match=name):
         Settings.from_env({"OGPROXY_SECRET": "x" * 20, **env})
+
+
+@pytest.mark.parametrize(
+    ("given", "read"), [(None, "degrade"), ("fail", "fail"), ("render", "degrade")]
+)
+def test_asset_failure_degrades_by_default_and_reads_the_old_render_as_degrade(
+    given: str | None, read: str
+) -> None:
+    """`render` rendered without the asset and kept that card for a year; `degrade`
+    renders without it too, but for a minute (cards.py)."""
+    env = {"OGPROXY_SECRET": "x" * 20, **({"OGPROXY_ASSET_FAILURE": given} if given else {})}
+    settings = Settings.from_env(env)
+    assert settings.asset_failure == read
+    assert Settings.from_env(settings.to_env()).asset_failure == read
 
 
 def test_dev_mode_refuses_a_real_secret_and_a_public_bind(tmp_path: Path) -> None:
@@ -145,7 +160,7 @@ def test_every_setting_survives_to_env_and_back(tmp_path: Path) -> None:
         asset_origins=("https://a.example", "https://b.example"),
         asset_timeout=1.5,
         head_timeout=3.0,
-        asset_failure="render",
+        asset_failure="fail",
         api_keys=("key-1", "key-2"),
         admin_token="admin-token",
         public_url="https://og.example.com/og.png",

@@ -380,12 +380,14 @@ async def test_each_request_is_logged_as_json_without_the_query(
 
 @pytest.fixture
 async def on_fake(tmp_path: Path) -> AsyncIterator[tuple[Service, httpx.AsyncClient, AssetHost]]:
-    """An app on the fake renderer with an API key, the playground, and one allowed origin."""
+    """An app on the fake renderer with an API key, the playground, and one allowed origin;
+    strict about assets (their errors are the subject here; degraded cards: test_degraded)."""
     with asset_host() as host:
         settings = make_settings(
             tmp_path / "cache",
             api_keys=(API_KEY,),
             asset_origins=(host.origin,),
+            asset_failure="fail",
             admin_token=ADMIN_TOKEN,
         )
         async with running(settings, FakeRenderer()) as (service, client):

@@ -35,7 +35,9 @@ async def test_a_trickling_image_gets_one_overall_deadline(tmp_path: Path) -> No
     with asset_host() as host:
         # A byte every 0.05 s: no single read ever waits 0.5 s, the whole takes 5 s.
         host.routes["/slow.png"] = Reply(png_bytes()[:100], "image/png", trickle=0.05)
-        settings = make_settings(tmp_path, asset_origins=(host.origin,), asset_timeout=0.5)
+        settings = make_settings(
+            tmp_path, asset_origins=(host.origin,), asset_timeout=0.5, asset_failure="fail"
+        )
         async with running(settings, FakeRenderer()) as (_, client):
             started = time.monotonic()
             slow = await client.get(signed({"title": "Slow", "avatar": host.url("/slow.png")}))
@@ -52,7 +54,8 @@ async def test_a_gzip_bomb_is_refused_without_inflating_it(tmp_path: Path) -> No
             gzip_bomb(128 * 2**20), "image/png", headers={"Content-Encoding": "gzip"}
         )
         async with running(
-            make_settings(tmp_path, asset_origins=(host.origin,)), FakeRenderer()
+            make_settings(tmp_path, asset_origins=(host.origin,), asset_failure="fail"),
+            FakeRenderer(),
         ) as (_, client):
             tracemalloc.start()
             try:

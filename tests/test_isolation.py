@@ -96,11 +96,9 @@ async def test_hostile_template_reaches_nothing(
     folder = tmp_path / "templates"
     shutil.copytree(TEMPLATES_DIR, folder)
     (folder / "hostile.html").write_text(HOSTILE.format(port=port))
-    # Rendered anyway (the refusals are only logged), so the pixels can show nothing
-    # was read; the default, a 422 for the refused requests, is checked below.
-    settings = make_settings(
-        tmp_path, templates_dir=folder, network_isolation=level, asset_failure="render"
-    )
+    # Served degraded (the default: the refusals are logged and counted), so the pixels
+    # can show nothing was read; the strict answer, a 422 for them, is checked below.
+    settings = make_settings(tmp_path, templates_dir=folder, network_isolation=level)
     async with running(settings) as (app, client):
         assert app.renderer.network_isolation == level
         # The listener itself works: a plain client reaches it.
@@ -109,7 +107,7 @@ async def test_hostile_template_reaches_nothing(
         await asyncio.sleep(0.3)
         assert seen == [b"probe"]
         response = await client.get(signed({"title": "Hostile", "template": "hostile"}))
-        assert response.status_code == 200
+        assert response.status_code == 200 and response.headers["x-cache"] == "DEGRADED"
         await asyncio.sleep(1.0)  # anything slow or delayed would have arrived by now
     assert seen == [b"probe"], f"the renderer connected out: {seen[1:]}"
     image = png_image(response.content).convert("RGB")
@@ -159,14 +157,16 @@ async def test_custom_html_gets_the_same_sandbox(
     tmp_path: Path, listener: Listener, level: str
 ) -> None:
     port, seen = listener
-    settings = make_settings(tmp_path, api_keys=("api-key-0123456789",), network_isolation=level)
+    settings = make_settings(
+        tmp_path, api_keys=("api-key-0123456789",), network_isolation=level, asset_failure="fail"
+    )
     async with running(settings) as (_, client):
         response = await client.post(
             "/v1/og-image",
             json={"html": HOSTILE.format(port=port)},
             headers={"x-api-key": "api-key-0123456789"},
         )
-        # What the page asked for was refused, and that is loud: no silent broken card.
+        # What the page asked for was refused, and strict says so: a 422 naming it.
         assert response.status_code == 422, response.text
         assert f"127.0.0.1:{port}" in response.json()["error"]
         assert response.headers["cache-control"] == "no-store"

@@ -11,22 +11,14 @@ from pathlib import Path
 import httpx
 import pytest
 
+from ogproxy.delivery import IMMUTABLE
 from ogproxy.params import MAX_OUTPUT_BYTES, MAX_OUTPUT_PIXELS
 from ogproxy.procfs import descendants
-from tests.support.cards import make_settings, running, signed
+from tests.support.cards import make_settings, png_image, running, signed
 from tests.support.fake import FakeRenderer
 from tests.support.processes import rss_bytes
 
 pytestmark = pytest.mark.anyio
-
-# Fills the whole viewport with random pixels: incompressible, the largest PNG a size
-# can give (2000x2000: ~12 MB).
-NOISE = """<body style="margin:0"><canvas id="c"></canvas><script>
-const c = document.getElementById('c'); c.width = innerWidth; c.height = innerHeight;
-const ctx = c.getContext('2d'); const img = ctx.createImageData(c.width, c.height);
-for (let i = 0; i < img.data.length; i++) img.data[i] = i % 4 == 3 ? 255 : Math.random() * 256;
-ctx.putImageData(img, 0, 0);
-</script>"""
 
 # Each allocates until something stops it: the JS heap, typed arrays (outside the JS
 # heap) and the DOM (Blink's heap).
@@ -53,15 +45,45 @@ async def test_output_pixels_are_capped(
     assert fits.status_code == 200
 
 
-async def test_an_image_over_the_byte_cap_is_refused_and_never_stored(tmp_path: Path) -> None:
-    async with running(make_settings(tmp_path), FakeRenderer(noise=True)) as (app, client):
-        url = signed({"html": NOISE, "width": 2000, "height": 2000})  # ~12 MB of PNG
-        for _ in range(2):
-            response = await client.get(url)
-            assert response.status_code == 422, (response.status_code, len(response.content))
-            assert f"{MAX_OUTPUT_BYTES // 2**20} MiB" in response.json()["error"]
-            assert response.headers["cache-control"] == "no-store"
-        assert app.renderer.renders == 2  # refused each time, never stored
+async def test_a_lossless_png_over_5_mb_is_served_with_a_palette(tmp_path: Path) -> None:
+    """5 MB is the smallest platform limit (X, LinkedIn): a lossless PNG over it is
+    encoded again with a 256-colour palette, which fits, and stored as the card."""
+    renderer = FakeRenderer(noise=True, colours=256)
+    async with running(make_settings(tmp_path), renderer) as (_, client):
+        url = signed({"title": "Big", "width": 1600, "height": 1600})  # ~5.9 MB lossless
+        response = await client.get(url)
+        assert response.status_code == 200, response.text
+        assert len(response.content) <= MAX_OUTPUT_BYTES == 5_000_000
+        assert png_image(response.content).mode == "P"  # the palette encoding
+        assert response.headers["cache-control"] == IMMUTABLE
+        again = await client.get(url)
+        assert again.headers["x-cache"] == "HIT" and again.content == response.content
+        assert renderer.renders == 1
+
+
+@pytest.mark.parametrize(
+    ("card", "colours", "advice"),
+    [
+        ({"width": 2400, "height": 2400}, 256, "even with a 256-colour palette"),  # 5.8 MB with it
+        ({"width": 2400, "height": 2400, "palette": 1}, 256, "JPEG or WebP"),
+        ({"width": 2000, "height": 2000, "quality": 90}, 0, "a lower quality"),  # 6.6 MB JPEG
+    ],
+    ids=["png", "palette", "jpeg"],
+)
+async def test_a_card_that_does_not_fit_in_5_mb_is_refused_and_never_stored(
+    tmp_path: Path, card: dict[str, int], colours: int, advice: str
+) -> None:
+    path = "/og.jpeg" if "quality" in card else "/og.png"
+    renderer = FakeRenderer(noise=True, colours=colours)
+    async with running(make_settings(tmp_path), renderer) as (app, client):
+        url = signed({"title": "Too big", **card}, base=f"http://ogproxy.test{path}")
+        response = await client.get(url)
+        assert response.status_code == 422, (response.status_code, len(response.content))
+        error = response.json()["error"]
+        assert "over the 5 MB limit" in error and advice in error, error
+        assert response.headers["cache-control"] == "no-store"
+        disk = app.store.disk.cache
+        assert disk is not None and list(disk.iterkeys()) == []  # never stored
         assert len(app.store.memory) == 0
 
 

@@ -140,7 +140,7 @@ async def test_avatar_fetched_only_from_allowed_origins(
     tmp_path: Path, image_host: tuple[str, list[str]]
 ) -> None:
     origin, hits = image_host
-    settings = make_settings(tmp_path, asset_origins=(origin,))
+    settings = make_settings(tmp_path, asset_origins=(origin,), asset_failure="fail")
     async with running(settings, FakeRenderer()) as (app, client):
         ok = await client.get(
             signed({"title": "Fetched", "author": "A", "avatar": f"{origin}/avatar.png"})

@@ -27,16 +27,30 @@ from ogproxy.templates import Document
 Fault = Literal["invalid", "hang", "crash"]
 
 
-def card_pixels(doc: Document, output: Output, noise: bool = False) -> bytes:
-    """A PNG of ``output``'s pixel size in one colour, taken from the document's text;
-    with ``noise``, random pixels (incompressible: the largest image a size can give)."""
+def card_pixels(
+    doc: Document,
+    output: Output,
+    noise: bool = False,
+    colours: int = 0,
+    loaded: tuple[str, ...] = (),
+) -> bytes:
+    """A PNG of ``output``'s pixel size in one colour, taken from the document's text and
+    the URLs its page ``loaded`` (a card without one of them looks different); with
+    ``noise``, random pixels (incompressible: the largest image a size can give), of
+    ``colours`` random colours if given (a palette keeps them all: a third of the bytes)."""
     width, height = output.width * output.scale, output.height * output.scale
-    if noise:
+    if noise and colours:
+        indices = pyvips.Image.new_from_memory(
+            os.urandom(width * height), width, height, 1, "uchar"
+        )
+        lut = pyvips.Image.new_from_memory(os.urandom(256 * 3), 256, 1, 3, "uchar")
+        image = (indices % colours).cast("uchar").maplut(lut)
+    elif noise:
         image = pyvips.Image.new_from_memory(
             os.urandom(width * height * 3), width, height, 3, "uchar"
         )
     else:
-        r, g, b = hashlib.sha256(doc.html.encode()).digest()[:3]
+        r, g, b = hashlib.sha256("\n".join([doc.html, *loaded]).encode()).digest()[:3]
         image = pyvips.Image.black(width, height, bands=3).linear([1, 1, 1], [r, g, b])
     return bytes(image.cast("uchar").pngsave_buffer(compression=1))
 
@@ -48,6 +62,7 @@ class FakeRenderer:
     timeout: float = 10.0
     delay: float = 0.0  # seconds each render takes
     noise: bool = False  # cards of random pixels, not one colour
+    colours: int = 0  # with noise: that many colours (at most 256), 0 for any
     faults: list[Fault] = field(default_factory=list)  # what the next renders do, in order
     renders: int = 0
     waiting: int = 0
@@ -101,7 +116,7 @@ class FakeRenderer:
                 budget = max(0.05, min(budget, deadline - time.monotonic()))
             try:
                 with anyio.fail_after(budget):
-                    await self._ask(fetch)
+                    loaded = await self._ask(fetch)
                     await self._work(doc, output)
             except TimeoutError:
                 raise RenderTimeout(detail=f"render exceeded {self.timeout:.1f} s") from None
@@ -109,21 +124,26 @@ class FakeRenderer:
             self._slots.release()
         if fetch is not None:
             fetch.check()
-        raw = card_pixels(doc, output, self.noise)
+        raw = card_pixels(doc, output, self.noise, self.colours, loaded)
         image = await anyio.to_thread.run_sync(
             lambda: encode(raw, output.format, palette=output.palette, quality=output.quality)
         )
         self.renders += 1
         return image
 
-    async def _ask(self, fetch: PageRequests | None) -> None:
-        """The page's requests, handed to the card's route handler as Chromium would."""
+    async def _ask(self, fetch: PageRequests | None) -> tuple[str, ...]:
+        """The page's requests, handed to the card's route handler as Chromium would; the
+        URLs it fulfilled (none without a handler: Chromium aborts them)."""
         if fetch is None:
-            return
+            return ()
+        loaded = []
         for url in self.page_requests:
             route = FakeRoute(FakeRequest(url))
             await fetch.handle(cast(Any, route))
             assert route.settled, f"the route handler left {url} pending"
+            if route.settled[0][0] == "fulfill":
+                loaded.append(url)
+        return tuple(loaded)
 
     async def _work(self, doc: Document, output: Output) -> None:
         if not self.alive:
