@@ -2,8 +2,9 @@
 
 It adds what CDNs and crawlers use: a strong ETag from the content address (so
 ``If-None-Match`` gets 304), immutable ``Cache-Control`` plus ``CDN-Cache-Control`` for
-edges that honour it, ``Accept-Ranges`` with single ``Range`` requests (206/416, with
-``If-Range``), and no ``Vary``: the format is in the path, never negotiated.
+edges that honour it (``no-cache`` under --dev, where templates reload), ``Accept-Ranges``
+with single ``Range`` requests (206/416, with ``If-Range``), and no ``Vary``: the format
+is in the path, never negotiated.
 """
 
 from __future__ import annotations
@@ -16,6 +17,9 @@ Headers = list[tuple[bytes, bytes]]
 # Safe because the URL names the content: any change to it is a new URL.
 IMMUTABLE = "public, max-age=31536000, immutable"
 _IMMUTABLE = IMMUTABLE.encode()
+# Under --dev a saved template changes the card a URL names (reload.py): browsers ask again
+# each time, and the ETag (the content address) makes an unchanged card a 304.
+_REVALIDATE = b"no-cache"
 _RANGE = re.compile(rb"^bytes=(\d*)-(\d*)$")
 
 
@@ -88,14 +92,17 @@ def image_answer(
     cache: bytes,
     *,
     stored: bool = True,
+    immutable: bool = True,
 ) -> tuple[int, Headers, bytes]:
     """(status, headers, body) for an image request; ``stored``: the image existed when
-    the request came (False for one rendered for it: ``If-None-Match: *`` did not match)."""
+    the request came (False for one rendered for it: ``If-None-Match: *`` did not match);
+    ``immutable``: False under --dev, where the card of a URL changes with its template."""
     tag = etag(key).encode()
+    cache_control = _IMMUTABLE if immutable else _REVALIDATE
     common = [
         (b"etag", tag),
-        (b"cache-control", _IMMUTABLE),
-        (b"cdn-cache-control", _IMMUTABLE),
+        (b"cache-control", cache_control),
+        (b"cdn-cache-control", cache_control),
         (b"accept-ranges", b"bytes"),
     ]
     if not_modified(request_headers, key, stored=stored):

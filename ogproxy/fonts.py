@@ -11,6 +11,7 @@ with brotli for WOFF2: the format users most often have and peers most often ref
 from __future__ import annotations
 
 import hashlib
+import shutil
 import tempfile
 from pathlib import Path
 from xml.sax.saxutils import escape
@@ -62,3 +63,9 @@ def fontconfig_env(directory: Path | None) -> dict[str, str]:
         "</fontconfig>\n"
     )
     return {"FONTCONFIG_FILE": str(work / "fonts.conf")}
+
+
+def discard(env: dict[str, str]) -> None:
+    """Remove what ``fontconfig_env`` made, once no browser reads it."""
+    if "FONTCONFIG_FILE" in env:
+        shutil.rmtree(Path(env["FONTCONFIG_FILE"]).parent, ignore_errors=True)
