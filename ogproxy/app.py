@@ -321,6 +321,7 @@ def app_for(service: Service) -> Starlette:
             ),
             Route("/", playground.page, methods=["GET"]),
             Route("/playground/sign", playground.sign, methods=["POST"]),
+            Route("/playground/templates", playground.templates_now, methods=["GET"]),
             route("/v1/og-image", api_og_image, ["POST"]),
             route("/v1/templates", templates_index, ["GET"]),
             Route("/healthz", healthz, methods=["GET", "HEAD"]),

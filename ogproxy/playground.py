@@ -1,9 +1,12 @@
-"""A page for people who design cards: pick a template, type, see the card, copy the URL.
+"""A page for people who design cards: pick a template, fill in its parameters, see the
+card as X, LinkedIn, Facebook, Slack, Discord and iMessage would show it, copy the URL
+and the meta tags.
 
 On in dev mode; in production only when ``OGPROXY_ADMIN_TOKEN`` is set, and then the
 signing endpoint behind it wants that token (``/?token=...`` hands it to the page). The
-page itself holds no secret: it asks the server to sign each URL, with the templates
-served now (a dev reload swaps them, reload.py).
+page itself holds no secret: it asks the server to sign each URL. In dev mode it also
+polls ``/playground/templates`` (the templates' versions, and the problems of the folder
+on disk, reload.py) and shows the card again when a saved template changed it.
 
 The signing endpoint answers only requests addressed to this server (the ``Host`` is the
 bound address, ``localhost`` on it, or the public URL's host): a web page whose name an
@@ -108,5 +111,23 @@ class Playground:
         url = sign_url(self.settings.image_base, self.settings.signing_secrets[-1], params)
         return JSONResponse(
             {"url": url, "meta": meta_tags(url, alt=card.title)},
+            headers={"Cache-Control": "no-store"},
+        )
+
+    async def templates_now(self, request: Request) -> Response:
+        """GET /playground/templates (dev mode): each template's version and parameters,
+        the fonts' fingerprint, and what is wrong with the folders on disk while the last
+        good set serves."""
+        if self.reloader is None:
+            raise NotFound(detail="playground templates: only in --dev")
+        self._guard(request, "templates")
+        request.state.unlogged = True  # the page asks every second: no access line each
+        design = self.design()
+        return JSONResponse(
+            {
+                "templates": design.templates.describe(),
+                "fonts": design.fonts[:12],
+                "problems": self.reloader.problems,
+            },
             headers={"Cache-Control": "no-store"},
         )
