@@ -34,6 +34,7 @@ from starlette.routing import Route
 from .accesslog import AccessLogMiddleware, flush_access_log
 from .accesslog import configure as configure_logging
 from .api import check_api_key, json_body
+from .cards import Design
 from .config import (
     DEFAULT_DEV_SECRET_FILE,
     DEFAULT_HOST,
@@ -57,6 +58,7 @@ from .logs import Sampler
 from .meta import meta_tags
 from .params import MAX_QUERY_BYTES, CardParams, Output, json_pairs, parse_card
 from .playground import Playground
+from .reload import Reloader
 from .rendering import Renderer
 from .service import Service
 from .signing import canonical_spelling, is_canonical, sign_url, verify_query
@@ -73,13 +75,14 @@ async def og_image(service: Service, request: Request) -> Response:
         raise QueryTooLong(detail=f"query of {len(raw_query)} bytes")
     pairs = verify_query(path, raw_query, service.settings.signing_secrets)
     defaults = _defaults(service, ENDPOINTS[path])
-    params, output = parse_card(pairs, service.templates.specs, defaults)
+    design = service.design  # one for the whole request: a dev reload may swap it
+    params, output = parse_card(pairs, design.templates.specs, defaults)
     # The fast path remembers the signer's own spelling, one entry a card: respellings of
     # one URL (``+`` for ``%20``, extra ``&``) verify alike, but must not each take memory
     # (hits.py finds them by their canonical spelling).
     spelling = raw_query if is_canonical(raw_query, pairs) else canonical_spelling(raw_query)
     known = (path, spelling) if spelling is not None else None
-    return await _card_response(service, request, params, output, known=known)
+    return await _card_response(service, request, design, params, output, known=known)
 
 
 async def api_og_image(service: Service, request: Request) -> Response:
@@ -90,8 +93,9 @@ async def api_og_image(service: Service, request: Request) -> Response:
     if not isinstance(fmt, str) or fmt not in FORMATS:  # a JSON list is not hashable
         raise InvalidParam("format", f"{str(fmt)[:20]!r} is not one of {', '.join(FORMATS)}")
     defaults = _defaults(service, FORMATS[fmt].name)
-    params, output = parse_card(json_pairs(body), service.templates.specs, defaults)
-    return await _card_response(service, request, params, output)
+    design = service.design
+    params, output = parse_card(json_pairs(body), design.templates.specs, defaults)
+    return await _card_response(service, request, design, params, output)
 
 
 def _defaults(service: Service, fmt: Format) -> Output:
@@ -102,27 +106,29 @@ def _defaults(service: Service, fmt: Format) -> Output:
 async def _card_response(
     service: Service,
     request: Request,
+    design: Design,
     params: CardParams,
     output: Output,
     known: tuple[str, bytes] | None = None,
 ) -> Response:
-    cards = service.cards
-    key = cards.key(params, output)
+    key = design.key(params, output)
     headers = request.scope["headers"]
+    immutable = not service.settings.dev  # under --dev a saved template is a new card
     # Its ETag named: answered without looking at the image. `*`: only if it exists.
     if not_modified(headers, key, stored=False) or (
         wants_any(headers) and await service.store.get(key, output.format) is not None
     ):
-        return RawResponse(*image_answer(headers, "GET", key, b"", b"", b""))
+        return RawResponse(*image_answer(headers, "GET", key, b"", b"", b"", immutable=immutable))
 
     request.state.key = key[:12]
-    result = await cards.get_or_render(key, params, output)
+    result = await service.cards.get_or_render(key, params, output, design)
     media_type = FORMATS[output.format].media_type
     if result.render_ms is not None:
         request.state.render_ms = result.render_ms
     if result.source == "DEGRADED":
         return RawResponse(*degraded_answer(request.method, media_type.encode(), result.body))
-    if known is not None:
+    # Not if the design was swapped meanwhile: the fast path would keep the old card.
+    if known is not None and service.design is design:
         service.known.remember(*known, key, media_type)
     answer = image_answer(
         headers,
@@ -132,6 +138,7 @@ async def _card_response(
         result.body,
         result.source.encode(),
         stored=False,  # had it existed, `*` was answered above
+        immutable=immutable,
     )
     return RawResponse(*answer)
 
@@ -275,10 +282,14 @@ def create_app(settings: Settings, renderer: Renderer | None = None) -> Starlett
 def app_for(service: Service) -> Starlette:
     """The ASGI app over ``service``: each route and middleware gets the parts it uses."""
     settings = service.settings
+    # Production reads the templates once; --dev follows their folders (reload.py).
+    reloader = Reloader(service) if settings.dev else None
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         async with service.running():
+            if reloader is not None:
+                await reloader.start()
             if settings.dev:
                 print(dev_banner(settings), flush=True)
                 if settings.unsafe_dev:
@@ -293,12 +304,14 @@ def app_for(service: Service) -> Starlette:
                 yield
             finally:
                 flusher.cancel()
+                if reloader is not None:
+                    await reloader.stop()
                 flush_access_log()
 
     def route(path: str, endpoint: Endpoint, methods: list[str]) -> Route:
         return Route(path, partial(endpoint, service), methods=methods)
 
-    playground = Playground(settings, service.templates)
+    playground = Playground(settings, lambda: service.design, reloader)
     return Starlette(
         routes=[
             *(
@@ -312,6 +325,7 @@ def app_for(service: Service) -> Starlette:
             ),
             Route("/", playground.page, methods=["GET"]),
             Route("/playground/sign", playground.sign, methods=["POST"]),
+            Route("/playground/templates", playground.templates_now, methods=["GET"]),
             route("/v1/og-image", api_og_image, ["POST"]),
             route("/v1/templates", templates_index, ["GET"]),
             Route("/healthz", healthz, methods=["GET", "HEAD"]),
@@ -327,7 +341,12 @@ def app_for(service: Service) -> Starlette:
         middleware=[
             Middleware(AccessLogMiddleware, observe=service.metrics.request),
             Middleware(LimitsMiddleware),
-            Middleware(HitMiddleware, known=service.known, store=service.store),
+            Middleware(
+                HitMiddleware,
+                known=service.known,
+                store=service.store,
+                immutable=not settings.dev,
+            ),
         ],
         lifespan=lifespan,
     )

@@ -254,6 +254,12 @@ class Chromium:
                 self.launches += 1
             return self._context
 
+    async def relaunch(self, env: dict[str, str]) -> None:
+        """Close the browser: its next use launches it again, with ``env``."""
+        async with self._lock:
+            self._env = env
+            await self._close()
+
     async def responsive(self) -> bool:
         """Whether the browser still answers: right after it was killed, Playwright may not
         have seen its pipe close yet, so ``alive`` alone cannot tell."""

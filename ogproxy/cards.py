@@ -85,13 +85,27 @@ def card_key(templates: TemplateSet, fonts: str, params: CardParams, output: Out
     return cache_key(templates.templates[params.template], params, output, fonts)
 
 
+@dataclass(frozen=True)
+class Design:
+    """What a card is made with besides its parameters: the templates and the fonts.
+
+    One value, replaced whole by the dev reloader (reload.py): a request keys and renders
+    with the one it began with, so a key never names an image of another design.
+    """
+
+    templates: TemplateSet
+    fonts: str = ""  # fingerprint of OGPROXY_FONTS_DIR, part of every cache key
+
+    def key(self, params: CardParams, output: Output) -> str:
+        return card_key(self.templates, self.fonts, params, output)
+
+
 @dataclass
 class Cards:
-    templates: TemplateSet
+    design: Design  # the templates and fonts now (a dev reload swaps it: reload.py)
     store: Store
     renderer: Renderer
     fetcher: Fetcher  # everything a card loads, template images included
-    fonts: str = ""  # fingerprint of OGPROXY_FONTS_DIR, part of every cache key
     lock_hold: float = 30.0  # seconds another worker's render lock is waited for, at most
     on_render: Callable[[float], None] | None = None  # seconds of each render, for metrics
     render_timeout: float = 10.0  # seconds for the template and the browser together
@@ -99,22 +113,27 @@ class Cards:
     on_degraded: Callable[[], None] | None = None  # each card served degraded, for metrics
     flights: SingleFlight[CardImage] = field(default_factory=SingleFlight)
 
-    def key(self, params: CardParams, output: Output) -> str:
-        return card_key(self.templates, self.fonts, params, output)
-
-    async def get_or_render(self, key: str, params: CardParams, output: Output) -> CardImage:
-        """The image of ``key`` (``self.key(params, output)``), rendered here at most once."""
+    async def get_or_render(
+        self, key: str, params: CardParams, output: Output, design: Design | None = None
+    ) -> CardImage:
+        """The image of ``key``, rendered here at most once. ``design``: the one ``key`` was
+        computed with (``design.key(params, output)``), if not the current one."""
+        design = self.design if design is None else design
         cached = self.store.get_memory(key)
         if cached is not None:
             return CardImage(cached, "HIT")
-        result, leader = await self.flights.run(key, lambda: self._render_once(key, params, output))
+        result, leader = await self.flights.run(
+            key, lambda: self._render_once(key, params, output, design.templates)
+        )
         if leader or result.source == "HIT":
             return result
         if result.source == "DEGRADED":  # the waiters' answer must say so too
             return replace(result, render_ms=None)
         return CardImage(result.body, "WAIT")
 
-    async def _render_once(self, key: str, params: CardParams, output: Output) -> CardImage:
+    async def _render_once(
+        self, key: str, params: CardParams, output: Output, templates: TemplateSet
+    ) -> CardImage:
         # Re-check inside the flight: another request may have stored it meanwhile, and
         # another worker process may be rendering it right now (the lock waits for it).
         cached = await self.store.get(key, output.format)
@@ -123,7 +142,7 @@ class Cards:
         # Fetched before taking the lock: a slow image origin must not hold the key
         # against the other workers.
         fetch = self.fetcher.card(strict=not self.degrade)
-        card = await self._inline_images(params, fetch)
+        card = await self._inline_images(params, templates, fetch)
         async with self.store.render_lock(key, hold=self.lock_hold):
             cached = await self.store.get(key, output.format, recheck=True)
             if cached is not None:  # another process rendered it while we waited
@@ -133,7 +152,7 @@ class Cards:
             # templates, which can loop (they stop themselves at the deadline).
             deadline = time.monotonic() + self.render_timeout
             doc = await anyio.to_thread.run_sync(
-                lambda: self.templates.render(
+                lambda: templates.render(
                     card, width=output.width, height=output.height, deadline=deadline
                 )
             )
@@ -153,10 +172,12 @@ class Cards:
             await self.store.put(key, output.format, image)
         return CardImage(image, "MISS", render_ms=render_ms)
 
-    async def _inline_images(self, params: CardParams, fetch: CardRequests) -> CardParams:
+    async def _inline_images(
+        self, params: CardParams, templates: TemplateSet, fetch: CardRequests
+    ) -> CardParams:
         """The card with its image parameters as ``data:`` URIs; one that fails is left
         out of a degrading card (and recorded on ``fetch``), else it is the error."""
-        images = image_names(params, self.templates.specs[params.template])
+        images = image_names(params, templates.specs[params.template])
         if not images:
             return params
         extra = []

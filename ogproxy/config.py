@@ -201,7 +201,8 @@ class Settings:
         False,
         kind="bool",
         shown="off; generates a secret once and keeps it in `OGPROXY_DEV_SECRET_FILE`",
-        help="Development mode: generate and keep a local secret if none is given.",
+        help="Development mode: generate and keep a local secret if none is given; a "
+        "saved template, partial or font is the next request's card.",
     )
     dev_secret_file: Path = setting(
         DEFAULT_DEV_SECRET_FILE, kind="path", help="Where --dev keeps its generated secret."

@@ -2,8 +2,9 @@
 
 It adds what CDNs and crawlers use: a strong ETag from the content address (so
 ``If-None-Match`` gets 304), immutable ``Cache-Control`` plus ``CDN-Cache-Control`` for
-edges that honour it, ``Accept-Ranges`` with single ``Range`` requests (206/416, with
-``If-Range``), and no ``Vary``: the format is in the path, never negotiated.
+edges that honour it (``no-cache`` under --dev, where templates reload), ``Accept-Ranges``
+with single ``Range`` requests (206/416, with ``If-Range``), and no ``Vary``: the format
+is in the path, never negotiated.
 
 A degraded card (rendered without an asset that failed, cards.py) gets none of that:
 a short max-age and no validator, so nothing keeps it past a minute.
@@ -23,6 +24,9 @@ _IMMUTABLE = IMMUTABLE.encode()
 # here (it is never stored), so a recovered asset shows within a minute.
 DEGRADED_MAX_AGE = 60
 _DEGRADED = f"public, max-age={DEGRADED_MAX_AGE}".encode()
+# Under --dev a saved template changes the card a URL names (reload.py): browsers ask again
+# each time, and the ETag (the content address) makes an unchanged card a 304.
+_REVALIDATE = b"no-cache"
 _RANGE = re.compile(rb"^bytes=(\d*)-(\d*)$")
 
 
@@ -95,14 +99,17 @@ def image_answer(
     cache: bytes,
     *,
     stored: bool = True,
+    immutable: bool = True,
 ) -> tuple[int, Headers, bytes]:
     """(status, headers, body) for an image request; ``stored``: the image existed when
-    the request came (False for one rendered for it: ``If-None-Match: *`` did not match)."""
+    the request came (False for one rendered for it: ``If-None-Match: *`` did not match);
+    ``immutable``: False under --dev, where the card of a URL changes with its template."""
     tag = etag(key).encode()
+    cache_control = _IMMUTABLE if immutable else _REVALIDATE
     common = [
         (b"etag", tag),
-        (b"cache-control", _IMMUTABLE),
-        (b"cdn-cache-control", _IMMUTABLE),
+        (b"cache-control", cache_control),
+        (b"cdn-cache-control", cache_control),
         (b"accept-ranges", b"bytes"),
     ]
     if not_modified(request_headers, key, stored=stored):

@@ -69,3 +69,9 @@ def fontconfig_env(directory: Path | None) -> dict[str, str]:
     for made in (work, *work.iterdir(), *usable.iterdir()):  # fonts, not secrets
         made.chmod(0o755 if made.is_dir() else 0o644)  # whatever the umask
     return {"FONTCONFIG_FILE": str(work / "fonts.conf")}
+
+
+def discard(env: dict[str, str]) -> None:
+    """Remove what ``fontconfig_env`` made, once no browser reads it."""
+    if "FONTCONFIG_FILE" in env:
+        shutil.rmtree(Path(env["FONTCONFIG_FILE"]).parent, ignore_errors=True)

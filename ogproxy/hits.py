@@ -55,15 +55,23 @@ class KnownQueries:
             del self._keys[oldest]
             self.bytes -= _ENTRY_OVERHEAD + len(old_query)
 
+    def clear(self) -> None:
+        """Forget every query (their keys are of templates that were replaced)."""
+        self._keys.clear()
+        self.bytes = 0
+
     def __len__(self) -> int:
         return len(self._keys)
 
 
 class HitMiddleware:
-    def __init__(self, app: ASGIApp, known: KnownQueries, store: Store) -> None:
+    def __init__(
+        self, app: ASGIApp, known: KnownQueries, store: Store, immutable: bool = True
+    ) -> None:
         self.app = app
         self.known = known
         self.store = store
+        self.immutable = immutable  # False under --dev (delivery.image_answer)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["method"] in ("GET", "HEAD"):
@@ -84,7 +92,13 @@ class HitMiddleware:
         self, scope: Scope, send: Send, key: str, media_type: bytes, body: bytes
     ) -> None:
         status, headers, payload = image_answer(
-            scope["headers"], scope["method"], key, media_type, body, b"HIT"
+            scope["headers"],
+            scope["method"],
+            key,
+            media_type,
+            body,
+            b"HIT",
+            immutable=self.immutable,
         )
         start: Message = {"type": "http.response.start", "status": status, "headers": headers}
         await send(start)

@@ -47,7 +47,7 @@ from .browser import Chromium, start_driver
 from .config import Settings
 from .encoder import encode
 from .errors import BrowserUnavailable, InvalidDocument, Overloaded, RenderTimeout
-from .fonts import fontconfig_env
+from .fonts import discard, fontconfig_env
 from .isolation import NetworkIsolation, NetworkJail
 from .params import Output
 from .priority import (
@@ -417,6 +417,15 @@ class ChromiumRenderer:
                 except Exception as exc:  # logged; the next probe or render tries again
                     log.warning("cannot relaunch Chromium: %s", exc)
 
+    async def reload_fonts(self) -> None:
+        """Relaunch the browsers on the fonts folder as it is now (fontconfig reads it at
+        launch); a render one was in the middle of is retried, as after a crash."""
+        env = await anyio.to_thread.run_sync(fontconfig_env, self._fonts_dir)
+        old, self._env = self._env, env
+        for chromium in [*self._chromiums, *([self._untrusted] if self._untrusted else [])]:
+            await chromium.relaunch(env)
+        discard(old)
+
     async def stop(self) -> None:
         if self._reviving is not None:
             self._reviving.cancel()
@@ -431,6 +440,8 @@ class ChromiumRenderer:
             self._pw = None
         if self._sandbox is not None:
             self._sandbox.close()
+        discard(self._env)  # the fonts folder made for the browsers, if any
+        self._env = {}
         if self._jail is not None:
             self._jail.close()
 

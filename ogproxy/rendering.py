@@ -1,4 +1,5 @@
-"""What the render-once service (cards.py) needs from a renderer, and nothing more.
+"""What the render-once service (cards.py) and dev mode's reloader (reload.py) need from a
+renderer, and nothing more.
 
 Chromium implements it (renderer.py); the test suite's fake (tests/support/fake.py)
 implements it too, so the whole HTTP and CLI contract runs without a browser. Nothing
@@ -59,6 +60,9 @@ class Renderer(Protocol):
 
     def revive(self) -> None:
         """Bring back a dead renderer in the background (the readiness probe calls it)."""
+
+    async def reload_fonts(self) -> None:
+        """Render with the fonts folder as it is now (dev mode's reloader: a saved font)."""
 
     async def render(
         self,

@@ -3,7 +3,8 @@
 ``Service.build`` makes the parts (templates, the cache tiers, the asset fetcher, the
 renderer, the render-once service, the fast-hit map, the metrics) and wires them
 together; ``Service.running`` starts what has to run (the object store's uploaders, the
-browser) and stops it again. The HTTP app (app.py) and ``ogproxy render`` (batch.py)
+browser) and stops it again; ``swap`` replaces the templates and fonts (dev mode's
+reloader, reload.py). The HTTP app (app.py) and ``ogproxy render`` (batch.py)
 take the parts they need from here; nothing else constructs them.
 
 The renderer is a parameter: Chromium by default, the test suite's fake where the
@@ -19,7 +20,7 @@ from dataclasses import dataclass
 
 import jinja2
 
-from .cards import Cards
+from .cards import Cards, Design
 from .config import Settings
 from .errors import ConfigError
 from .fetcher import Fetcher
@@ -54,7 +55,6 @@ def chromium(settings: Settings) -> Renderer:
 @dataclass(frozen=True)
 class Service:
     settings: Settings
-    templates: TemplateSet
     store: Store
     fetcher: Fetcher
     renderer: Renderer
@@ -81,11 +81,10 @@ class Service:
         fetcher = Fetcher.for_settings(settings)
         metrics = Metrics(renderer, store, fetcher)
         cards = Cards(
-            templates,
+            Design(templates, fingerprint(settings.fonts_dir)),
             store,
             renderer,
             fetcher,
-            fonts=fingerprint(settings.fonts_dir),
             # A render hung in another worker is cut off after the timeout: wait a few.
             lock_hold=settings.render_timeout * 3,
             on_render=metrics.render_seconds.observe,
@@ -93,7 +92,24 @@ class Service:
             degrade=settings.asset_failure == "degrade",
             on_degraded=metrics.degraded_cards.inc,
         )
-        return cls(settings, templates, store, fetcher, renderer, cards, KnownQueries(), metrics)
+        return cls(settings, store, fetcher, renderer, cards, KnownQueries(), metrics)
+
+    @property
+    def design(self) -> Design:
+        """The templates and fonts now: a request reads it once (a dev reload swaps it)."""
+        return self.cards.design
+
+    @property
+    def templates(self) -> TemplateSet:
+        return self.cards.design.templates
+
+    def swap(self, design: Design) -> None:
+        """Make cards with ``design`` from now on (dev mode's reloader, reload.py).
+
+        The fast path's map goes with the old design: its queries name the old keys.
+        """
+        self.cards.design = design
+        self.known.clear()
 
     @asynccontextmanager
     async def running(self, remote: ObjectTier | None = None) -> AsyncIterator[Service]:

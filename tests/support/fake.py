@@ -73,6 +73,7 @@ class FakeRenderer:
     page_requests: list[str] = field(default_factory=list)  # image URLs each card's page asks for
     network_isolation: str = "fake"
     browser_sandbox: str = "fake"
+    font_reloads: int = 0  # times told that the fonts folder changed
     _slots: asyncio.Semaphore | None = None
 
     @property
@@ -90,6 +91,9 @@ class FakeRenderer:
         if not self.alive:
             self.alive = True
             self.restarts += 1
+
+    async def reload_fonts(self) -> None:
+        self.font_reloads += 1
 
     def crash(self) -> None:
         """The browser dies: not ready until revived (by the readiness probe or a render)."""
