@@ -55,6 +55,16 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
 
 
 @pytest.fixture(autouse=True)
+def _access_lines_through_logging() -> Iterator[None]:
+    """A command run in-process (`serve` through CliRunner) points the access log at
+    stderr for the whole process: put it back, so later tests see lines in caplog."""
+    from ogproxy.accesslog import SINK
+
+    yield
+    SINK.__init__()  # type: ignore[misc]
+
+
+@pytest.fixture(autouse=True)
 def _chromium_only_in_browser_tests(
     request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
 ) -> None:
