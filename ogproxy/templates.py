@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import jinja2
+from jinja2 import nodes
 from jinja2.exceptions import SecurityError
 from jinja2.sandbox import SandboxedEnvironment
 from markupsafe import Markup, escape
@@ -91,9 +92,20 @@ class Template:
 
 
 class _Bounded(SandboxedEnvironment):
-    """Jinja's sandbox, with calls and repetitions bounded by the render's deadline."""
+    """Jinja's sandbox, with calls, repetitions and loop iterations bounded by the
+    render's deadline."""
 
     intercepted_binops = frozenset({"*", "**"})
+
+    def _parse(self, source: str, name: str | None, filename: str | None) -> nodes.Template:
+        """Each loop's body starts with a call (a no-op, checked like every call): a loop
+        with no call and no output of its own, over a long string say, would otherwise
+        run past the deadline and hold its thread long after the 504."""
+        tree = super()._parse(source, name, filename)
+        for loop in tree.find_all(nodes.For):
+            tick = nodes.Call(nodes.Name(_TICK, "load"), [], [], None, None)
+            loop.body.insert(0, nodes.ExprStmt(tick))
+        return tree
 
     def call(__self, __context: Any, __obj: Any, *args: Any, **kwargs: Any) -> Any:
         _Deadline.check()
@@ -112,6 +124,13 @@ class _Bounded(SandboxedEnvironment):
                 if sized and len(seq) * n > MAX_DOCUMENT_CHARS:
                     raise SecurityError("repetition too large")
         return super().call_binop(context, operator, left, right)
+
+
+_TICK = "_ogproxy_tick"  # not a name a template can write (the sandbox refuses _names)
+
+
+def _tick() -> None:
+    """Called at the top of every loop iteration; the sandbox's call checks the deadline."""
 
 
 class _Deadline:
@@ -173,6 +192,7 @@ class TemplateSet:
         self.env.filters["contrasting"] = contrasting
         self.env.globals["linear_gradient"] = linear_gradient
         self.env.globals["font_stack"] = Markup(FONT_STACK)
+        self.env.globals[_TICK] = _tick
         built_in = TEMPLATES_DIR.resolve()
         partials = sorted(n for n in files if n.startswith("_"))
         all_partials_built_in = all(files[n].parent.resolve() == built_in for n in partials)

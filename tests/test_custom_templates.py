@@ -119,3 +119,35 @@ def test_built_in_templates_are_trusted_and_overrides_are_not(tmp_path: Path) ->
     assert not templates.templates["card"].trusted
     assert not templates.templates["minimal"].trusted  # same bytes, but the operator's file
     assert all(t.trusted for t in TemplateSet(folder, TEMPLATES_DIR, trust=True).templates.values())
+
+
+def test_a_loop_with_no_call_and_no_output_stops_at_the_deadline(tmp_path: Path) -> None:
+    """Nested loops over a long string: nothing in them was ever checked, so the thread
+    spun on for minutes after its 504 (issue 19). Now every iteration is."""
+    import threading
+
+    from ogproxy.errors import RenderTimeout
+    from ogproxy.params import CardParams
+
+    folder = folder_with(
+        tmp_path,
+        spin='<h1>{{ title }}</h1>{% if title == "spin" %}{% set s = "x" * 100000 %}'
+        "{% for a in s %}{% for b in s %}{% endfor %}{% endfor %}{% endif %}",
+    )
+    templates = TemplateSet(folder, TEMPLATES_DIR)
+    outcome: list[BaseException] = []
+
+    def render() -> None:
+        try:
+            card = CardParams("spin", "spin", "", "#000000")
+            templates.render(card, width=1200, height=630, deadline=time.monotonic() + 0.3)
+        except BaseException as exc:
+            outcome.append(exc)
+
+    thread = threading.Thread(target=render, daemon=True)
+    started = time.monotonic()
+    thread.start()
+    thread.join(5)
+    assert not thread.is_alive(), "the template still runs past its deadline"
+    assert time.monotonic() - started < 2
+    assert len(outcome) == 1 and isinstance(outcome[0], RenderTimeout)
