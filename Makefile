@@ -8,9 +8,9 @@ PORT ?= 8000
 .PHONY: help setup setup-venv setup-test setup-bench run test test-fast coverage check format bench bench-quick docs-images clean
 
 # The fast suite (the HTTP and CLI contract on the fake renderer) waits on sockets and
-# processes more than it computes: two workers overlap the waits. The system suite
+# processes more than it computes: four workers overlap the waits. The system suite
 # (Chromium, SeaweedFS, Caddy) runs alone, as its timings assume.
-FAST := -m "not system" -n 2
+FAST := -m "not system" -n 4
 SYSTEM := -m system
 
 help:

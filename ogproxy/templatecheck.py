@@ -115,8 +115,12 @@ def check(
     specs: Mapping[str, TemplateSpec],
     header_problems: Mapping[str, list[str]],
     render: Callable[[str, dict[str, str]], object],
+    versions: Mapping[str, str] | None = None,
 ) -> list[Problem]:
-    """Every problem of the templates (``<name>.html``) and partials (``_*.html``)."""
+    """Every problem of the templates (``<name>.html``) and partials (``_*.html``).
+
+    ``versions``: each template's version (a hash of its source and every partial)."""
+    versions = versions or {}
     problems = [Problem(str(paths[f]), 1, p) for f, ps in header_problems.items() for p in ps]
     declared = {p.name for spec in specs.values() for p in spec.params}
     parsed: dict[str, nodes.Template] = {}
@@ -139,8 +143,17 @@ def check(
     for filename in sources:
         if not filename.startswith("_"):
             template = filename.removesuffix(".html")
-            problems += _samples(template, specs[template], paths, render)
+            if versions.get(template) not in _SAMPLED:
+                found = _samples(template, specs[template], paths, render)
+                problems += found
+                if not found and template in versions:
+                    _SAMPLED.add(versions[template])
     return problems
+
+
+# Versions (source and partials) whose sample renders passed in this process: the same
+# bytes loaded again (a dev reload, each app a test starts) need not render them again.
+_SAMPLED: set[str] = set()
 
 
 def _static(tree: nodes.Template, known: set[str]) -> Iterable[tuple[int, str]]:

@@ -219,6 +219,7 @@ class TemplateSet:
             {n: t.spec for n, t in self.templates.items()},
             header_problems,
             self._sample,
+            {n: t.source_hash for n, t in self.templates.items()},
         )
         if problems:
             raise TemplateProblems(problems)

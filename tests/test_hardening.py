@@ -432,18 +432,18 @@ async def test_a_redirect_the_client_cannot_follow_is_a_502_for_an_image_paramet
     assert response.headers["cache-control"] == "no-store"
 
 
-async def test_twenty_thousand_refused_page_requests_log_one_line(
+async def test_thousands_of_refused_page_requests_log_one_line(
     on_fake: tuple[Service, httpx.AsyncClient, AssetHost], caplog: pytest.LogCaptureFixture
 ) -> None:
     service, client, _ = on_fake
     renderer = service.renderer
     assert isinstance(renderer, FakeRenderer)
-    renderer.page_requests = [f"http://elsewhere.test/{i}.png" for i in range(20_000)]
+    renderer.page_requests = [f"http://elsewhere.test/{i}.png" for i in range(5_000)]
     caplog.set_level(logging.INFO, logger="ogproxy.fetcher")
     response = await client.get(signed({"html": "<img src=http://elsewhere.test/0.png>"}))
     assert response.status_code == 422 and "elsewhere.test/0.png" in response.json()["error"]
     (line,) = [r.getMessage() for r in caplog.records if r.name == "ogproxy.fetcher"]
-    assert line.startswith("card assets: 20000 refused: ") and line.endswith("; and 19995 more")
+    assert line.startswith("card assets: 5000 refused: ") and line.endswith("; and 4995 more")
 
 
 # Any code point, lone surrogates included: JSON spells them ("\\ud800"), UTF-8 cannot.
