@@ -9,9 +9,10 @@ PORT ?= 8000
 
 # The fast suite (the HTTP and CLI contract on the fake renderer) waits on sockets and
 # processes more than it computes: four workers overlap the waits. The system suite
-# (Chromium, SeaweedFS, Caddy) runs alone, as its timings assume.
+# (Chromium, SeaweedFS, Caddy) waits on browsers and servers about half the time: two
+# workers, each test file on one of them (a file's browser is launched once).
 FAST := -m "not system" -n 4
-SYSTEM := -m system
+SYSTEM := -m system -n 2 --dist loadfile --durations=15
 
 help:
 	@echo "make run     set up (venv, Chromium, fonts) and serve on http://$(HOST):$(PORT) in dev mode"

@@ -253,33 +253,31 @@ async def test_speculation_rules_and_webrtc_reach_nothing(
 
 async def test_each_untrusted_card_gets_a_context_never_used_before(tmp_path: Path) -> None:
     """The next card's context is made ready while a card renders (issue 20): it is handed
-    to one card only, and a card that leaves state behind leaves it in a closed context."""
+    to one card only, so every card renders in a context no card used before."""
     from ogproxy.browser import Chromium
 
-    made: list[object] = []
-    original = Chromium._fresh
+    used: list[object] = []
+    original = Chromium.isolated
 
-    async def counted(self: Chromium, output: object) -> object:
+    async def recorded(self: Chromium, output: object) -> object:
         fresh = await original(self, output)  # type: ignore[arg-type]
-        made.append(fresh.context)
+        used.append(fresh.context)
         return fresh
 
-    Chromium._fresh = counted  # type: ignore[assignment,method-assign]
+    Chromium.isolated = recorded  # type: ignore[assignment,method-assign]
     try:
-        async with running(make_settings(tmp_path)) as (_, client):
+        async with running(make_settings(tmp_path)) as (app, client):
             mark = "<script>localStorage.setItem('x', '1'); window.name = 'used'</script>"
-            seen = []
             for i in range(3):
                 html = f"<body style='margin:0;background:#fff'>{mark}<p id=n>{i}</p></body>"
                 response = await client.get(signed({"html": html}))
                 assert response.status_code == 200
-                seen.append(len(made))
+            spare = app.renderer._untrusted._spare  # type: ignore[attr-defined]
+            waiting = (await spare.made).context
     finally:
-        Chromium._fresh = original  # type: ignore[method-assign]
-    # Card 1 made its own and the next one's; each later card took the spare and started
-    # one more: one context a card, plus the one waiting.
-    assert seen == [2, 3, 4]
-    assert len({id(c) for c in made}) == len(made)
+        Chromium.isolated = original  # type: ignore[method-assign]
+    assert len({id(c) for c in used}) == 3  # a context a card
+    assert all(c is not waiting for c in used)  # and the one waiting is none of them
 
 
 async def test_a_spare_whose_renderer_died_while_it_waited_is_not_used(tmp_path: Path) -> None:
