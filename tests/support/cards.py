@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import io
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -13,9 +14,9 @@ from PIL import Image
 
 from ogproxy import sign_url
 from ogproxy.app import app_for
-from ogproxy.config import Settings
+from ogproxy.config import TEMPLATES_DIR, Settings
 from ogproxy.rendering import Renderer
-from ogproxy.service import Service, load_templates
+from ogproxy.service import Service
 from ogproxy.templates import TemplateSet
 
 SECRET = "test-secret-0123456789abcdef"
@@ -58,18 +59,18 @@ def make_settings(cache_dir: Path, **overrides: Any) -> Settings:
 
 
 def _built_in(settings: Settings) -> TemplateSet | None:
-    """The built-in templates, loaded (and trial-rendered) once a process for the many apps
-    the tests start; None (load them) when the settings add templates or change trust."""
-    if settings.templates_dir is not None or settings.trusted_templates != DEFAULT_TRUST:
+    """The built-in templates, loaded once a process for the many apps the tests start
+    (about 10 ms each, sample renders skipped); None (load them) when the settings add
+    templates or change trust."""
+    default = Settings.__dataclass_fields__["trusted_templates"].default
+    if settings.templates_dir is not None or settings.trusted_templates != default:
         return None
-    global _BUILT_IN
-    if _BUILT_IN is None:
-        _BUILT_IN = load_templates(settings)
-    return _BUILT_IN
+    return _load_built_in(settings.trusted_templates)
 
 
-_BUILT_IN: TemplateSet | None = None
-DEFAULT_TRUST = Settings.__dataclass_fields__["trusted_templates"].default
+@functools.cache
+def _load_built_in(trust: bool) -> TemplateSet:
+    return TemplateSet(TEMPLATES_DIR, trust=trust)
 
 
 @asynccontextmanager
