@@ -55,8 +55,9 @@ async def test_browser_killed_between_renders_is_relaunched(tmp_path: Path) -> N
         assert png_image(response.content).size == (1200, 630)
         assert app.renderer.restarts == 1
         assert browsers(os.getpid()) and pid not in browsers(os.getpid())
-        await asyncio.sleep(0.5)
-        assert not zombies(os.getpid())
+        # A killed process is reaped by its parent in its own time on a loaded machine;
+        # a zombie that outlives the wait is a leak.
+        await wait_for(lambda: not zombies(os.getpid()))
 
 
 @pytest.mark.browser
@@ -86,8 +87,9 @@ async def test_browser_killed_mid_render_gets_retry_or_503_never_a_hang(tmp_path
         assert app.renderer.restarts >= 1
         after = await client.get(signed({"title": "Next one"}))
         assert after.status_code == 200
-        await asyncio.sleep(0.5)
-        assert not zombies(os.getpid())
+        # A killed process is reaped by its parent in its own time on a loaded machine;
+        # a zombie that outlives the wait is a leak.
+        await wait_for(lambda: not zombies(os.getpid()))
 
 
 @pytest.mark.browser
