@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import re
 import socket
+import tracemalloc
 from pathlib import Path
 
 from ogproxy import procfs
-from ogproxy.hits import KnownQueries
+from ogproxy.hits import DEFAULT_SPELLING_BYTES, KnownQueries, Spellings
 from tests.support.cards import SECRET, signed
 from tests.support.servers import serve
 
@@ -69,3 +70,21 @@ def test_known_queries_are_bounded_by_bytes() -> None:
         known.remember("/og.png", b"q%d" % i + b"x" * 4000, f"k{i}")
     assert known.bytes <= 100_000 and 0 < len(known) < 30
     assert known.get("/og.png", b"q999" + b"x" * 4000) == ("k999", b"image/png")
+
+
+def test_remembered_spellings_stay_within_their_byte_budget() -> None:
+    spellings = Spellings(max_bytes=200_000)
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        for i in range(5_000):
+            spellings.remember(b"title=%d&" % i + b"x" * 240, b"canonical%d&" % i + b"y" * 240)
+            assert spellings.get(b"title=0&" + b"x" * 240) is not None  # in use: kept
+        grown = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    assert spellings.bytes <= 200_000 and 100 < len(spellings) < 1000
+    assert grown <= 200_000, grown  # the budget counts what the entries really hold
+    assert spellings.get(b"title=1&" + b"x" * 240) is None  # the least recently used went
+    assert spellings.get(b"title=4999&" + b"x" * 240) == b"canonical4999&" + b"y" * 240
+    assert DEFAULT_SPELLING_BYTES <= 2**20
