@@ -247,6 +247,15 @@ def rows(r: dict[str, Any]) -> list[tuple[str, str, str, str, str, str]]:
         "report",
         None,
     )
+    fl = r["flood"]
+    add(
+        "built-in miss p50 ms while untrusted cards flood their pages with requests vs alone",
+        fl["builtin_miss_p50_ms_under_flood"],
+        fl["builtin_miss_p50_ms_alone"],
+        fl["slowdown"],
+        "≤ 1.5x, no 500",
+        fl["slowdown"] <= 1.5 and fl["flood_500s"] == 0 and fl["builtin_errors"] == 0,
+    )
     s = r["startup"]
     add(
         "server start to ready, s (browser launched)",
@@ -308,6 +317,7 @@ def main() -> None:
             ("hits", lambda d: serve_bench.hits_vs_caddy(d, quick)),
             ("mixed", lambda d: serve_bench.mixed_load(d, quick)),
             ("scaling", lambda d: serve_bench.core_scaling(d, quick)),
+            ("flood", lambda d: serve_bench.untrusted_flood(d, quick)),
             ("load", lambda d: serve_bench.load_zero_errors(d, 20_000, 64)),
             ("memory", lambda d: serve_bench.memory_growth(d, quick)),
             ("tiers", lambda d: tier_bench.run(d, quick)),

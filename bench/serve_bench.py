@@ -14,6 +14,9 @@ Scenarios (``quick`` shortens them; startup_time takes ``runs``, load_zero_error
   the hit path is from a static file server on this machine.
 - ``mixed_load``: hit throughput and p99 alone, then again while a stream of distinct
   misses (4 concurrent renders) competes for the same cores.
+- ``untrusted_flood``: built-in misses one at a time alone, then while untrusted cards
+  that ask for 22,000 refused URLs each render back to back (what one hostile card
+  costs the others).
 - ``load_zero_errors``: a bounded load (a given number of requests) cycling over 20
   warm cards; the point is zero non-2xx/3xx responses and zero socket errors.
 - ``memory_growth``: memory (PSS when readable, else RSS) of the server and all its
@@ -32,12 +35,14 @@ in quick mode, printed as JSON.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import os
 import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
@@ -543,6 +548,60 @@ def mixed_load(
     })  # fmt: skip
 
 
+# An untrusted card that asks for as much as it can while it renders: fetch() and images,
+# refused one by one (no asset origin is allowed), each a request the renderer must settle.
+FLOOD = (
+    "<h1>{n}</h1><script>"
+    "for (let i = 0; i < 20000; i++) fetch('https://flood.invalid/' + i).catch(() => {{}});"
+    "for (let i = 0; i < 2000; i++) new Image().src = 'https://flood.invalid/i' + i;"
+    "</script>"
+)
+
+
+def untrusted_flood(
+    tmpdir: str | Path, quick: bool = False, extra_env: dict[str, str] | None = None
+) -> dict[str, float]:
+    """Built-in misses one at a time, alone, then while untrusted cards that flood the
+    renderer with refused requests render back to back: what one hostile card costs the
+    others. Reports the flood cards' own answers too (they must not be 500s)."""
+    t_start = time.monotonic()
+    n = 20 if quick else 60
+    server = start_server(Path(tmpdir) / "flood" / "cache", free_port(), extra_env)
+    try:
+        warm(server, CARD)
+        alone = fetch_urls(
+            (server.url(p) for p in _take(_titles("Flood alone"), n)), 1, time.monotonic() + 120
+        )
+        done = threading.Event()
+        floods = (
+            server.url({"html": FLOOD.format(n=i)})
+            for i in itertools.takewhile(lambda _: not done.is_set(), itertools.count())
+        )
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            flooding = pool.submit(fetch_urls, floods, 2, time.monotonic() + 300, 60.0)
+            time.sleep(1)  # the flood under way
+            under = fetch_urls(
+                (server.url(p) for p in _take(_titles("Flood under"), n)), 1, time.monotonic() + 120
+            )
+            done.set()
+            flood = flooding.result(timeout=400)
+    finally:
+        stop_server(server)
+    p50_alone, p50_under = percentile(alone.latencies_ms, 50), percentile(under.latencies_ms, 50)
+    return _round({
+        "builtin_miss_p50_ms_alone": p50_alone,
+        "builtin_miss_p50_ms_under_flood": p50_under,
+        "builtin_miss_p90_ms_under_flood": percentile(under.latencies_ms, 90),
+        "slowdown": p50_under / p50_alone if p50_alone else 0.0,
+        "builtin_errors": alone.errors + under.errors,
+        "flood_cards": flood.done,
+        "flood_p50_ms": percentile(flood.latencies_ms, 50),
+        "flood_500s": flood.statuses.get(500, 0) + flood.exceptions,
+        "flood_statuses": ",".join(f"{k}:{v}" for k, v in sorted(flood.statuses.items())),
+        "elapsed_s": time.monotonic() - t_start,
+    })  # fmt: skip
+
+
 def load_zero_errors(
     tmpdir: str | Path,
     requests: int = 20000,
@@ -660,6 +719,7 @@ def main() -> int:
             "hits_vs_caddy": lambda: hits_vs_caddy(tmp, quick=True),
             "mixed_load": lambda: mixed_load(tmp, quick=True),
             "core_scaling": lambda: core_scaling(tmp, quick=True),
+            "untrusted_flood": lambda: untrusted_flood(tmp, quick=True),
             "load_zero_errors": lambda: load_zero_errors(tmp, requests=20000),
             "memory_growth": lambda: memory_growth(tmp, quick=True),
         }

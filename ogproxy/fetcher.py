@@ -26,6 +26,7 @@ timeout. A card's failures are logged as one line with counts, whatever their nu
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import collections
 import contextlib
@@ -46,9 +47,17 @@ from playwright.async_api import Request, Route
 
 from .assetcache import Asset, AssetCache
 from .config import DEFAULT_ASSET_TIMEOUT
-from .errors import AssetError, AssetFailed, AssetRefused, AssetTimeout, InvalidParam
+from .errors import (
+    AssetError,
+    AssetFailed,
+    AssetRefused,
+    AssetTimeout,
+    InvalidDocument,
+    InvalidParam,
+)
 from .logs import Sampler
 from .origins import SETTING, AllowList, Origin, is_public, parse_origin
+from .rendering import FLOODED, MAX_PAGE_REQUESTS
 from .singleflight import SingleFlight
 
 if TYPE_CHECKING:
@@ -105,6 +114,31 @@ def _accepts(kind: str, asset: Asset) -> bool:
 
 def _short(url: str) -> str:
     return url if len(url) <= 200 else url[:197] + "..."
+
+
+def _not_an_asset(url: str, kind: str) -> AssetRefused:
+    return AssetRefused(
+        f"{_short(url)}: a card loads images, stylesheets and fonts only "
+        f"(this was a {kind} request)"
+    )
+
+
+# A CSP directive that refused a request -> the kind of request it was, as Chromium names it.
+_DIRECTIVE_KINDS = {
+    "img-src": "image",
+    "style-src": "stylesheet",
+    "style-src-elem": "stylesheet",
+    "font-src": "font",
+    "connect-src": "fetch",
+    "script-src": "script",
+    "script-src-elem": "script",
+    "frame-src": "document",
+    "child-src": "document",
+    "media-src": "media",
+    "object-src": "object",
+    "worker-src": "worker",
+    "manifest-src": "manifest",
+}
 
 
 def outcome(exc: AssetError) -> str:
@@ -253,20 +287,28 @@ class Fetcher:
             self.failed(failed)
             raise failed from exc
 
-    def failed(self, exc: AssetError) -> None:
+    def failed(self, exc: AssetError, times: int = 1) -> None:
         """Count a refused or failed asset (the one place it happens). It is logged by
         whoever reports it: the card's summary line, or the request whose error it is."""
-        self.counts[outcome(exc)] += 1
+        self.counts[outcome(exc)] += times
 
-    async def _get(self, url: str, kind: str, deadline: float | None) -> Asset:
+    def refusal(self, url: str) -> AssetRefused | None:
+        """Why ``url`` is not fetched at all (its origin), or None."""
         try:
             origin = parse_origin(url)
         except ValueError as exc:
-            raise AssetRefused(f"{_short(url)} {exc}") from None
+            return AssetRefused(f"{_short(url)} {exc}")
         if not self.allowed.allows(origin):
-            raise AssetRefused(
+            return AssetRefused(
                 f"{_short(url)} is not from an allowed origin: add {origin} to {SETTING} to load it"
             )
+        return None
+
+    async def _get(self, url: str, kind: str, deadline: float | None) -> Asset:
+        refused = self.refusal(url)
+        if refused is not None:
+            raise refused
+        origin = parse_origin(url)
         cached = await self.cache.get(url)
         if cached is not None and cached.fresh and _accepts(kind, cached.asset):
             self.counts["cached"] += 1
@@ -393,6 +435,8 @@ class CardRequests:
         self.strict = strict
         self._deadline: float | None = None
         self.bytes = 0
+        self.requests = 0  # every request of the page, refused or not
+        self.flooded = asyncio.Event()
         self.failures: list[AssetError] = []  # the first MAX_KEPT
         self.counts: collections.Counter[str] = collections.Counter()  # outcome -> assets
 
@@ -409,6 +453,12 @@ class CardRequests:
 
         Every request is settled here, whatever fails: one left pending holds the page
         until the render times out."""
+        self.requests += 1
+        if self.requests > MAX_PAGE_REQUESTS:
+            self.flooded.set()  # the renderer ends the render; this one is only refused
+            with contextlib.suppress(PlaywrightError):
+                await route.abort("blockedbyclient")
+            return
         try:
             asset = await self._asset(route.request)
             headers = {
@@ -423,13 +473,41 @@ class CardRequests:
             with contextlib.suppress(PlaywrightError):  # the page may be gone (render timeout)
                 await route.abort("blockedbyclient")
 
+    @property
+    def policy(self) -> str:
+        """The page's Content-Security-Policy: what the fetcher would refuse (any other
+        origin, anything but an image, stylesheet or font), the page refuses itself, with
+        no request that has to be routed here. What needs no request (``data:``, ``blob:``,
+        inline scripts and styles) it allows, as before."""
+        origins = self.fetcher.allowed.sources()
+        local = "data: blob:"
+        return (
+            f"default-src {local} 'unsafe-inline' 'unsafe-eval'; img-src {local} {origins}; "
+            f"style-src {local} 'unsafe-inline' {origins}; font-src {local} {origins}"
+        )
+
+    def blocked(self, count: int, first: list[tuple[str, str]]) -> None:
+        """What the page refused itself under ``policy``: ``count`` requests, the first
+        few as (URL, CSP directive). Recorded as the same refusals the fetcher makes."""
+        for url, directive in first:
+            kind = _DIRECTIVE_KINDS.get(directive, "other")
+            if kind not in KINDS:
+                refused = _not_an_asset(url, kind)
+            else:  # from an origin not allowed, as the policy says
+                refused = self.fetcher.refusal(url) or AssetRefused(
+                    f"{_short(url)}: refused by the card's page policy ({directive})"
+                )
+            self.fetcher.failed(refused)
+            self.record(refused)
+        if (more := count - len(first)) > 0:
+            refused = AssetRefused("refused by the page's policy")
+            self.fetcher.failed(refused, more)
+            self.counts[outcome(refused)] += more
+
     async def _asset(self, request: Request) -> Asset:
         url, kind = request.url, request.resource_type
         if request.method != "GET" or request.is_navigation_request() or kind not in KINDS:
-            refused = AssetRefused(
-                f"{_short(url)}: a card loads images, stylesheets and fonts only "
-                f"(this was a {kind} request)"
-            )
+            refused = _not_an_asset(url, kind)
             self.fetcher.failed(refused)
             raise refused
         asset = await self.fetcher.get(url, kind, self.deadline)
@@ -461,7 +539,10 @@ class CardRequests:
             self.failures.append(exc)
 
     def check(self) -> None:
-        """Raise the first failure as the render's error, if the card is strict."""
+        """Raise the first failure as the render's error, if the card is strict; a page
+        that made too many requests, strict or not."""
+        if self.flooded.is_set():
+            raise InvalidDocument(FLOODED)
         if self.failures and self.strict:
             raise self.failures[0]
 

@@ -112,6 +112,12 @@ def is_public(address: Address) -> bool:
     return address.is_global and not address.is_multicast
 
 
+def _source(origin: Origin, prefix: str) -> str:
+    if ":" in origin.host:
+        return f"{origin.scheme}:"
+    return f"{origin.scheme}://{prefix}{origin.host}:{origin.port}"
+
+
 class AllowList:
     """The origins the operator allowed; built once, at start-up, from the setting."""
 
@@ -137,6 +143,13 @@ class AllowList:
 
     def __bool__(self) -> bool:
         return bool(self.exact or self.wildcards)
+
+    def sources(self) -> str:
+        """The origins as a Content-Security-Policy source list: the same set, or a larger
+        one where CSP cannot say it (an IPv6 literal is its scheme). The fetcher still
+        decides; this lets a card's page refuse the rest itself, without asking it."""
+        sources = {_source(o, "") for o in self.exact} | {_source(o, "*.") for o in self.wildcards}
+        return " ".join(sorted(sources))
 
     def allows(self, origin: Origin) -> bool:
         if origin in self.exact:

@@ -19,15 +19,20 @@ import threading
 from . import procfs
 
 RENDER_NICE = 10  # 0 is the event loop; 19 is the lowest priority
+# Untrusted cards' driver and browser yield to built-in renders too (a third of their CPU
+# share when both want it): a card that burns its render timeout slows the others less.
+UNTRUSTED_NICE = 15
 _local = threading.local()
 
 
-def _renice(pid: int | str, named: str = "") -> None:
-    """Every thread of ``pid`` (or only those whose name starts with ``named``)."""
+def _renice(pid: int | str, named: str = "", nice: int = RENDER_NICE) -> None:
+    """Every thread of ``pid`` (or only those whose name starts with ``named``), to ``nice``
+    or lower: a thread already lower stays where it is."""
     for tid in procfs.thread_ids(pid):
         if not named or procfs.thread_name(pid, tid).startswith(named):
             with contextlib.suppress(OSError):
-                os.setpriority(os.PRIO_PROCESS, tid, RENDER_NICE)
+                if os.getpriority(os.PRIO_PROCESS, tid) < nice:
+                    os.setpriority(os.PRIO_PROCESS, tid, nice)
 
 
 _PR_CAPBSET_DROP = 24
@@ -45,16 +50,17 @@ def keep_children_from_raising_priority() -> None:
         libc.prctl(_PR_CAPBSET_DROP, _CAP_SYS_NICE, 0, 0, 0)
 
 
-def lower_children() -> None:
-    """Renice every thread of every process below this one (Playwright's driver, Chromium)."""
+def lower_children(pids: list[int] | None = None, nice: int = RENDER_NICE) -> None:
+    """Renice every thread of every process below this one (Playwright's drivers, Chromium),
+    or of ``pids`` and the processes below them."""
     if not procfs.available():
         return
     # Each process's children are listed after it is reniced: one it started before
     # is found, one it starts after inherits the niceness.
-    todo = procfs.children(os.getpid())
+    todo = procfs.children(os.getpid()) if pids is None else list(pids)
     while todo:
         pid = todo.pop()
-        _renice(pid)
+        _renice(pid, nice=nice)
         todo.extend(procfs.children(pid))
 
 

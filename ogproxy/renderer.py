@@ -10,7 +10,11 @@ Isolation model (measured, see README "Security"):
   them trusted) each render in a browser context of their own, closed right after the
   capture. Chromium never shares a renderer process between contexts, so closing it ends
   the card's timers, workers, CPU and memory with it. Cost: a new context and page per
-  card (measured in bench/, about +40 ms on a miss).
+  card (measured in bench/, about +40 ms on a miss). They render in a browser of their
+  own, driven by a Playwright driver of its own at a lower priority, and their pages
+  refuse by themselves what the fetcher would refuse (``_GUARD``): a page that asks for
+  thousands of URLs costs its own renderer, not the driver and event loop the built-in
+  templates render through.
 - **Trusted documents** (the built-in templates: our own markup and script, the caller's
   text set as text-node data, never parsed) keep the fast path: a pool of tabs in one
   long-lived context that no untrusted document ever enters. A tab keeps the template
@@ -32,17 +36,22 @@ import asyncio
 import base64
 import contextlib
 import logging
+import os
+import re
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Coroutine
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from html import escape as html_escape
 from pathlib import Path
+from typing import Any
 
 import anyio
 import anyio.to_thread
 from playwright.async_api import BrowserContext, CDPSession, Page, Playwright, Route
 from playwright.async_api import Error as PlaywrightError
 
+from . import procfs
 from .browser import Chromium, start_driver
 from .config import Settings
 from .encoder import encode
@@ -51,12 +60,13 @@ from .fonts import discard, fontconfig_env
 from .isolation import NetworkIsolation, NetworkJail
 from .params import Output
 from .priority import (
+    UNTRUSTED_NICE,
     keep_children_from_raising_priority,
     lower_children,
     lower_library_threads,
     lower_this_thread,
 )
-from .rendering import PageRequests
+from .rendering import FLOODED, PageRequests
 from .sandbox import DEFAULT_BROWSER_USER, BrowserSandbox, Sandbox
 from .templates import Document
 
@@ -107,6 +117,42 @@ _SETTLE_JS = """async () => {
   await Promise.all(Array.from(document.images, (img) => img.decode().catch(() => null)));
   await document.fonts.ready;
 }"""
+
+
+# An untrusted card's page refuses what would be refused anyway itself (PageRequests.policy):
+# a page that asks for 20,000 URLs costs its own renderer, not 20,000 routed requests
+# through the driver and the server. Our own markup, first in the document (after its
+# doctype, which must stay first), counts what the policy refused for the card's report.
+_GUARD = (
+    '<meta http-equiv="Content-Security-Policy" content="{policy}"><script>(() => {{'
+    "let n = 0; const first = [];"
+    "addEventListener('securitypolicyviolation', (e) => {{"
+    "n++; if (first.length < 5) first.push([e.blockedURI, e.effectiveDirective]);"
+    "}}, true);"
+    "window.__ogBlocked = () => [n, first];"
+    "}})();</script>"
+)
+_DOCTYPE = re.compile(r"\A[\s\ufeff]*(?:<!--.*?-->\s*)*<!doctype[^>]*>", re.IGNORECASE | re.DOTALL)
+_NO_REQUESTS = "default-src data: blob: 'unsafe-inline' 'unsafe-eval'"  # without a fetcher
+# The page's report, read defensively: the card's own scripts may have replaced it.
+_BLOCKED_JS = """() => {
+  try {
+    const [n, first] = window.__ogBlocked();
+    const shown = Array.from(first).slice(0, 5);
+    return [Math.max(0, Math.min(Number(n) || 0, 1e9)),
+            shown.map((b) => [String(b[0]).slice(0, 300), String(b[1]).slice(0, 40)])];
+  } catch (e) {
+    return [0, []];
+  }
+}"""
+
+
+def _guarded(html: str, policy: str) -> str:
+    """``html`` with _GUARD first in it (after a doctype and comments before it)."""
+    head = _GUARD.format(policy=html_escape(policy))
+    found = _DOCTYPE.match(html)
+    at = found.end() if found else 0
+    return html[:at] + head + html[at:]
 
 
 async def _abort(route: Route) -> None:
@@ -273,8 +319,16 @@ class _OutOfMemory(Exception):
     """A script of the card's page died of a failed allocation."""
 
 
+class _Flooded(Exception):
+    """The card's page made more requests than a card may (rendering.MAX_PAGE_REQUESTS)."""
+
+
 class _BrowserBroke(Exception):
     """A render attempt failed for the browser's reasons, not the card's."""
+
+
+# What a render attempt may fail of, sorted by ChromiumRenderer._classify.
+_FAILED = (TimeoutError, _Navigated, _Crashed, _OutOfMemory, _Flooded, PlaywrightError)
 
 
 @dataclass(eq=False)
@@ -283,6 +337,47 @@ class _Lease:
 
     tab: Tab
     stale: bool = False
+
+
+async def _unless_flooded(work: Coroutine[Any, Any, bytes], fetch: PageRequests | None) -> bytes:
+    """``work``, cut short (``_Flooded``) as soon as the page makes more requests than a card
+    may: a page that floods the renderer with requests costs it no more than that."""
+    if fetch is None:
+        return await work
+    task = asyncio.ensure_future(work)
+    flooded = asyncio.ensure_future(fetch.flooded.wait())
+    try:
+        await asyncio.wait({task, flooded}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        flooded.cancel()
+        if not task.done():
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, PlaywrightError):
+                await task
+    if fetch.flooded.is_set():
+        raise _Flooded
+    return task.result()
+
+
+async def _load_capture(
+    page: Page, cdp: CDPSession, doc: Document, fetch: PageRequests | None
+) -> bytes:
+    """An untrusted card's whole document, loaded and settled in its fresh page under the
+    policy, captured."""
+    try:
+        html = _guarded(doc.html, fetch.policy if fetch is not None else _NO_REQUESTS)
+        await page.set_content(html, wait_until="load")
+        await page.evaluate(_SETTLE_JS)
+        count, first = await page.evaluate(_BLOCKED_JS)
+        if fetch is not None and count:
+            fetch.blocked(int(count), [(str(url), str(kind)) for url, kind in first])
+    except PlaywrightError as exc:
+        if not page.is_closed() and not page.url.startswith("about:"):
+            raise _Navigated(str(exc)) from exc
+        raise  # sorted by _classify
+    if not page.url.startswith("about:"):
+        raise _Navigated(page.url)
+    return await _capture(cdp)
 
 
 async def _close_context(context: BrowserContext) -> bool:
@@ -331,6 +426,8 @@ class ChromiumRenderer:
         self._pw: Playwright | None = None
         self._chromiums: list[Chromium] = []  # the trusted pool's
         self._untrusted: Chromium | None = None  # launched at the first untrusted card
+        self._untrusted_pw: Playwright | None = None  # its own driver (see _untrusted_browser)
+        self._untrusted_lock = asyncio.Lock()
         self._env: dict[str, str] = {}
         self._pool: asyncio.Queue[Tab] = asyncio.Queue()
         self._reviving: asyncio.Task[None] | None = None
@@ -435,9 +532,10 @@ class ChromiumRenderer:
             await chromium.close()
         self._chromiums.clear()
         self._untrusted = None
-        if self._pw is not None:
-            await self._pw.stop()
-            self._pw = None
+        for driver in (self._pw, self._untrusted_pw):
+            if driver is not None:
+                await driver.stop()
+        self._pw = self._untrusted_pw = None
         if self._sandbox is not None:
             self._sandbox.close()
         discard(self._env)  # the fonts folder made for the browsers, if any
@@ -528,17 +626,17 @@ class ChromiumRenderer:
                             raw = await self._in_pool(lease.tab, doc, output, fetch)
                         else:
                             raw = await self._isolated(doc, output, fetch)
-                except (TimeoutError, _Navigated, _Crashed, _OutOfMemory, PlaywrightError):
+                except _FAILED:
                     # A trusted tab a card failed in (stuck in a script, navigated, broken,
-                    # out of memory) is thrown away so the next card starts clean; an
-                    # untrusted card never touched its tab.
+                    # out of memory, flooded) is thrown away so the next card starts clean;
+                    # an untrusted card never touched its tab.
                     lease.stale = doc.trusted
                     raise
                 if doc.trusted:
                     lease.tab.renders += 1
                     lease.stale = lease.tab.renders >= RECYCLE_AFTER
                 return raw
-        except (TimeoutError, _Navigated, _Crashed, _OutOfMemory, PlaywrightError) as exc:
+        except _FAILED as exc:
             raise await self._classify(exc, doc) from exc
 
     async def _classify(self, exc: Exception, doc: Document) -> Exception:
@@ -549,6 +647,8 @@ class ChromiumRenderer:
             return RenderTimeout(detail=f"render exceeded {self._timeout:.1f} s")
         if isinstance(exc, _OutOfMemory):
             return InvalidDocument(OUT_OF_MEMORY, detail=str(exc)[:300])
+        if isinstance(exc, _Flooded):
+            return InvalidDocument(FLOODED)
         text = str(exc)
         if (
             isinstance(exc, _Navigated)
@@ -568,8 +668,7 @@ class ChromiumRenderer:
         tab.fetch = fetch
         tab.trouble.clear()
         try:
-            await tab.load(doc, output)
-            raw = await tab.capture()
+            raw = await _unless_flooded(self._load_capture(tab, doc, output), fetch)
             tab.trouble.check()
             return raw
         except PlaywrightError as exc:
@@ -579,16 +678,37 @@ class ChromiumRenderer:
         finally:
             tab.fetch = None
 
+    @staticmethod
+    async def _load_capture(tab: Tab, doc: Document, output: Output) -> bytes:
+        await tab.load(doc, output)
+        return await tab.capture()
+
+    async def _untrusted_browser(self) -> Chromium:
+        """The untrusted cards' browser, made at the first one, driven by a Playwright
+        driver of its own: every request of its pages passes through its driver (to be
+        routed), so a card that floods its page with requests backs up that driver's
+        pipe only, never the one the built-in templates render through."""
+        async with self._untrusted_lock:
+            if self._untrusted is None:
+                if self._untrusted_pw is None:
+                    before = set(procfs.children(os.getpid()))
+                    self._untrusted_pw = await start_driver()
+                    # It, and the browser it launches, yield to the built-in renders.
+                    lower_children(
+                        sorted(set(procfs.children(os.getpid())) - before), UNTRUSTED_NICE
+                    )
+                self._untrusted = Chromium(
+                    self._untrusted_pw, self._executable, self._env, self._sandbox
+                )
+            return self._untrusted
+
     async def _isolated(self, doc: Document, output: Output, fetch: PageRequests | None) -> bytes:
         """Render in a new context of the untrusted browser, closed right after the capture.
 
         That browser is a process of its own: its GPU process, its renderers and its
         restarts are never shared with the trusted pool.
         """
-        if self._untrusted is None:
-            assert self._pw is not None
-            self._untrusted = Chromium(self._pw, self._executable, self._env, self._sandbox)
-        browser = self._untrusted
+        browser = await self._untrusted_browser()
         fresh = await browser.isolated(output)
         context, page, cdp = fresh.context, fresh.page, fresh.cdp
         try:
@@ -597,16 +717,7 @@ class ChromiumRenderer:
                 await context.route("**/*", fetch.handle)
             trouble = _Trouble()
             trouble.listen(page)
-            try:
-                await page.set_content(doc.html, wait_until="load")
-                await page.evaluate(_SETTLE_JS)
-            except PlaywrightError as exc:
-                if not page.is_closed() and not page.url.startswith("about:"):
-                    raise _Navigated(str(exc)) from exc
-                raise  # sorted by _classify
-            if not page.url.startswith("about:"):
-                raise _Navigated(page.url)
-            raw = await _capture(cdp)
+            raw = await _unless_flooded(_load_capture(page, cdp, doc, fetch), fetch)
             trouble.check()
             return raw
         finally:

@@ -11,20 +11,45 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
+    import asyncio
+
     from playwright.async_api import Route
 
     from .params import Output
     from .templates import Document
 
 
+# A card's page makes at most this many requests, refused or not: images, stylesheets and
+# fonts, and whatever else its scripts ask for. Past it the render ends at once, the card's
+# fault (a page that floods the renderer with requests would hold it for its whole timeout).
+MAX_PAGE_REQUESTS = 200
+FLOODED = (
+    f"The card's page made more than {MAX_PAGE_REQUESTS} requests; a card loads at most "
+    f"{MAX_PAGE_REQUESTS} images, stylesheets and fonts."
+)
+
+
 class PageRequests(Protocol):
     """The requests of one card's page: fulfilled by the server's fetcher, or refused."""
 
+    # Set at the request past MAX_PAGE_REQUESTS: the renderer ends the render, check() raises.
+    flooded: asyncio.Event
+
     async def handle(self, route: Route) -> None: ...
+
+    @property
+    def policy(self) -> str:
+        """The Content-Security-Policy of an untrusted card's page: the requests the
+        fetcher would refuse anyway, refused by the page itself, never routed."""
+
+    def blocked(self, count: int, first: list[tuple[str, str]]) -> None:
+        """The page refused ``count`` requests under ``policy``; the first few as
+        (URL, CSP directive): recorded as refusals (check() raises the first)."""
 
     def check(self) -> None:
         """Raise the first failure seen (an OgProxyError), if any and the card is strict;
-        a card that is not renders without what failed (cards.py serves it degraded)."""
+        a card that is not renders without what failed (cards.py serves it degraded). A
+        flooded page is the card's own fault, strict or not: InvalidDocument."""
 
 
 class Renderer(Protocol):

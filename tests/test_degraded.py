@@ -19,6 +19,7 @@ import pytest
 from PIL import Image
 
 from ogproxy.delivery import IMMUTABLE
+from ogproxy.rendering import MAX_PAGE_REQUESTS
 from ogproxy.service import Service
 from tests.support.assethost import AssetHost, Reply, asset_host
 from tests.support.cards import make_settings, png_image, running, signed
@@ -230,3 +231,16 @@ async def test_strict_answers_the_failure_and_keeps_nothing(strict: Flaky) -> No
     assert response.headers["cache-control"] == "no-store"
     assert strict.stored() == 0
     assert await strict.metric("ogproxy_degraded_cards_total") == 0
+
+
+async def test_a_page_that_floods_its_requests_is_the_cards_fault_degraded_or_not(
+    flaky: Flaky,
+) -> None:
+    """Past MAX_PAGE_REQUESTS a page is not degraded but refused (422), and kept nowhere."""
+    flaky.renderer.page_requests = [f"http://127.0.0.1:9/{i}.png" for i in range(250)]
+    for _ in range(2):
+        flooded = await flaky.client.get(signed({"html": "<h1>Flood</h1>"}))
+        assert flooded.status_code == 422, flooded.text
+        assert f"more than {MAX_PAGE_REQUESTS} requests" in flooded.json()["error"]
+        assert flooded.headers["cache-control"] == "no-store"
+    assert flaky.renderer.renders == 0

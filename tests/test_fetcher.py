@@ -28,10 +28,12 @@ from ogproxy.errors import (
     AssetRefused,
     AssetTimeout,
     ConfigError,
+    InvalidDocument,
     InvalidParam,
 )
 from ogproxy.fetcher import Fetcher
 from ogproxy.origins import AllowList, is_public, parse_origin
+from ogproxy.rendering import MAX_PAGE_REQUESTS
 from tests.support.assethost import AssetHost, Reply, asset_host
 from tests.support.fake import FakeRequest, FakeRoute
 
@@ -278,8 +280,10 @@ async def test_a_card_asking_for_thousands_of_refused_assets_logs_one_line(
     fetcher = make("http://127.0.0.1:9")
     card = fetcher.card()
     caplog.set_level(logging.INFO, logger="ogproxy")
-    for i in range(5_000):
+    # As many as a page may have routed, and the rest refused by the page itself.
+    for i in range(MAX_PAGE_REQUESTS):
         await card.handle(FakeRoute(FakeRequest(f"http://elsewhere.test/{i}.png")))
+    card.blocked(5_000 - MAX_PAGE_REQUESTS, [("http://elsewhere.test/x.png", "img-src")])
     card.log_summary()
     (line,) = [r.getMessage() for r in caplog.records if r.name.startswith("ogproxy")]
     assert "5000 refused" in line and "elsewhere.test/0.png" in line
@@ -623,3 +627,68 @@ def test_any_host_spelling_ends_in_a_clear_error_in_time(redirecting: AssetHost,
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(fetcher_module, "is_public", lambda a: str(a) == "127.0.0.1")
         anyio.run(one)
+
+
+def test_the_allow_list_as_csp_sources() -> None:
+    allowed = AllowList(("google-fonts", "http://127.0.0.1:8080", "https://*.example.com"))
+    assert allowed.sources() == (
+        "http://127.0.0.1:8080 https://*.example.com:443 "
+        "https://fonts.googleapis.com:443 https://fonts.gstatic.com:443"
+    )
+    # CSP has no IPv6 literal: its scheme, a larger set (the fetcher still decides).
+    assert AllowList(("http://[::1]:9",)).sources() == "http:"
+    assert AllowList(()).sources() == ""
+
+
+async def test_what_the_page_refused_itself_is_recorded_as_the_fetcher_refuses_it(
+    tmp_path: Any,
+) -> None:
+    fetcher = Fetcher(AllowList(("https://cdn.example.com",)), AssetCache(tmp_path / "assets"))
+    try:
+        card = fetcher.card()
+        assert "img-src data: blob: https://cdn.example.com:443;" in card.policy
+        assert "connect-src" not in card.policy  # default-src: nothing over the network
+        card.blocked(
+            7000,
+            [
+                ("https://flood.example/a.png", "img-src"),
+                ("https://flood.example/api", "connect-src"),
+                ("https://flood.example/app.js", "script-src-elem"),
+                ("https://flood.example/x", "frame-src"),
+                ("https://flood.example/y", "no-such-directive"),
+            ],
+        )
+        messages = [exc.public_message for exc in card.failures]
+        assert messages == [
+            "https://flood.example/a.png is not from an allowed origin: add "
+            "https://flood.example to OGPROXY_ASSET_ORIGINS to load it",
+            *(
+                f"https://flood.example/{path}: a card loads images, stylesheets and fonts only "
+                f"(this was a {kind} request)"
+                for path, kind in [("api", "fetch"), ("app.js", "script"), ("x", "document"),
+                                   ("y", "other")]
+            ),
+        ]  # fmt: skip
+        assert card.counts["refused"] == 7000 and fetcher.counts["refused"] == 7000
+        with pytest.raises(AssetRefused, match=r"a\.png is not from an allowed origin"):
+            card.check()
+    finally:
+        await fetcher.close()
+
+
+async def test_past_the_request_limit_the_page_is_flooded_strict_or_not(tmp_path: Any) -> None:
+    fetcher = Fetcher(AllowList(()), AssetCache(tmp_path / "assets"))
+    try:
+        card = fetcher.card(strict=False)
+        for i in range(MAX_PAGE_REQUESTS):
+            await card.handle(FakeRoute(FakeRequest(f"http://127.0.0.1:9/{i}")))  # type: ignore[arg-type]
+        assert not card.flooded.is_set()
+        card.check()  # not strict: rendered without them
+        route = FakeRoute(FakeRequest("http://127.0.0.1:9/last"))
+        await card.handle(route)  # type: ignore[arg-type]
+        assert card.flooded.is_set() and route.settled  # settled all the same
+        assert len(card.failures) == fetcher_module.MAX_KEPT
+        with pytest.raises(InvalidDocument, match=f"more than {MAX_PAGE_REQUESTS} requests"):
+            card.check()
+    finally:
+        await fetcher.close()

@@ -438,7 +438,8 @@ async def test_thousands_of_refused_page_requests_log_one_line(
     service, client, _ = on_fake
     renderer = service.renderer
     assert isinstance(renderer, FakeRenderer)
-    renderer.page_requests = [f"http://elsewhere.test/{i}.png" for i in range(5_000)]
+    # Refused by the page itself, as Chromium's pages refuse them under their policy.
+    renderer.page_blocked = [f"http://elsewhere.test/{i}.png" for i in range(5_000)]
     caplog.set_level(logging.INFO, logger="ogproxy.fetcher")
     response = await client.get(signed({"html": "<img src=http://elsewhere.test/0.png>"}))
     assert response.status_code == 422 and "elsewhere.test/0.png" in response.json()["error"]

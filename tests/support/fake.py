@@ -71,6 +71,8 @@ class FakeRenderer:
     alive: bool = True
     documents: list[tuple[Document, Output]] = field(default_factory=list)
     page_requests: list[str] = field(default_factory=list)  # image URLs each card's page asks for
+    # Image URLs each card's page refuses itself under its policy (PageRequests.blocked).
+    page_blocked: list[str] = field(default_factory=list)
     network_isolation: str = "fake"
     browser_sandbox: str = "fake"
     font_reloads: int = 0  # times told that the fonts folder changed
@@ -147,6 +149,10 @@ class FakeRenderer:
             assert route.settled, f"the route handler left {url} pending"
             if route.settled[0][0] == "fulfill":
                 loaded.append(url)
+        if self.page_blocked:
+            fetch.blocked(
+                len(self.page_blocked), [(url, "img-src") for url in self.page_blocked[:5]]
+            )
         return tuple(loaded)
 
     async def _work(self, doc: Document, output: Output) -> None:

@@ -1,0 +1,145 @@
+"""A card whose page asks for thousands of URLs costs its own renderer, not the server.
+
+Before, every request of an untrusted page was routed through the Playwright driver the
+built-in cards render through, and then through the server's event loop: one card that
+asked for 22,000 URLs held its render for the whole timeout (504) and took ~18 CPU
+seconds of the driver, the browser and the server. Now the page refuses what the fetcher
+would refuse under its own Content-Security-Policy, routes at most MAX_PAGE_REQUESTS,
+and the untrusted browser has a driver of its own, at a lower priority.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import pytest
+
+from ogproxy import procfs
+from ogproxy.errors import AssetRefused, InvalidDocument
+from ogproxy.params import Output
+from ogproxy.priority import RENDER_NICE, UNTRUSTED_NICE
+from ogproxy.renderer import ChromiumRenderer
+from ogproxy.rendering import MAX_PAGE_REQUESTS
+from ogproxy.templates import Document
+from tests.support.assethost import AssetHost, Reply, asset_host
+from tests.support.cards import png_image
+from tests.support.processes import browsers
+
+pytestmark = [pytest.mark.anyio, pytest.mark.browser]
+
+FLOOD = (
+    "<!doctype html><h1>Flood</h1><script>"
+    "for (let i = 0; i < 5000; i++) fetch('https://flood.invalid/f' + i).catch(() => {});"
+    "for (let i = 0; i < 500; i++) new Image().src = 'https://flood.invalid/i' + i;"
+    "</script>"
+)
+GIF = bytes.fromhex(
+    "47494638396101000100800000ffffff00000021f90401000000002c00000000010001000002024401003b"
+)
+
+
+def untrusted(html: str) -> Document:
+    return Document(html, None, {})
+
+
+@pytest.fixture
+async def renderer() -> AsyncIterator[ChromiumRenderer]:
+    renderer = ChromiumRenderer(pages=1, chromium=None, timeout=10)
+    await renderer.start()
+    try:
+        yield renderer
+    finally:
+        await renderer.stop()
+
+
+@pytest.fixture
+def cdn() -> Iterator[AssetHost]:
+    with asset_host() as host:
+        for i in range(MAX_PAGE_REQUESTS + 100):
+            host.routes[f"/{i}.gif"] = Reply(GIF, "image/gif")
+        yield host
+
+
+async def test_refused_requests_are_refused_by_the_page_never_routed(
+    renderer: ChromiumRenderer, fetcher: Any
+) -> None:
+    card = fetcher().card()  # no origin allowed: every request is refused
+    started = time.monotonic()
+    with pytest.raises(AssetRefused) as refused:
+        await renderer.render(untrusted(FLOOD), Output(), card)
+    assert time.monotonic() - started < 5  # was the whole render timeout, then a 504
+    assert card.requests == 0  # not one went through the driver and the server
+    assert card.counts["refused"] == 5500
+    # The first is reported as the routed refusal of a fetch() was.
+    assert refused.value.public_message == (
+        "https://flood.invalid/f0: a card loads images, stylesheets and fonts only "
+        "(this was a fetch request)"
+    )
+
+
+async def test_a_card_not_strict_renders_without_them(
+    renderer: ChromiumRenderer, fetcher: Any
+) -> None:
+    card = fetcher().card(strict=False)
+    png = await renderer.render(untrusted(FLOOD), Output(), card)
+    assert png_image(png).size == (1200, 630)
+    assert card.requests == 0 and card.counts["refused"] == 5500
+
+
+async def test_an_image_from_another_origin_names_the_setting(
+    renderer: ChromiumRenderer, fetcher: Any, cdn: AssetHost
+) -> None:
+    card = fetcher(cdn.origin).card()
+    html = f'<img src="{cdn.url("/0.gif")}"><img src="http://127.0.0.1:9/x.png">'
+    with pytest.raises(AssetRefused) as refused:
+        await renderer.render(untrusted(html), Output(), card)
+    assert "is not from an allowed origin: add http://127.0.0.1:9 to OGPROXY_ASSET_ORIGINS" in (
+        refused.value.public_message
+    )
+    assert card.requests == 1 and cdn.hits == ["/0.gif"]  # the allowed one was routed
+
+
+async def test_allowed_requests_past_the_limit_end_the_render_at_once(
+    renderer: ChromiumRenderer, fetcher: Any, cdn: AssetHost
+) -> None:
+    card = fetcher(cdn.origin).card()
+    images = "".join(f'<img src="{cdn.url(f"/{i}.gif")}">' for i in range(MAX_PAGE_REQUESTS + 100))
+    started = time.monotonic()
+    with pytest.raises(InvalidDocument, match=f"more than {MAX_PAGE_REQUESTS} requests"):
+        await renderer.render(untrusted(images), Output(), card)
+    assert time.monotonic() - started < 5
+    assert len(cdn.hits) <= MAX_PAGE_REQUESTS
+    # Within the limit, the same card renders.
+    fewer = "".join(f'<img src="{cdn.url(f"/{i}.gif")}">' for i in range(20))
+    assert png_image(await renderer.render(untrusted(fewer), Output(), fetcher(cdn.origin).card()))
+
+
+async def test_the_policy_keeps_a_doctype_first(renderer: ChromiumRenderer, fetcher: Any) -> None:
+    """Markup before a doctype would put the page in quirks mode and change its layout."""
+    probe = (
+        "<style>html, body { margin: 0; background: #00ff00 }</style>"
+        "<script>if (document.compatMode !== 'CSS1Compat')"
+        " document.documentElement.style.background = '#ff0000'</script>"
+    )
+    for doctype in ("<!DOCTYPE html>", "\n<!-- a card -->\n<!doctype html>"):
+        png = await renderer.render(untrusted(doctype + probe), Output(), fetcher().card())
+        assert png_image(png).convert("RGB").getpixel((600, 300)) == (0, 255, 0), doctype
+
+
+async def test_untrusted_cards_have_their_own_driver_at_a_lower_priority(
+    renderer: ChromiumRenderer, fetcher: Any
+) -> None:
+    drivers = [pid for pid in procfs.children(os.getpid()) if "node" in procfs.cmdline(pid)]
+    assert len(drivers) == 1
+    await renderer.render(untrusted("<p>Untrusted</p>"), Output(), fetcher().card())
+    now = [pid for pid in procfs.children(os.getpid()) if "node" in procfs.cmdline(pid)]
+    [own] = set(now) - set(drivers)
+    trusted_browser, untrusted_browser = sorted(browsers(os.getpid()))
+    assert untrusted_browser in procfs.descendants(own)
+    assert trusted_browser not in procfs.descendants(own)
+    assert os.getpriority(os.PRIO_PROCESS, own) == UNTRUSTED_NICE
+    assert os.getpriority(os.PRIO_PROCESS, untrusted_browser) == UNTRUSTED_NICE
+    assert os.getpriority(os.PRIO_PROCESS, trusted_browser) == RENDER_NICE
