@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import replace
 from typing import Any
@@ -24,6 +25,7 @@ from .cli_options import (
     signing_options,
 )
 from .config import (
+    CORES_PER_BROWSER,
     DEFAULT_HOST,
     DEFAULT_PORT,
     SECRET_FILE_SETTINGS,
@@ -61,11 +63,11 @@ def serve(**values: Any) -> None:
     from .protocol import protocol_for
 
     workers = values["workers"] or 1
-    # Several workers share the cores: by default each gets one browser and its share of pages.
+    # Several workers share the cores: by default each gets its share of pages and browsers.
     if values["pages"] is None:
         values["pages"] = max(1, 2 * cores() // workers)
     if values["browsers"] is None and workers > 1:
-        values["browsers"] = 1
+        values["browsers"] = max(1, math.ceil(cores() / workers / CORES_PER_BROWSER))
     settings = settings_or_exit(**values)
     configure_logging(settings.log_level, settings.access_log, settings.log_format)
     with config_errors():

@@ -15,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import ipaddress
+import math
 import os
 import re
 import secrets as _secrets
@@ -172,6 +173,20 @@ def cores() -> int:
         return max(1, os.cpu_count() or 1)
 
 
+# A Chromium process captures and composites serially: per card on the shipped template,
+# ~14 ms of CPU in its browser process and ~18 ms in its GPU process, of ~55 ms in all
+# (bench/README, "Shape by core count"). One browser thus keeps about three cores busy
+# before its own processes are what every card waits for.
+CORES_PER_BROWSER = 3
+MAX_BROWSERS = 16
+
+
+def browsers_for(cores: int) -> int:
+    """Chromium processes for ``cores``: one per core up to two (two measured better than
+    one on two cores), then one per CORES_PER_BROWSER cores."""
+    return min(MAX_BROWSERS, max(min(2, cores), math.ceil(cores / CORES_PER_BROWSER)))
+
+
 def parse_store_url(url: str) -> tuple[str, str]:
     """``s3://bucket/prefix`` -> ``(bucket, prefix)``; errors name OGPROXY_STORE."""
     m = _STORE_URL.match(url.strip())
@@ -239,12 +254,11 @@ class Settings:
         shown="none",
         help="Folder of extra fonts (woff2, woff, ttf, otf) usable by family name.",
     )
-    # Chromium encodes and rasterises serially per process: two processes use two cores.
     browsers: int = setting(
         kind="int",
-        factory=lambda: min(2, cores()),
-        bounds=(1, 16),
-        shown="up to two Chromium processes (one per worker with `--workers`)",
+        factory=lambda: browsers_for(cores()),
+        bounds=(1, MAX_BROWSERS),
+        shown="one per core up to two, then one per three cores (`--workers`: of its share)",
         help="Chromium processes the pages are spread over.",
     )
     pages: int = setting(

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from ogproxy.config import Settings, declarations, dev_secret, parse_size
+from ogproxy.config import Settings, browsers_for, declarations, dev_secret, parse_size
 from ogproxy.errors import ConfigError
 
 
@@ -244,3 +244,11 @@ def test_defaults_follow_the_cores_this_process_may_use(tmp_path: Path) -> None:
         ["taskset", "-c", "0", sys.executable, "-c", code], capture_output=True, text=True
     )
     assert pinned.stdout.split() == ["2", "1"], pinned.stderr
+
+
+@pytest.mark.parametrize(
+    ("cores", "browsers"), [(1, 1), (2, 2), (3, 2), (4, 2), (6, 2), (8, 3), (16, 6), (64, 16)]
+)
+def test_browsers_follow_the_cores(cores: int, browsers: int) -> None:
+    """One Chromium keeps about three cores busy (CORES_PER_BROWSER; bench/README)."""
+    assert browsers_for(cores) == browsers
