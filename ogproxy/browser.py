@@ -208,6 +208,11 @@ async def _launch(
     )
 
 
+# Closing a context whose page is stuck in a script: Chromium ends its renderer process,
+# which takes a moment; past this the browser is treated as broken and relaunched.
+CLOSE_TIMEOUT = 5.0
+
+
 async def _abort(route: Route) -> None:
     await route.abort("blockedbyclient")
 
@@ -318,6 +323,19 @@ class Chromium:
         )
         await context.route("**/*", _abort)
         return context
+
+    def retire(self, fresh: Fresh) -> None:
+        """Close a card's context in the background, once its card is answered (~10 ms
+        that no answer waits for). One that does not close (a browser stuck in a script)
+        takes its browser with it: relaunched at its next use."""
+        _background(self._retire(fresh.context))
+
+    async def _retire(self, context: BrowserContext) -> None:
+        with anyio.move_on_after(CLOSE_TIMEOUT) as scope, contextlib.suppress(PlaywrightError):
+            await context.close()
+        if scope.cancelled_caught:
+            log.warning("an untrusted card's context did not close; relaunching that browser")
+            await self.close()
 
     async def _close(self) -> None:
         if self._spare is not None:

@@ -480,11 +480,14 @@ class CardRequests:
         no request that has to be routed here. What needs no request (``data:``, ``blob:``,
         inline scripts and styles) it allows, as before."""
         origins = self.fetcher.allowed.sources()
-        local = "data: blob:"
-        return (
-            f"default-src {local} 'unsafe-inline' 'unsafe-eval'; img-src {local} {origins}; "
-            f"style-src {local} 'unsafe-inline' {origins}; font-src {local} {origins}"
-        )
+        directives = {
+            "default-src": "data: blob: 'unsafe-inline' 'unsafe-eval'",
+            "img-src": f"data: blob: {origins}",
+            "style-src": f"data: blob: 'unsafe-inline' {origins}",
+            "font-src": f"data: blob: {origins}",
+        }
+        # Exactly as the page reports it back (single spaces, none at the end).
+        return "; ".join(f"{name} {sources.strip()}" for name, sources in directives.items())
 
     def blocked(self, count: int, first: list[tuple[str, str]]) -> None:
         """What the page refused itself under ``policy``: ``count`` requests, the first

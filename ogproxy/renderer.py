@@ -37,21 +37,19 @@ import base64
 import contextlib
 import logging
 import os
-import re
 import time
 from collections.abc import AsyncIterator, Coroutine
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from html import escape as html_escape
 from pathlib import Path
 from typing import Any
 
 import anyio
 import anyio.to_thread
-from playwright.async_api import BrowserContext, CDPSession, Page, Playwright, Route
+from playwright.async_api import CDPSession, Page, Playwright, Route
 from playwright.async_api import Error as PlaywrightError
 
-from . import procfs
+from . import pagepolicy, procfs
 from .browser import Chromium, start_driver
 from .config import Settings
 from .encoder import encode
@@ -75,10 +73,6 @@ log = logging.getLogger("ogproxy.renderer")
 # A page that has rendered this many cards is replaced by a fresh one: documents loaded
 # with set_content leave a little behind each time, and a new page frees all of it.
 RECYCLE_AFTER = 500
-
-# Closing a context whose page is stuck in a script: Chromium ends its renderer process,
-# which takes a moment; past this the browser is treated as broken and relaunched.
-CLOSE_TIMEOUT = 5.0
 
 # Finds the marker text nodes of a freshly loaded shell once, then sets their text and
 # re-runs the template's fitting script. Text node data is never parsed as HTML. The
@@ -117,42 +111,6 @@ _SETTLE_JS = """async () => {
   await Promise.all(Array.from(document.images, (img) => img.decode().catch(() => null)));
   await document.fonts.ready;
 }"""
-
-
-# An untrusted card's page refuses what would be refused anyway itself (PageRequests.policy):
-# a page that asks for 20,000 URLs costs its own renderer, not 20,000 routed requests
-# through the driver and the server. Our own markup, first in the document (after its
-# doctype, which must stay first), counts what the policy refused for the card's report.
-_GUARD = (
-    '<meta http-equiv="Content-Security-Policy" content="{policy}"><script>(() => {{'
-    "let n = 0; const first = [];"
-    "addEventListener('securitypolicyviolation', (e) => {{"
-    "n++; if (first.length < 5) first.push([e.blockedURI, e.effectiveDirective]);"
-    "}}, true);"
-    "window.__ogBlocked = () => [n, first];"
-    "}})();</script>"
-)
-_DOCTYPE = re.compile(r"\A[\s\ufeff]*(?:<!--.*?-->\s*)*<!doctype[^>]*>", re.IGNORECASE | re.DOTALL)
-_NO_REQUESTS = "default-src data: blob: 'unsafe-inline' 'unsafe-eval'"  # without a fetcher
-# The page's report, read defensively: the card's own scripts may have replaced it.
-_BLOCKED_JS = """() => {
-  try {
-    const [n, first] = window.__ogBlocked();
-    const shown = Array.from(first).slice(0, 5);
-    return [Math.max(0, Math.min(Number(n) || 0, 1e9)),
-            shown.map((b) => [String(b[0]).slice(0, 300), String(b[1]).slice(0, 40)])];
-  } catch (e) {
-    return [0, []];
-  }
-}"""
-
-
-def _guarded(html: str, policy: str) -> str:
-    """``html`` with _GUARD first in it (after a doctype and comments before it)."""
-    head = _GUARD.format(policy=html_escape(policy))
-    found = _DOCTYPE.match(html)
-    at = found.end() if found else 0
-    return html[:at] + head + html[at:]
 
 
 async def _abort(route: Route) -> None:
@@ -365,12 +323,12 @@ async def _load_capture(
     """An untrusted card's whole document, loaded and settled in its fresh page under the
     policy, captured."""
     try:
-        html = _guarded(doc.html, fetch.policy if fetch is not None else _NO_REQUESTS)
-        await page.set_content(html, wait_until="load")
+        policy = fetch.policy if fetch is not None else pagepolicy.NO_REQUESTS
+        await page.set_content(pagepolicy.guarded(doc.html, policy), wait_until="load")
         await page.evaluate(_SETTLE_JS)
-        count, first = await page.evaluate(_BLOCKED_JS)
+        count, first = pagepolicy.report(await page.evaluate(pagepolicy.REPORT_JS))
         if fetch is not None and count:
-            fetch.blocked(int(count), [(str(url), str(kind)) for url, kind in first])
+            fetch.blocked(count, first)
     except PlaywrightError as exc:
         if not page.is_closed() and not page.url.startswith("about:"):
             raise _Navigated(str(exc)) from exc
@@ -378,17 +336,6 @@ async def _load_capture(
     if not page.url.startswith("about:"):
         raise _Navigated(page.url)
     return await _capture(cdp)
-
-
-async def _close_context(context: BrowserContext) -> bool:
-    """Close a card's context, even from a cancelled render; False if the browser hung."""
-    with (
-        anyio.CancelScope(shield=True),
-        anyio.move_on_after(CLOSE_TIMEOUT) as scope,
-        contextlib.suppress(PlaywrightError),
-    ):
-        await context.close()
-    return not scope.cancelled_caught
 
 
 class ChromiumRenderer:
@@ -721,6 +668,4 @@ class ChromiumRenderer:
             trouble.check()
             return raw
         finally:
-            if not await _close_context(context):
-                log.warning("an untrusted card's context did not close; relaunching that browser")
-                await browser.close()
+            browser.retire(fresh)  # after the answer, not before it

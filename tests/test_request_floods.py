@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -25,7 +26,7 @@ from ogproxy.renderer import ChromiumRenderer
 from ogproxy.rendering import MAX_PAGE_REQUESTS
 from ogproxy.templates import Document
 from tests.support.assethost import AssetHost, Reply, asset_host
-from tests.support.cards import png_image
+from tests.support.cards import make_settings, png_image, running, signed
 from tests.support.processes import browsers
 
 pytestmark = [pytest.mark.anyio, pytest.mark.browser]
@@ -120,11 +121,14 @@ async def test_allowed_requests_past_the_limit_end_the_render_at_once(
 async def test_the_policy_keeps_a_doctype_first(renderer: ChromiumRenderer, fetcher: Any) -> None:
     """Markup before a doctype would put the page in quirks mode and change its layout."""
     probe = (
-        "<style>html, body { margin: 0; background: #00ff00 }</style>"
-        "<script>if (document.compatMode !== 'CSS1Compat')"
-        " document.documentElement.style.background = '#ff0000'</script>"
+        "<script>document.documentElement.style.background ="
+        " document.compatMode === 'CSS1Compat' ? '#00ff00' : '#ff0000'</script>"
     )
-    for doctype in ("<!DOCTYPE html>", "\n<!-- a card -->\n<!doctype html>"):
+    for doctype in (
+        "<!DOCTYPE html>",
+        "\n<!-- a card -->\n<!doctype html>",
+        "<!--><!---><!-- x --!><?xml version='1.0'?><!bogus></><!doctype html>",
+    ):
         png = await renderer.render(untrusted(doctype + probe), Output(), fetcher().card())
         assert png_image(png).convert("RGB").getpixel((600, 300)) == (0, 255, 0), doctype
 
@@ -143,3 +147,96 @@ async def test_untrusted_cards_have_their_own_driver_at_a_lower_priority(
     assert os.getpriority(os.PRIO_PROCESS, own) == UNTRUSTED_NICE
     assert os.getpriority(os.PRIO_PROCESS, untrusted_browser) == UNTRUSTED_NICE
     assert os.getpriority(os.PRIO_PROCESS, trusted_browser) == RENDER_NICE
+
+
+# Found by a review of the first version, which put the policy in with a regular
+# expression: markup the parser reads differently put the <meta> in <body> (ignored).
+FETCHES = (
+    "<script>for (let i = 0; i < {n}; i++)"
+    " fetch('https://flood.invalid/f' + i).catch(() => {{}});</script>"
+)
+
+
+@pytest.mark.parametrize(
+    "before", ["\x0b<!doctype html>", "<!--><p>x</p><!-- --><!doctype html>"], ids=["vt", "comment"]
+)
+async def test_the_policy_holds_whatever_comes_before_the_doctype(
+    renderer: ChromiumRenderer, fetcher: Any, before: str
+) -> None:
+    card = fetcher().card(strict=False)
+    await renderer.render(untrusted(before + "<h1>x</h1>" + FETCHES.format(n=300)), Output(), card)
+    assert card.requests == 0  # 201 on 057bac6: the <meta> is in <body>, ignored
+
+
+async def test_a_flood_past_the_cap_ends_at_once(
+    renderer: ChromiumRenderer, fetcher: Any, cdn: AssetHost
+) -> None:
+    """22,000 images of an allowed origin: routed up to the cap, then the render ends (a
+    first version, bypassed, took the whole timeout and relaunched the untrusted browser
+    that every other untrusted card shares)."""
+    card = fetcher(cdn.origin).card(strict=False)
+    flood = (
+        "<!doctype html><h1>x</h1><script>for (let i = 0; i < 22000; i++)"
+        f" new Image().src = '{cdn.origin}/' + i + '.gif';</script>"
+    )
+    started = time.monotonic()
+    with pytest.raises(InvalidDocument, match=f"more than {MAX_PAGE_REQUESTS} requests"):
+        await renderer.render(untrusted(flood), Output(), card)
+    assert time.monotonic() - started < 6
+    assert renderer.restarts == 0 and len(cdn.hits) <= MAX_PAGE_REQUESTS
+
+
+async def test_an_xml_prolog_keeps_the_page_in_standards_mode(
+    renderer: ChromiumRenderer, fetcher: Any
+) -> None:
+    html = (
+        '<?xml version="1.0" encoding="UTF-8"?>\n'
+        '<!DOCTYPE html PUBLIC "-//W3C//DTD XHTML 1.0 Strict//EN" '
+        '"http://www.w3.org/TR/xhtml1/DTD/xhtml1-strict.dtd">\n'
+        '<html xmlns="http://www.w3.org/1999/xhtml"><body><script>'
+        "document.documentElement.style.background ="
+        " document.compatMode === 'CSS1Compat' ? '#00ff00' : '#ff0000'"
+        "</script></body></html>"
+    )
+    png = await renderer.render(untrusted(html), Output(), fetcher().card())
+    assert png_image(png).convert("RGB").getpixel((600, 300)) == (0, 255, 0)  # red: quirks
+
+
+async def test_a_cards_own_policy_is_not_a_refused_asset(
+    renderer: ChromiumRenderer, fetcher: Any
+) -> None:
+    """Whole documents often carry a CSP of their own; what it blocks was never a request
+    of the fetcher's, and the card rendered (MISS, cached) before 057bac6."""
+    html = (
+        "<!doctype html><html><head><meta http-equiv='Content-Security-Policy' "
+        "content=\"style-src 'self'\"><style>p { color: red }</style></head>"
+        "<body><p>own policy</p></body></html>"
+    )
+    card = fetcher().card()
+    png = await renderer.render(untrusted(html), Output(), card)  # AssetRefused on 057bac6
+    assert png_image(png).size == (1200, 630)
+    assert not card.failures
+
+
+TAMPERED = {
+    "math-max": "<!doctype html><script>Math.max = () => NaN;</script><h1>x</h1>",
+    "array-map": (
+        "<!doctype html><img src='https://flood.invalid/x.png'>"
+        "<script>Array.prototype.map = function () { return 5; };</script><h1>x</h1>"
+    ),
+}
+
+
+@pytest.mark.parametrize("failure", ["fail", "degrade"])
+async def test_a_page_that_replaces_builtins_is_never_a_500(tmp_path: Path, failure: str) -> None:
+    async with running(make_settings(tmp_path / "cache", asset_failure=failure)) as (_, client):
+        errors = []
+        for name, html in TAMPERED.items():
+            try:  # the app's 500 handler answers, then the test transport re-raises
+                response = await client.get(signed({"html": html}))
+            except Exception as exc:
+                errors.append(f"{name}: 500 Internal error ({type(exc).__name__}: {exc})")
+                continue
+            if response.status_code == 500:
+                errors.append(f"{name}: 500 {response.text}")
+        assert not errors
