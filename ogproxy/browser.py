@@ -75,6 +75,9 @@ LAUNCH_ARGS = [
     # the card before, so one card had different bytes on two instances. Whole tiles are
     # rasterised again instead (tests/test_takeover.py; cost in bench/README).
     "--disable-partial-raster",
+    # No popups: a card that called window.open() 300 times had each popup's navigation
+    # routed and held its render to the timeout; a policy cannot stop window.open().
+    "--block-new-web-contents",
     # A memory ceiling per page: a script that allocates without end makes V8 kill its
     # renderer at this heap size (MiB) instead of growing by GBs until the render timeout.
     # Cards need a few MiB; shells with big inlined images stay far below it.

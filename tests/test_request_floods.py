@@ -240,3 +240,15 @@ async def test_a_page_that_replaces_builtins_is_never_a_500(tmp_path: Path, fail
             if response.status_code == 500:
                 errors.append(f"{name}: 500 {response.text}")
         assert not errors
+
+
+async def test_a_flood_of_popups_opens_none(renderer: ChromiumRenderer, fetcher: Any) -> None:
+    """A policy cannot stop window.open: each popup's navigation was a routed request
+    and the card held its render to the timeout (a 504). Chromium opens none now."""
+    card = fetcher().card(strict=False)
+    popups = "<script>for (let i = 0; i < 300; i++) window.open('https://x.invalid/' + i);</script>"
+    started = time.monotonic()
+    png = await renderer.render(untrusted("<!doctype html><h1>x</h1>" + popups), Output(), card)
+    assert png_image(png).size == (1200, 630)
+    assert time.monotonic() - started < 6
+    assert card.requests == 0
