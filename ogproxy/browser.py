@@ -307,7 +307,7 @@ class Chromium:
         context = await self._new_context(output)
         try:
             page = await context.new_page()
-            fresh = Fresh(context, page, await context.new_cdp_session(page))
+            fresh = Fresh(context, page, await context.new_cdp_session(page), self.generation)
             page.on("crash", lambda _: setattr(fresh, "crashed", True))
             return fresh
         except BaseException:
@@ -327,16 +327,19 @@ class Chromium:
         await context.route("**/*", _abort)
         return context
 
-    def retire(self, fresh: Fresh) -> None:
-        """Close a card's context in the background, once its card is answered (~10 ms
-        that no answer waits for). One that does not close (a browser stuck in a script)
-        takes its browser with it: relaunched at its next use."""
-        _background(self._retire(fresh.context))
-
-    async def _retire(self, context: BrowserContext) -> None:
-        with anyio.move_on_after(CLOSE_TIMEOUT) as scope, contextlib.suppress(PlaywrightError):
-            await context.close()
-        if scope.cancelled_caught:
+    async def retire(self, fresh: Fresh) -> None:
+        """Close a card's context, even from a cancelled render. One that does not close
+        (a browser stuck in a script) takes its browser with it, relaunched at its next
+        use, unless that browser was relaunched meanwhile. (Closing in the background
+        after the answer saved ~10 ms but freed the card's slot before its renderer
+        ended: closes could pile up past the pool, and one card could trigger more.)"""
+        with (
+            anyio.CancelScope(shield=True),
+            anyio.move_on_after(CLOSE_TIMEOUT) as scope,
+            contextlib.suppress(PlaywrightError),
+        ):
+            await fresh.context.close()
+        if scope.cancelled_caught and fresh.generation == self.generation:
             log.warning("an untrusted card's context did not close; relaunching that browser")
             await self.close()
 
@@ -361,6 +364,7 @@ class Fresh:
     context: BrowserContext
     page: Page
     cdp: CDPSession
+    generation: int  # of the browser it was made in
     crashed: bool = False  # its renderer died (killed, out of memory) before any card
 
     def usable(self) -> bool:

@@ -13,13 +13,15 @@ the page drops to quirks mode): ``guarded`` puts our markup right after a doctyp
 only whitespace and comments precede, as the HTML tokenizer reads them, else at the very
 start, in one linear scan. Either way the parser has not started ``<html>`` when it meets
 the ``<meta>``. A card's own scripts run after ours: the count is kept in a closure, with
-the functions it uses taken before any of the card's code ran, and ``report`` checks what
-comes back. A card that tampers with it only hides its own refusals.
+the functions it uses taken before any of the card's code ran, behind a property the card
+cannot replace, and ``report`` checks what comes back. A card that tampers with it (a
+``document.open()`` drops the listener) only hides its own refusals.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from html import escape
 
 # Without a fetcher every request is refused: nothing over the network, whatever kind.
@@ -27,13 +29,20 @@ NO_REQUESTS = "default-src data: blob: 'unsafe-inline' 'unsafe-eval'"
 SHOWN = 5  # refusals the page reports one by one (the rest are counted)
 
 _WHITESPACE = "\t\n\f\r "  # HTML's; Python's \s has more (a vertical tab is text to HTML)
+# A character reference to one of those is whitespace too, ignored before a doctype:
+# numeric (leading zeros, ";" optional) or the named &Tab; and &NewLine;.
+_SPACE_REFERENCE = re.compile(
+    r"&(?:#[xX]0*(?:9|[aAcCdD]|20)(?![0-9a-fA-F])|#0*(?:9|10|12|13|32)(?![0-9]));?"
+    r"|&(?:Tab|NewLine);"
+)
+_COMMENT_END = re.compile(r"--!?>")
 
 # Counts the violations of our policy only (a card's own policy blocks what it chooses).
 _COUNTER = """(() => {
   const policy = POLICY, S = String, apply = Reflect.apply, slice = S.prototype.slice;
   let n = 0, shown = 0, report = "";
   addEventListener("securitypolicyviolation", (e) => {
-    if (e.originalPolicy !== policy) return;
+    if (!e.isTrusted || e.originalPolicy !== policy) return;
     n++;
     if (shown < SHOWN) {
       shown++;
@@ -41,7 +50,9 @@ _COUNTER = """(() => {
         + apply(slice, S(e.effectiveDirective), [0, 40]) + "\\n";
     }
   }, true);
-  window.__ogBlocked = () => [n, report];
+  // Not writable: a card must not report refusals it never made (they are counted
+  // server-wide, in /metrics).
+  Object.defineProperty(window, "__ogBlocked", { value: () => [n, report] });
 })();"""
 
 # Read after the page settled; anything but what the counter returns reads as nothing.
@@ -68,8 +79,13 @@ def _guard_at(html: str) -> int:
     """After a doctype that only whitespace and comments precede, else 0 (linear)."""
     i, n = 0, len(html)
     while True:
-        while i < n and html[i] in _WHITESPACE:
-            i += 1
+        while i < n:
+            if html[i] in _WHITESPACE:
+                i += 1
+            elif html[i] == "&" and (space := _SPACE_REFERENCE.match(html, i)):
+                i = space.end()
+            else:
+                break
         if html.startswith("<!--", i):
             i = _comment_end(html, i + 4)
         elif html[i : i + 9].lower() == "<!doctype":
@@ -94,11 +110,8 @@ def _comment_end(html: str, start: int) -> int:
         return start + 1
     if html.startswith("->", start):
         return start + 2
-    arrow = html.find("-->", start)
-    bang = html.find("--!>", start, arrow + 3 if arrow >= 0 else len(html))  # only before it
-    if bang >= 0:
-        return bang + 4
-    return arrow + 3 if arrow >= 0 else -1
+    end = _COMMENT_END.search(html, start)  # the first of either: one pass, linear
+    return end.end() if end else -1
 
 
 def _ascii_letter(char: str) -> bool:

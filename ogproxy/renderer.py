@@ -668,4 +668,4 @@ class ChromiumRenderer:
             trouble.check()
             return raw
         finally:
-            browser.retire(fresh)  # after the answer, not before it
+            await browser.retire(fresh)

@@ -14,6 +14,7 @@ import pytest
 
 from ogproxy import pagepolicy
 from ogproxy.pagepolicy import _guard_at, guarded, report
+from ogproxy.params import MAX_HTML
 
 DOCTYPE = "<!doctype html>"
 
@@ -103,3 +104,41 @@ def test_the_report_is_read_as_data_or_as_nothing(
 
 def test_without_a_fetcher_nothing_goes_over_the_network() -> None:
     assert pagepolicy.NO_REQUESTS == "default-src data: blob: 'unsafe-inline' 'unsafe-eval'"
+
+
+# Found by a second review: a scan quadratic on --!> comments, and whitespace written as
+# character references, which the tokenizer ignores before a doctype as it does spaces.
+@pytest.mark.parametrize("comment", ["<!----!>", "<!--a--!>", "<!--!--!>"])
+def test_comments_closed_by_bang_are_scanned_linearly(comment: str) -> None:
+    """Each ``--!>`` comment searched for ``-->`` up to the end: O(n^2), ~26 s at MAX_HTML."""
+    code = (
+        "from ogproxy.pagepolicy import guarded\n"
+        f"guarded({comment!r} * ({MAX_HTML} // {len(comment)}) + '<p>x', 'default-src data:')\n"
+    )
+    subprocess.run([sys.executable, "-c", code], timeout=5, check=True)
+
+
+@pytest.mark.parametrize(
+    "before",
+    [
+        "&#32;",
+        "&#x20;",
+        "&#9;",
+        "&#10;",
+        "&#x0a",
+        "&#12;",
+        "&#13;",
+        "&Tab;",
+        "&NewLine;",
+        "\n&#32; <!-- c -->&#x0000020;",
+    ],
+)
+def test_whitespace_character_references_before_the_doctype_are_whitespace(before: str) -> None:
+    html = before + DOCTYPE + "<h1>card</h1>"
+    assert _guard_at(html) == len(before) + len(DOCTYPE)
+
+
+@pytest.mark.parametrize("before", ["&nbsp;", "&#xa0;", "&#11;", "&amp;", "&Tab", "&#32x"])
+def test_other_character_references_are_content(before: str) -> None:
+    """Guard for the fix: these are text (or, "&Tab" without ";", not a reference)."""
+    assert _guard_at(before + DOCTYPE + "x") == 0
