@@ -10,6 +10,7 @@ import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 from playwright.async_api import CDPSession
@@ -19,6 +20,7 @@ from ogproxy import renderer as renderer_module
 from ogproxy.config import TEMPLATES_DIR
 from ogproxy.errors import BrowserUnavailable, InvalidDocument, RenderTimeout
 from ogproxy.params import CardParams, Output
+from ogproxy.priority import RENDER_NICE, UNTRUSTED_NICE
 from ogproxy.renderer import ChromiumRenderer
 from ogproxy.templates import Document, TemplateSet
 from tests.support.cards import png_image
@@ -98,6 +100,7 @@ from ogproxy import procfs
 from ogproxy.config import TEMPLATES_DIR
 from ogproxy.encoder import linear_gradient
 from ogproxy.params import CardParams, Output
+from ogproxy.priority import RENDER_NICE, UNTRUSTED_NICE
 from ogproxy.priority import RENDER_NICE
 from ogproxy.renderer import ChromiumRenderer
 from ogproxy.templates import TemplateSet
@@ -246,3 +249,26 @@ async def test_a_page_that_crashed_after_its_capture_yields_no_bytes(
         assert renderer.renders == 0
         monkeypatch.undo()
         assert png_image(await renderer.render(built_in, Output())).size == (1200, 630)
+
+
+async def test_untrusted_cards_have_their_own_driver_at_a_lower_priority(
+    fetcher: Any,
+) -> None:
+    """A card that floods its page backs up its own driver's pipe, not the built-ins'
+    (tests/test_request_floods.py)."""
+    async with chromium_renderer() as renderer:
+        await _own_driver(renderer, fetcher)
+
+
+async def _own_driver(renderer: ChromiumRenderer, fetcher: Any) -> None:
+    drivers = [pid for pid in procfs.children(os.getpid()) if "node" in procfs.cmdline(pid)]
+    assert len(drivers) == 1
+    await renderer.render(untrusted("<p>Untrusted</p>"), Output(), fetcher().card())
+    now = [pid for pid in procfs.children(os.getpid()) if "node" in procfs.cmdline(pid)]
+    [own] = set(now) - set(drivers)
+    trusted_browser, untrusted_browser = sorted(browsers(os.getpid()))
+    assert untrusted_browser in procfs.descendants(own)
+    assert trusted_browser not in procfs.descendants(own)
+    assert os.getpriority(os.PRIO_PROCESS, own) == UNTRUSTED_NICE
+    assert os.getpriority(os.PRIO_PROCESS, untrusted_browser) == UNTRUSTED_NICE
+    assert os.getpriority(os.PRIO_PROCESS, trusted_browser) == RENDER_NICE
