@@ -68,7 +68,7 @@ REPORT_JS = """() => {
 def guarded(html: str, policy: str) -> str:
     """``html`` with the policy and its counter in it, where ``_guard_at`` says."""
     literal = json.dumps(policy).replace("<", "\\u003c")  # inside <script>: no "</script"
-    counter = _COUNTER.replace("POLICY", literal).replace("SHOWN", str(SHOWN))
+    counter = _COUNTER.replace("SHOWN", str(SHOWN)).replace("POLICY", literal)  # ours first
     head = f'<meta http-equiv="Content-Security-Policy" content="{escape(policy)}">'
     head += f"<script>{counter}</script>"
     at = _guard_at(html)
