@@ -20,12 +20,12 @@ number of spellings of one URL only push each other out.
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from typing import TYPE_CHECKING
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .delivery import image_answer
+from .memtier import MemoryLRU
 from .signing import canonical_spelling
 
 if TYPE_CHECKING:
@@ -76,7 +76,11 @@ _SPELLING_OVERHEAD = 250
 DEFAULT_SPELLING_BYTES = 2**20  # ~1,400 spellings of ~250-byte queries
 
 
-class Spellings:
+def _spelling_bytes(query: bytes, canonical: bytes) -> int:
+    return _SPELLING_OVERHEAD + len(query) + len(canonical)
+
+
+class Spellings(MemoryLRU[bytes]):
     """A bounded map of ``raw query -> canonical spelling``, least recently used out first.
 
     Only spellings whose canonical one was a known query are added (HitMiddleware), so
@@ -85,27 +89,7 @@ class Spellings:
     """
 
     def __init__(self, max_bytes: int = DEFAULT_SPELLING_BYTES) -> None:
-        self.max_bytes = max_bytes
-        self.bytes = 0
-        self._canonical: OrderedDict[bytes, bytes] = OrderedDict()
-
-    def get(self, query: bytes) -> bytes | None:
-        canonical = self._canonical.get(query)
-        if canonical is not None:
-            self._canonical.move_to_end(query)
-        return canonical
-
-    def remember(self, query: bytes, canonical: bytes) -> None:
-        if query in self._canonical:
-            return
-        self.bytes += _SPELLING_OVERHEAD + len(query) + len(canonical)
-        self._canonical[query] = canonical
-        while self.bytes > self.max_bytes:
-            old_query, old_canonical = self._canonical.popitem(last=False)
-            self.bytes -= _SPELLING_OVERHEAD + len(old_query) + len(old_canonical)
-
-    def __len__(self) -> int:
-        return len(self._canonical)
+        super().__init__(max_bytes, _spelling_bytes)
 
 
 class HitMiddleware:
@@ -142,7 +126,7 @@ class HitMiddleware:
             return None
         known = self.known.get(path, spelling)
         if known is not None:
-            self.spellings.remember(query, spelling)
+            self.spellings.put(query, spelling)
         return known
 
     async def _respond(

@@ -3,33 +3,44 @@
 from __future__ import annotations
 
 from collections import OrderedDict
+from collections.abc import Callable
+from typing import Generic, TypeVar
+
+K = TypeVar("K", str, bytes)
 
 
-class MemoryLRU:
-    """A byte-bounded LRU of immutable values."""
+def _value_bytes(key: object, value: bytes) -> int:
+    return len(value)
 
-    def __init__(self, max_bytes: int) -> None:
+
+class MemoryLRU(Generic[K]):
+    """A byte-bounded LRU of immutable values; ``cost`` says what an entry counts against
+    the bound (by default its value's bytes)."""
+
+    def __init__(self, max_bytes: int, cost: Callable[[K, bytes], int] = _value_bytes) -> None:
         self.max_bytes = max_bytes
+        self.cost: Callable[[K, bytes], int] = cost
         self.bytes = 0
-        self._items: OrderedDict[str, bytes] = OrderedDict()
+        self._items: OrderedDict[K, bytes] = OrderedDict()
 
-    def get(self, key: str) -> bytes | None:
+    def get(self, key: K) -> bytes | None:
         value = self._items.get(key)
         if value is not None:
             self._items.move_to_end(key)
         return value
 
-    def put(self, key: str, value: bytes) -> None:
-        if len(value) > self.max_bytes // 4:
-            return  # one huge image must not flush the whole hot set
+    def put(self, key: K, value: bytes) -> None:
+        size = self.cost(key, value)
+        if size > self.max_bytes // 4:
+            return  # one huge entry must not flush the whole hot set
         old = self._items.pop(key, None)
         if old is not None:
-            self.bytes -= len(old)
+            self.bytes -= self.cost(key, old)
         self._items[key] = value
-        self.bytes += len(value)
+        self.bytes += size
         while self.bytes > self.max_bytes:
-            _, evicted = self._items.popitem(last=False)
-            self.bytes -= len(evicted)
+            evicted_key, evicted = self._items.popitem(last=False)
+            self.bytes -= self.cost(evicted_key, evicted)
 
     def __len__(self) -> int:
         return len(self._items)

@@ -38,7 +38,7 @@ class Store:
         """``size_limit`` None keeps the limit the cache directory already has; ``seal``
         binds each stored card to its key and format."""
         self.seal = seal
-        self.memory = MemoryLRU(memory_bytes)
+        self.memory = MemoryLRU[str](memory_bytes)
         self.disk = DiskTier(directory, size_limit, seal)
         self.remote: ObjectTier | None = None
         self._memory_stats = TierStats()

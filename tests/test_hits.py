@@ -78,7 +78,7 @@ def test_remembered_spellings_stay_within_their_byte_budget() -> None:
     try:
         before = tracemalloc.get_traced_memory()[0]
         for i in range(5_000):
-            spellings.remember(b"title=%d&" % i + b"x" * 240, b"canonical%d&" % i + b"y" * 240)
+            spellings.put(b"title=%d&" % i + b"x" * 240, b"canonical%d&" % i + b"y" * 240)
             assert spellings.get(b"title=0&" + b"x" * 240) is not None  # in use: kept
         grown = tracemalloc.get_traced_memory()[0] - before
     finally:
