@@ -7,8 +7,6 @@ import contextlib
 import os
 import signal
 import time
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +21,7 @@ from ogproxy.params import CardParams, Output
 from ogproxy.priority import RENDER_NICE, UNTRUSTED_NICE
 from ogproxy.renderer import ChromiumRenderer
 from ogproxy.templates import Document, TemplateSet
-from tests.support.cards import png_image
+from tests.support.cards import chromium_renderer, png_image
 from tests.support.processes import browsers, chromium, cpu_seconds
 
 pytestmark = [pytest.mark.anyio, pytest.mark.browser]
@@ -100,7 +98,6 @@ from ogproxy import procfs
 from ogproxy.config import TEMPLATES_DIR
 from ogproxy.encoder import linear_gradient
 from ogproxy.params import CardParams, Output
-from ogproxy.priority import RENDER_NICE, UNTRUSTED_NICE
 from ogproxy.priority import RENDER_NICE
 from ogproxy.renderer import ChromiumRenderer
 from ogproxy.templates import TemplateSet
@@ -183,16 +180,6 @@ BUSY = "<p>busy</p><script>const t = Date.now(); while (Date.now() - t < 3000) {
 
 def untrusted(html: str) -> Document:
     return Document(html, None, {})
-
-
-@asynccontextmanager
-async def chromium_renderer() -> AsyncIterator[ChromiumRenderer]:
-    renderer = ChromiumRenderer(pages=1, chromium=None, timeout=10)
-    await renderer.start()
-    try:
-        yield renderer
-    finally:
-        await renderer.stop()
 
 
 async def test_a_script_that_runs_out_of_memory_is_a_422_not_a_blank_card() -> None:

@@ -23,7 +23,7 @@ from ogproxy.renderer import ChromiumRenderer
 from ogproxy.rendering import MAX_PAGE_REQUESTS
 from ogproxy.templates import Document
 from tests.support.assethost import AssetHost, Reply, asset_host
-from tests.support.cards import make_settings, png_image, running, signed
+from tests.support.cards import chromium_renderer, make_settings, png_image, running, signed
 
 pytestmark = [pytest.mark.anyio, pytest.mark.browser]
 
@@ -42,17 +42,11 @@ def untrusted(html: str) -> Document:
     return Document(html, None, {})
 
 
-async def _renderer() -> AsyncIterator[ChromiumRenderer]:
-    renderer = ChromiumRenderer(pages=1, chromium=None, timeout=10)
-    await renderer.start()
-    try:
-        yield renderer
-    finally:
-        await renderer.stop()
-
-
-# One for the module: every card here ends in its own context, whatever it did.
-renderer = pytest.fixture(scope="module")(_renderer)
+@pytest.fixture(scope="module")
+async def renderer() -> AsyncIterator[ChromiumRenderer]:
+    """One for the module: every card here ends in its own context, whatever it did."""
+    async with chromium_renderer() as started:
+        yield started
 
 
 @pytest.fixture

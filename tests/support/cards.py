@@ -7,7 +7,7 @@ import io
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 from PIL import Image
@@ -18,6 +18,9 @@ from ogproxy.config import TEMPLATES_DIR, Settings
 from ogproxy.rendering import Renderer
 from ogproxy.service import Service
 from ogproxy.templates import TemplateSet
+
+if TYPE_CHECKING:
+    from ogproxy.renderer import ChromiumRenderer
 
 SECRET = "test-secret-0123456789abcdef"
 BASE = "http://ogproxy.test/og.png"
@@ -87,3 +90,16 @@ async def running(
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url=base_url) as client:
             yield service, client
+
+
+@asynccontextmanager
+async def chromium_renderer() -> AsyncIterator[ChromiumRenderer]:
+    """A started ChromiumRenderer of one page (Chromium), stopped on exit."""
+    from ogproxy.renderer import ChromiumRenderer  # Playwright: not for the fast suite
+
+    renderer = ChromiumRenderer(pages=1, chromium=None, timeout=10)
+    await renderer.start()
+    try:
+        yield renderer
+    finally:
+        await renderer.stop()
