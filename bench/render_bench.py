@@ -27,8 +27,7 @@ from PIL import Image, ImageChops
 from playwright.async_api import async_playwright
 
 from ogproxy import sign_url
-from ogproxy.browser import launch as ogproxy_launch
-from ogproxy.browser import system_chromium
+from ogproxy.browser import LAUNCH_ARGS, executable_for, system_chromium
 from ogproxy.config import TEMPLATES_DIR, Settings
 from ogproxy.params import CardParams, Output
 from ogproxy.renderer import Tab
@@ -66,10 +65,16 @@ NAIVE_ARGS = [
 ]
 
 
+# The JPEG-capture floor is the soonest Chromium hands back a card: ogproxy's flags plus
+# unlimited frames, which ogproxy itself no longer runs with (they cost it ~10 ms of CPU a
+# card), so that changing ogproxy's flags never moves the reference.
+FLOOR_ARGS = [*LAUNCH_ARGS, "--no-sandbox", "--disable-frame-rate-limit"]
+
+
 async def launch(pw: Any, *, naive: bool) -> Any:
-    """The Chromium binary ogproxy uses, with ogproxy's flags or the naive ones."""
+    """The Chromium binary ogproxy uses, with the floor's flags or the naive ones."""
     if not naive:
-        return await ogproxy_launch(pw)
+        return await pw.chromium.launch(executable_path=executable_for(pw), args=FLOOR_ARGS)
     try:
         return await pw.chromium.launch(args=NAIVE_ARGS)
     except Exception:  # no Playwright build here: the system one, as ogproxy does
