@@ -105,6 +105,17 @@ def rows(r: dict[str, Any]) -> list[tuple[str, str, str, str, str, str]]:
             "≤ 1.5x",
             ru is not None and ru <= 1.5,
         )
+        # What that goal is up against: the card's load and a JPEG capture alone, in a fresh
+        # context (a new renderer process), without the policy, the encode or the server.
+        rf = ratio(shipped["fresh_floor_ms_p50"], shipped["miss_ms_p50"])
+        add(
+            "isolation's floor: load + JPEG capture in a fresh context, p50 ms vs built-in miss",
+            shipped["fresh_floor_ms_p50"],
+            shipped["miss_ms_p50"],
+            rf,
+            "report",
+            None,
+        )
         rt = ratio(untrusted["throughput_per_s"], shipped["throughput_per_s"])
         add(
             "untrusted card: distinct misses/s vs built-in",
@@ -219,6 +230,17 @@ def rows(r: dict[str, Any]) -> list[tuple[str, str, str, str, str, str]]:
             "< 1x (vercel/og)" if name == "vercel-og" else "report",
             (shipped < ms) if (name == "vercel-og" and ms) else None,
         )
+        if name == "vercel-og" and ms:
+            # What that goal is up against: Chromium's paint and JPEG capture alone.
+            floor = r["render"]["gradient"]["floor_ms_p50"]
+            add(
+                f"JPEG-capture floor (Chromium alone) p50 ms vs {peer.get('version', name)}",
+                floor,
+                ms,
+                ratio(floor, ms),
+                "report",
+                None,
+            )
     two = r.get("vercel_og_2p", {}).get("images_per_s")
     cs = r["scaling"]
     add(
