@@ -128,6 +128,16 @@ def manifest_path(cache_dir: Path, out_dir: Path) -> Path:
     return cache_dir / "manifests" / f"{digest}.json"
 
 
+def _image_at(path: Path, fmt: Format) -> bytes | None:
+    """The bytes of ``path`` if it is (still) an image of ``fmt``: a file emptied or
+    overwritten since it was written is rendered again, never uploaded as the card."""
+    try:
+        data = path.read_bytes()
+    except OSError:
+        return None
+    return data if FORMATS[fmt].matches(data) else None
+
+
 def _read_manifest(path: Path) -> dict[str, str]:
     # A lost or damaged manifest only costs re-rendering: it is a cache too.
     try:
@@ -199,10 +209,11 @@ async def render_jobs(
         if given is not None:
             summary.renamed.append((job.line, given, job.name))
         unchanged = manifest.get(job.name) == key
-        if unchanged and (out_dir / job.name).exists():
+        written = _image_at(out_dir / job.name, out.format) if unchanged else None
+        if written is not None:
             summary.skipped += 1
             if remote is not None:
-                remote.enqueue(key, out.format, (out_dir / job.name).read_bytes())
+                remote.enqueue(key, out.format, written)
             on_progress()
             continue
         planned.append((job, params, out, key, unchanged))

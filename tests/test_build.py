@@ -81,6 +81,28 @@ def test_render_many_from_jsonl_then_skip_unchanged(tmp_path: Path) -> None:
 
 
 @pytest.mark.usefixtures("fake_chromium")
+def test_render_writes_again_a_file_that_is_no_longer_an_image(tmp_path: Path) -> None:
+    """A file of an unchanged card is skipped only if it is still an image of its format:
+    one emptied by a full disk or overwritten is not uploaded with --store as the card
+    (sealed under the card's key), it is rendered again."""
+    cards = tmp_path / "cards.jsonl"
+    cards.write_text(
+        "".join(json.dumps({"slug": f"p{i}", "title": f"T {i}"}) + "\n" for i in range(3))
+    )
+    out, cache = tmp_path / "out", tmp_path / "cache"
+    args = ("render", "--input", str(cards), "--out-dir", str(out), "--cache-dir", str(cache))
+    assert run(*args)[0] == 0
+    good = (out / "p1.png").read_bytes()
+    (out / "p0.png").write_bytes(b"")
+    (out / "p1.png").write_bytes(b"<html>not a card</html>")
+    code, output = run(*args)
+    assert code == 0, output
+    assert "0 rendered, 2 restored, 1 unchanged (skipped)" in output, output
+    assert (out / "p1.png").read_bytes() == good
+    assert png_image((out / "p0.png").read_bytes()).size == (1200, 630)
+
+
+@pytest.mark.usefixtures("fake_chromium")
 def test_render_from_csv_and_single_files(tmp_path: Path) -> None:
     csv_file = tmp_path / "cards.csv"
     csv_file.write_text(
