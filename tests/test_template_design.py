@@ -109,6 +109,39 @@ async def test_right_to_left_cards_are_mirrored(tab: Tab, template: str) -> None
     assert abs(left[0] - (1200 - (right[0] + right[2]))) <= 12, (left, right)
 
 
+# A right-to-left title over a subtitle and an author written left to right (a Hebrew
+# blog, an English name), and the other way round.
+MIXED = {"rtl": ("שלום עולם", "A subtitle", "Ann Lee"), "ltr": ("Ship it", "כותרת משנה", "אנה לי")}
+
+
+@pytest.mark.parametrize("template", TEMPLATES)
+async def test_text_of_the_other_direction_starts_on_the_title_side(
+    tab: Tab, template: str
+) -> None:
+    """A subtitle or byline written in the other direction than the title still starts at
+    the title's side of the card: where the same block starts on the card written all in
+    the title's direction (it was left at the other side, away from its border)."""
+
+    async def starts(title: str, subtitle: str, author: str) -> list[tuple[int, int]]:
+        await load(tab, template, title, subtitle, extra={"author": author})
+        captures = await capture_with_and_without_text(tab)
+        found = await boxes(tab.page, ".subtitle > span, .byline > span")
+        edges = []
+        for box in found:
+            ink = ink_box(captures, box)
+            assert ink is not None
+            edges.append((ink[0], ink[0] + ink[2]))  # left and right edge of the glyphs
+        return edges
+
+    ltr, rtl = await starts(*LTR), await starts(*RTL)
+    # On a right-to-left card, Latin text ends at the right edge the Hebrew text has.
+    for mixed, alone in zip(await starts(*MIXED["rtl"]), rtl, strict=True):
+        assert abs(mixed[1] - alone[1]) <= 12, (template, "rtl", mixed, alone)
+    # On a left-to-right card, Hebrew text begins at the left edge the Latin text has.
+    for mixed, alone in zip(await starts(*MIXED["ltr"]), ltr, strict=True):
+        assert abs(mixed[0] - alone[0]) <= 12, (template, "ltr", mixed, alone)
+
+
 SHAPES = [(1200, 630), (1200, 600), (1080, 1080), (1000, 1500)]
 SHAPE_TITLE = "How we cut our cloud bill by 73% without rewriting a single service"
 
