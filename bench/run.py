@@ -125,6 +125,15 @@ def rows(r: dict[str, Any]) -> list[tuple[str, str, str, str, str, str]]:
             "≥ 0.6x",
             rt is not None and rt >= 0.6,
         )
+        rf = ratio(shipped["fresh_floor_per_s"], shipped["throughput_per_s"])
+        add(
+            "isolation's floor: fresh-context loads + JPEG captures/s (4 at once) vs built-in",
+            shipped["fresh_floor_per_s"],
+            shipped["throughput_per_s"],
+            rf,
+            "report",
+            None,
+        )
     for card in ("gradient", "css-gradient"):
         c = r["render"][card]
         label = "shipped gradient card" if card == "gradient" else "CSS-gradient card (dithered)"
