@@ -128,11 +128,13 @@ def manifest_path(cache_dir: Path, out_dir: Path) -> Path:
     return cache_dir / "manifests" / f"{digest}.json"
 
 
-def _image_at(path: Path, fmt: Format) -> bytes | None:
-    """The bytes of ``path`` if it is (still) an image of ``fmt``: a file emptied or
-    overwritten since it was written is rendered again, never uploaded as the card."""
+def _image_at(path: Path, fmt: Format, *, whole: bool) -> bytes | None:
+    """The bytes of ``path`` (only its first ones unless ``whole``) if it is still an image
+    of ``fmt``: a file emptied or overwritten since it was written is rendered again, never
+    uploaded as the card."""
     try:
-        data = path.read_bytes()
+        with path.open("rb") as file:
+            data = file.read() if whole else file.read(64)  # magic bytes are in the first 12
     except OSError:
         return None
     return data if FORMATS[fmt].matches(data) else None
@@ -209,7 +211,9 @@ async def render_jobs(
         if given is not None:
             summary.renamed.append((job.line, given, job.name))
         unchanged = manifest.get(job.name) == key
-        written = _image_at(out_dir / job.name, out.format) if unchanged else None
+        # Read whole only to upload it: a run without a store checks the magic bytes only.
+        whole = remote is not None
+        written = _image_at(out_dir / job.name, out.format, whole=whole) if unchanged else None
         if written is not None:
             summary.skipped += 1
             if remote is not None:
