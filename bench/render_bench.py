@@ -143,19 +143,22 @@ async def browser_paths(templates: TemplateSet, template: str, n: int) -> dict[s
             )
             return context, await context.new_page()
 
-        spare = asyncio.ensure_future(made())
-
-        async def fresh_floor(i: int) -> bytes:
-            # Isolation's floor: the card in a context of its own, made before it was needed
-            # (as ogproxy's spare is), then closed; no policy, no encode.
-            nonlocal spare
-            context, page = await spare
-            spare = asyncio.ensure_future(made())
+        async def fresh(i: int, context: Any, page: Any) -> bytes:
+            # Isolation's floor: the card in a context of its own, closed after its JPEG
+            # capture; no policy, no encode.
             await page.set_content(doc(i).html, wait_until="load")
             cdp = await context.new_cdp_session(page)
             shot = await cdp.send("Page.captureScreenshot", {"format": "jpeg", "quality": 80})
             await context.close()
             return str(shot["data"]).encode()
+
+        spare = asyncio.ensure_future(made())
+
+        async def fresh_floor(i: int) -> bytes:
+            # One at a time, each in a context made before it was needed (ogproxy's spare).
+            nonlocal spare
+            ready, spare = spare, asyncio.ensure_future(made())
+            return await fresh(i, *await ready)
 
         await _timed(3, naive)
         naive_ms, naive_bytes = await _timed(n, naive)
@@ -165,19 +168,12 @@ async def browser_paths(templates: TemplateSet, template: str, n: int) -> dict[s
         fresh_ms, _ = await _timed(n, fresh_floor)
         await (await spare)[0].close()
 
-        async def fresh_alone(i: int) -> None:
-            context, page = await made()
-            await page.set_content(doc(i).html, wait_until="load")
-            cdp = await context.new_cdp_session(page)
-            await cdp.send("Page.captureScreenshot", {"format": "jpeg", "quality": 80})
-            await context.close()
-
         # As many at once as ogproxy has pages on two cores: each makes its own context.
         limit = asyncio.Semaphore(4)
 
         async def bounded(i: int) -> None:
             async with limit:
-                await fresh_alone(i)
+                await fresh(i, *await made())
 
         started = time.perf_counter()
         await asyncio.gather(*(bounded(10_000 + i) for i in range(n)))
