@@ -111,19 +111,29 @@ async def test_allowed_requests_past_the_limit_end_the_render_at_once(
     assert png_image(await renderer.render(untrusted(fewer), Output(), fetcher(cdn.origin).card()))
 
 
+# Paints the page green in standards mode, red in quirks mode.
+STANDARDS_PROBE = (
+    "<script>document.documentElement.style.background ="
+    " document.compatMode === 'CSS1Compat' ? '#00ff00' : '#ff0000'</script>"
+)
+
+
+async def in_standards_mode(renderer: ChromiumRenderer, fetcher: Any, html: str) -> bool:
+    """Whether the untrusted card ``html`` (ending with STANDARDS_PROBE) rendered in
+    standards mode, the policy put in."""
+    png = await renderer.render(untrusted(html), Output(), fetcher().card())
+    return png_image(png).convert("RGB").getpixel((600, 300)) == (0, 255, 0)
+
+
 async def test_the_policy_keeps_a_doctype_first(renderer: ChromiumRenderer, fetcher: Any) -> None:
     """Markup before a doctype would put the page in quirks mode and change its layout."""
-    probe = (
-        "<script>document.documentElement.style.background ="
-        " document.compatMode === 'CSS1Compat' ? '#00ff00' : '#ff0000'</script>"
-    )
+    assert not await in_standards_mode(renderer, fetcher, STANDARDS_PROBE)  # no doctype: quirks
     for doctype in (
         "<!DOCTYPE html>",
         "\n<!-- a card -->\n<!doctype html>",
         "<!--><!---><!-- x --!><?xml version='1.0'?><!bogus></><!doctype html>",
     ):
-        png = await renderer.render(untrusted(doctype + probe), Output(), fetcher().card())
-        assert png_image(png).convert("RGB").getpixel((600, 300)) == (0, 255, 0), doctype
+        assert await in_standards_mode(renderer, fetcher, doctype + STANDARDS_PROBE), doctype
 
 
 # Found by a review of the first version, which put the policy in with a regular
@@ -172,13 +182,9 @@ async def test_an_xml_prolog_keeps_the_page_in_standards_mode(
         '<?xml version="1.0" encoding="UTF-8"?>\n'
         '<!DOCTYPE html PUBLIC "-//W3C//DTD XHTML 1.0 Strict//EN" '
         '"http://www.w3.org/TR/xhtml1/DTD/xhtml1-strict.dtd">\n'
-        '<html xmlns="http://www.w3.org/1999/xhtml"><body><script>'
-        "document.documentElement.style.background ="
-        " document.compatMode === 'CSS1Compat' ? '#00ff00' : '#ff0000'"
-        "</script></body></html>"
+        '<html xmlns="http://www.w3.org/1999/xhtml"><body>' + STANDARDS_PROBE + "</body></html>"
     )
-    png = await renderer.render(untrusted(html), Output(), fetcher().card())
-    assert png_image(png).convert("RGB").getpixel((600, 300)) == (0, 255, 0)  # red: quirks
+    assert await in_standards_mode(renderer, fetcher, html)
 
 
 async def test_a_cards_own_policy_is_not_a_refused_asset(
@@ -236,14 +242,8 @@ async def test_a_flood_of_popups_opens_none(renderer: ChromiumRenderer, fetcher:
 async def test_a_space_reference_before_the_doctype_keeps_standards_mode(
     renderer: ChromiumRenderer, fetcher: Any
 ) -> None:
-    html = (
-        "&#32;" + "<!doctype html>" + "<html><body><script>"
-        "document.documentElement.style.background ="
-        " document.compatMode === 'CSS1Compat' ? '#00ff00' : '#ff0000'"
-        "</script></body></html>"
-    )
-    png = await renderer.render(untrusted(html), Output(), fetcher().card())
-    assert png_image(png).convert("RGB").getpixel((600, 300)) == (0, 255, 0)  # red: quirks
+    html = "&#32;<!doctype html><html><body>" + STANDARDS_PROBE + "</body></html>"
+    assert await in_standards_mode(renderer, fetcher, html)
 
 
 async def test_a_card_cannot_add_refusals_it_never_made(
