@@ -68,8 +68,8 @@ LAUNCH_ARGS = [
     "--hide-scrollbars",
     "--font-render-hinting=none",  # same glyph shapes on every machine
     # Frames at 60 Hz, not unlimited: --disable-frame-rate-limit made a capture ~one frame
-    # sooner but had the compositor spin frames around each card, ~10 ms more CPU per card
-    # (~18%) and ~20% fewer misses/s on two cores (bench/README.md, issue 20).
+    # sooner but had the compositor spin frames around each card: ~10 ms more CPU per card
+    # (~18%) and ~8% fewer misses/s through the server on two cores (bench/README.md).
     "--disable-gpu-vsync",
     # A reused page re-rasterised only the changed part of its tiles over the last card:
     # where a title crossed a shape, edge pixels came out a few levels apart depending on
